@@ -1,0 +1,59 @@
+# execd — the two commands a newcomer needs are `make run` and `make test`; each installs
+# what is missing first (Debian packages via apt-get, kernels via npm), then builds.
+BUILD ?= build
+ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Build and test toolchain and libraries (Debian bookworm names).
+APT_BUILD := meson ninja-build pkg-config g++ python3 \
+	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev
+# What the daemon drives at run time: shells and tools commands expect, kernels.
+APT_RUNTIME := bash procps
+APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
+
+.PHONY: all deps build run test bench fmt lint clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dwerror=true
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/execd $(ARGS)
+
+# meson runs every test executable; summarize.py adds up doctest's per-executable counts
+# into the one closing line `N passed, M failed` and fails if anything failed or crashed.
+test: build
+	@meson test -C $(BUILD) --print-errorlogs --num-processes 2 > $(BUILD)/meson-test.out 2>&1; \
+	tail -n 40 $(BUILD)/meson-test.out; \
+	python3 tests/summarize.py $(BUILD)/meson-logs/testlog.json
+
+bench: build
+	./bench/run.sh $(BUILD)
+
+fmt:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+# Layering (docs/ARCHITECTURE.md): HTTP stays in api/ and http/, ZeroMQ in its two files.
+lint:
+	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/files src/metrics src/jupyter src/commands || { echo "lint: HTTP below api/"; exit 1; }
+	@! grep -rl 'zmq.hpp' src | grep -vE 'jupyter/(kernel_client|wire)\.(c|h)pp' || { echo "lint: zmq outside jupyter/kernel_client and jupyter/wire"; exit 1; }
+	@! grep -rl 'openssl/' src | grep -v 'jupyter/hmac_signer.cpp' || { echo "lint: OpenSSL outside jupyter/hmac_signer.cpp"; exit 1; }
+	@echo "lint: layering ok"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,23 @@
+#include "api/metrics_routes.hpp"
+
+#include "http/json_io.hpp"
+
+namespace execd::api {
+
+void register_metrics_routes(http::HttpServer& server, std::shared_ptr<metrics::MetricsSampler> sampler) {
+  server.route(http::HttpServer::Method::get, "/metrics", [sampler](const httplib::Request&, httplib::Response& res) {
+    const metrics::HostMetrics m = sampler->latest();
+    if (m.timestamp == 0) {
+      http::write_error(res, core::make_error(core::Errc::unavailable, "no metrics sample is available yet"));
+      return;
+    }
+    http::write_json(res, metrics::to_json(m));
+  });
+  server.route(http::HttpServer::Method::get, "/metrics/watch",
+               [&server, sampler](const httplib::Request& req, httplib::Response& res) {
+                 http::stream_events(res, sampler, exec::Cursor{http::resume_after(req)},
+                                     server.sse_options(/*ends_at_terminal=*/false));
+               });
+}
+
+}  // namespace execd::api

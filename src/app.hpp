@@ -1,0 +1,39 @@
+#pragma once
+
+#include <memory>
+
+#include "core/config.hpp"
+#include "core/result.hpp"
+
+namespace execd {
+
+namespace exec { class ExecutionRegistry; }
+namespace http { class HttpServer; }
+namespace metrics { class MetricsSampler; }
+
+/// The composition root: builds every service once from the Config, wires the routes,
+/// and owns the order of start-up and shutdown. There are no globals; whatever a route
+/// needs is handed to it here.
+class App {
+ public:
+  explicit App(core::Config config);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  /// Binds the listener; returns the bound port.
+  core::Result<int> start();
+  /// Serves until stop(); returns when every connection has ended.
+  void run();
+  /// Stops accepting, ends open streams, and shuts domain services down (their child
+  /// processes included). Safe from any thread, once.
+  void stop();
+
+ private:
+  core::Config config_;
+  std::shared_ptr<exec::ExecutionRegistry> executions_;
+  std::shared_ptr<metrics::MetricsSampler> sampler_;
+  std::unique_ptr<http::HttpServer> server_;
+};
+
+}  // namespace execd

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace execd::core {
+
+/// Everything the daemon can be told at start-up. Built once by parse_config() in main
+/// and handed to the composition root; nothing reads flags or the environment later.
+struct Config {
+  // HTTP
+  std::string host = "127.0.0.1";
+  int port = 44772;                        ///< 0 binds a free port (logged at start)
+  std::string access_token;                ///< empty: no auth
+  size_t http_threads = 4096;              ///< most connections served at once (SSE holds one each)
+  std::chrono::seconds http_read_timeout{30};
+  std::chrono::milliseconds sse_keepalive{3000};
+  std::chrono::milliseconds graceful_shutdown_timeout{3000};
+
+  // Logging
+  std::string log_level = "info";          ///< trace, debug, info, warn, error, critical, off
+  std::string log_file;                    ///< empty: stderr
+
+  // Executions and their event logs
+  size_t event_log_memory_bytes = 256 * 1024;  ///< per log; older events spill to disk
+  std::string spill_dir;                       ///< empty: $TMPDIR or /tmp
+  std::chrono::seconds execution_retention{600};  ///< finished executions kept this long
+
+  // Commands
+  std::chrono::milliseconds kill_grace{3000};  ///< SIGINT -> SIGTERM -> SIGKILL steps
+  std::string envs_file;                       ///< EXECD_ENVS: KEY=VALUE lines for commands
+
+  // Files
+  std::string files_root;                      ///< empty: no jail
+  uint64_t max_upload_bytes = 0;               ///< 0: unlimited
+  std::chrono::seconds upload_expiry{86400};   ///< unfinished resumable uploads
+
+  // Jupyter
+  size_t kernel_pool_size = 1;                 ///< warm kernels kept per language used so far
+  std::map<std::string, std::string> kernel_for_language;  ///< language -> kernelspec name
+  std::chrono::milliseconds kernel_start_timeout{30000};
+
+  bool show_help = false;
+};
+
+/// Parses argv with environment fallbacks (flag > env > default). `env` is a lookup so
+/// tests can pass their own. Returns invalid_argument with one line naming the bad flag.
+Result<Config> parse_config(const std::vector<std::string>& args,
+                            const std::map<std::string, std::string>& env);
+
+/// The --help text: every flag, its environment variable and default.
+std::string config_help();
+
+/// "1500ms", "3s", "2m", "1h", or a bare number of seconds.
+Result<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+/// "1048576", "64k", "16MiB", "2G" (binary multiples).
+Result<uint64_t> parse_size(const std::string& text);
+
+}  // namespace execd::core

@@ -1,0 +1,233 @@
+#include "exec/event_log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace execd::exec {
+namespace {
+
+constexpr size_t kEventOverhead = sizeof(Event) + 32;  // rough per-event bookkeeping
+constexpr size_t kMaxReadBytes = 512 * 1024;             // one read() batch
+
+size_t cost(const Event& e) { return e.json.size() + e.type.size() + kEventOverhead; }
+
+core::UniqueFd open_spill_file(const std::string& dir_opt) {
+  std::string dir = dir_opt;
+  if (dir.empty()) {
+    const char* t = std::getenv("TMPDIR");
+    dir = (t != nullptr && *t != '\0') ? t : "/tmp";
+  }
+  // O_TMPFILE: never visible by name, gone with the last close, even after a crash.
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::string tmpl = dir + "/execd-spill-XXXXXX";
+    fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+    if (fd >= 0) ::unlink(tmpl.c_str());
+  }
+  return core::UniqueFd(fd);
+}
+
+bool write_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+EventLog::EventLog(Options options) : options_(std::move(options)) {}
+
+uint64_t EventLog::append(Event event) {
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return 0;
+    seq = append_locked(std::move(event));
+  }
+  cv_.notify_all();
+  return seq;
+}
+
+uint64_t EventLog::close(Event terminal) {
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return 0;
+    seq = append_locked(std::move(terminal));
+    closed_ = true;
+  }
+  cv_.notify_all();
+  return seq;
+}
+
+void EventLog::close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool EventLog::is_closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+uint64_t EventLog::last_seq() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_seq_;
+}
+
+size_t EventLog::memory_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return memory_bytes_;
+}
+
+uint64_t EventLog::spilled_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return spilled_upto_;
+}
+
+void EventLog::notify_readers() { cv_.notify_all(); }
+
+uint64_t EventLog::append_locked(Event event) {
+  event.seq = ++last_seq_;
+  memory_bytes_ += cost(event);
+  memory_.push_back(std::move(event));
+  if (memory_bytes_ > options_.memory_bytes && !spill_failed_) spill_locked();
+  return last_seq_;
+}
+
+void EventLog::spill_locked() {
+  if (!spill_fd_.valid()) {
+    spill_fd_ = open_spill_file(options_.spill_dir);
+    if (!spill_fd_.valid()) {
+      spill_failed_ = true;
+      spdlog::error("event log: cannot open a spill file ({}); keeping events in memory", std::strerror(errno));
+      return;
+    }
+  }
+  // Spill down to half the budget so spilling happens in batches, not per event.
+  std::string buf;
+  size_t n = 0;
+  size_t freed = 0;
+  std::vector<uint64_t> new_index;
+  uint64_t offset = spill_end_;
+  while (n < memory_.size() && memory_bytes_ - freed > options_.memory_bytes / 2) {
+    const Event& e = memory_[n];
+    if ((e.seq - 1) % kIndexStride == 0) new_index.push_back(offset);
+    // One line per event: "<type>\t<json>\n". Compact JSON never holds a raw newline.
+    const size_t before = buf.size();
+    buf += e.type;
+    buf += '\t';
+    buf += e.json;
+    buf += '\n';
+    offset += buf.size() - before;
+    freed += cost(e);
+    ++n;
+  }
+  if (n == 0) return;
+  if (!write_all(spill_fd_.get(), buf)) {
+    spill_failed_ = true;
+    spdlog::error("event log: spill write failed ({}); keeping events in memory", std::strerror(errno));
+    // The file may hold a partial tail past spill_end_; it is never read.
+    return;
+  }
+  spill_end_ = offset;
+  index_.insert(index_.end(), new_index.begin(), new_index.end());
+  spilled_upto_ = memory_[n - 1].seq;
+  memory_.erase(memory_.begin(), memory_.begin() + static_cast<std::ptrdiff_t>(n));
+  memory_bytes_ -= freed;
+}
+
+ReadResult EventLog::read(Cursor& cursor, size_t max_events, std::chrono::milliseconds wait) {
+  if (max_events == 0) max_events = 1;
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, wait, [&] { return last_seq_ > cursor.after || closed_; });
+
+  const uint64_t want = cursor.after + 1;
+  if (want <= spilled_upto_) {
+    // Work out where in the file event `want` starts, then read without the lock:
+    // everything below spill_end_ is immutable.
+    uint64_t start = 0;
+    uint64_t scan_from = 0;
+    if (cursor.spill_offset != Cursor::kNoHint) {
+      start = cursor.spill_offset;
+      scan_from = want;
+    } else {
+      const uint64_t slot = (want - 1) / kIndexStride;
+      start = index_[slot];
+      scan_from = slot * kIndexStride + 1;
+    }
+    const uint64_t upto = spilled_upto_;
+    lock.unlock();
+    return read_spilled(cursor, max_events, upto, start, scan_from);
+  }
+
+  ReadResult out;
+  size_t bytes = 0;
+  const size_t first = static_cast<size_t>(want - spilled_upto_ - 1);
+  for (size_t i = first; i < memory_.size() && out.events.size() < max_events && bytes < kMaxReadBytes; ++i) {
+    bytes += memory_[i].json.size();
+    out.events.push_back(memory_[i]);
+  }
+  if (!out.events.empty()) cursor.after = out.events.back().seq;
+  cursor.spill_offset = Cursor::kNoHint;
+  out.end = closed_ && cursor.after == last_seq_;
+  return out;
+}
+
+ReadResult EventLog::read_spilled(Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
+                                  uint64_t scan_from_seq) {
+  ReadResult out;
+  const uint64_t want = cursor.after + 1;
+  uint64_t seq = scan_from_seq;
+  uint64_t offset = start_offset;
+  std::string buf;
+  std::string chunk(64 * 1024, '\0');
+  size_t bytes = 0;
+  while (seq <= spilled_upto && out.events.size() < max_events && bytes < kMaxReadBytes) {
+    const size_t nl = buf.find('\n');
+    if (nl == std::string::npos) {
+      const ssize_t n = ::pread(spill_fd_.get(), chunk.data(), chunk.size(), static_cast<off_t>(offset + buf.size()));
+      if (n <= 0) {
+        spdlog::error("event log: spill read failed at offset {}", offset + buf.size());
+        break;
+      }
+      buf.append(chunk.data(), static_cast<size_t>(n));
+      continue;
+    }
+    if (seq >= want) {
+      const size_t tab = buf.find('\t');
+      Event e;
+      e.seq = seq;
+      e.type = buf.substr(0, tab);
+      e.json = buf.substr(tab + 1, nl - tab - 1);
+      bytes += e.json.size();
+      out.events.push_back(std::move(e));
+    }
+    offset += nl + 1;
+    buf.erase(0, nl + 1);
+    ++seq;
+  }
+  if (!out.events.empty()) {
+    cursor.after = out.events.back().seq;
+    cursor.spill_offset = cursor.after < spilled_upto ? offset : Cursor::kNoHint;
+  }
+  return out;  // never `end`: the terminal event is always in memory or after this batch
+}
+
+}  // namespace execd::exec

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "exec/event_source.hpp"
+
+namespace execd::exec {
+
+/// An execution's append-only event log: events get sequence numbers 1, 2, 3, ...; any
+/// number of readers each read from their own cursor and may block for more; the
+/// terminal event closes the log.
+///
+/// Memory is bounded: when the events held in memory exceed `memory_bytes`, the oldest
+/// are written to an unlinked spill file and read back from it on demand, so a reader
+/// that attaches late (replay, Last-Event-ID) still sees every event while the daemon's
+/// memory stays flat. If the spill file cannot be written (disk full), events stay in
+/// memory and the failure is logged once: no event is ever dropped.
+///
+/// Thread-safe: one or more producers append, many readers read.
+class EventLog final : public EventSource {
+ public:
+  struct Options {
+    size_t memory_bytes = 256 * 1024;
+    std::string spill_dir;  ///< empty: $TMPDIR or /tmp
+  };
+
+  explicit EventLog(Options options);
+  ~EventLog() override = default;
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  /// Appends and returns the event's seq; returns 0 (and drops it) once closed.
+  uint64_t append(Event event);
+  /// Appends `terminal` as the last event and closes the log. No-op if already closed.
+  uint64_t close(Event terminal);
+  /// Closes with no further event (the producer went away).
+  void close();
+
+  [[nodiscard]] bool is_closed() const;
+  [[nodiscard]] uint64_t last_seq() const;
+  /// Bytes of event data held in memory now (for tests and metrics).
+  [[nodiscard]] size_t memory_bytes() const;
+  /// Events written to the spill file so far.
+  [[nodiscard]] uint64_t spilled_count() const;
+
+  ReadResult read(Cursor& cursor, size_t max_events, std::chrono::milliseconds wait) override;
+
+  /// Wakes every blocked reader (they return what they have, possibly nothing).
+  void notify_readers();
+
+ private:
+  static constexpr uint64_t kIndexStride = 256;  // one spill offset kept per this many events
+
+  uint64_t append_locked(Event event);
+  void spill_locked();
+  ReadResult read_spilled(Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
+                          uint64_t scan_from_seq);
+
+  Options options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> memory_;       // events spilled_upto_+1 .. last_seq_
+  size_t memory_bytes_ = 0;
+  uint64_t last_seq_ = 0;
+  bool closed_ = false;
+
+  core::UniqueFd spill_fd_;
+  bool spill_failed_ = false;
+  uint64_t spilled_upto_ = 0;       // events 1..spilled_upto_ live in the spill file
+  uint64_t spill_end_ = 0;          // bytes written to the spill file
+  std::vector<uint64_t> index_;     // index_[i] = offset of event i*kIndexStride+1
+};
+
+}  // namespace execd::exec

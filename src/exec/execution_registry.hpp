@@ -1,0 +1,41 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "exec/execution.hpp"
+
+namespace execd::exec {
+
+/// Every execution by id, for replay and polling. Finished executions (closed logs) are
+/// evicted `retention` after they finished, lazily on create(), so a daemon that has run
+/// ten thousand commands holds only the recent ones. Thread-safe.
+class ExecutionRegistry {
+ public:
+  ExecutionRegistry(EventLog::Options log_options, std::chrono::seconds retention);
+
+  /// A new execution with a fresh id (or `id` when given and unused).
+  std::shared_ptr<Execution> create(const std::string& kind, const std::string& id = {});
+  [[nodiscard]] std::shared_ptr<Execution> find(const std::string& id) const;
+  void remove(const std::string& id);
+  /// Evicts finished executions older than the retention; returns how many.
+  size_t sweep();
+  [[nodiscard]] size_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<Execution> execution;
+    std::chrono::steady_clock::time_point closed_seen{};  // first sweep that saw it closed
+  };
+
+  EventLog::Options log_options_;
+  std::chrono::seconds retention_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> by_id_;
+  std::chrono::steady_clock::time_point last_sweep_{};
+};
+
+}  // namespace execd::exec

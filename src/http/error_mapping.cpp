@@ -1,0 +1,33 @@
+#include "http/error_mapping.hpp"
+
+namespace execd::http {
+
+HttpError map_error(core::Errc errc) {
+  using core::Errc;
+  switch (errc) {
+    case Errc::invalid_argument: return {400, "INVALID_REQUEST_BODY"};
+    case Errc::missing_parameter: return {400, "MISSING_QUERY"};
+    case Errc::invalid_file: return {400, "INVALID_FILE"};
+    case Errc::invalid_file_metadata: return {400, "INVALID_FILE_METADATA"};
+    case Errc::invalid_file_content: return {400, "INVALID_FILE_CONTENT"};
+    case Errc::unauthorized: return {401, "UNAUTHORIZED"};
+    case Errc::permission_denied: return {403, "PERMISSION_DENIED"};
+    case Errc::forbidden: return {403, "FORBIDDEN"};
+    case Errc::not_found: return {404, "NOT_FOUND"};
+    case Errc::file_not_found: return {404, "FILE_NOT_FOUND"};
+    case Errc::context_not_found: return {404, "CONTEXT_NOT_FOUND"};
+    case Errc::route_not_found: return {404, "NOT_FOUND"};
+    case Errc::method_not_allowed: return {405, "METHOD_NOT_ALLOWED"};
+    case Errc::conflict: return {409, "CONFLICT"};
+    case Errc::too_large: return {413, "TOO_LARGE"};
+    case Errc::range_not_satisfiable: return {416, "RANGE_NOT_SATISFIABLE"};
+    case Errc::not_supported: return {501, "NOT_SUPPORTED"};
+    case Errc::unavailable: return {503, "UNAVAILABLE"};
+    case Errc::kernel_dead: return {500, "KERNEL_DEAD"};
+    case Errc::no_space: return {507, "INSUFFICIENT_STORAGE"};
+    case Errc::internal: return {500, "RUNTIME_ERROR"};
+  }
+  return {500, "RUNTIME_ERROR"};
+}
+
+}  // namespace execd::http

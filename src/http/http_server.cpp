@@ -1,0 +1,187 @@
+#include "http/http_server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <spdlog/spdlog.h>
+
+#include "http/elastic_thread_pool.hpp"
+#include "http/json_io.hpp"
+
+namespace execd::http {
+namespace {
+
+constexpr const char* kTokenHeader = "X-EXECD-ACCESS-TOKEN";
+constexpr int kListenBacklog = 4096;  // httplib's compiled-in backlog of 5 drops bursts
+
+const char* method_name(HttpServer::Method m) {
+  switch (m) {
+    case HttpServer::Method::get: return "GET";
+    case HttpServer::Method::post: return "POST";
+    case HttpServer::Method::put: return "PUT";
+    case HttpServer::Method::patch: return "PATCH";
+    case HttpServer::Method::del: return "DELETE";
+    case HttpServer::Method::options: return "OPTIONS";
+  }
+  return "?";
+}
+
+HttpServer::Method method_of(const std::string& m) {
+  if (m == "POST") return HttpServer::Method::post;
+  if (m == "PUT") return HttpServer::Method::put;
+  if (m == "PATCH") return HttpServer::Method::patch;
+  if (m == "DELETE") return HttpServer::Method::del;
+  if (m == "OPTIONS") return HttpServer::Method::options;
+  return HttpServer::Method::get;
+}
+
+}  // namespace
+
+bool constant_time_equals(const std::string& expected, const std::string& given) {
+  // Walk `expected` in full whatever `given` is; fold the length difference in too.
+  unsigned char diff = expected.size() == given.size() ? 0 : 1;
+  const size_t n = expected.size();
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char g = given.empty() ? 0 : static_cast<unsigned char>(given[i % given.size()]);
+    diff |= static_cast<unsigned char>(static_cast<unsigned char>(expected[i]) ^ g);
+  }
+  return diff == 0;
+}
+
+HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  auto& s = *server_;
+  const size_t max_threads = options_.max_threads;
+  s.new_task_queue = [max_threads] { return new ElasticThreadPool(2, max_threads, std::chrono::seconds(30)); };
+  s.set_tcp_nodelay(true);
+  s.set_keep_alive_max_count(100000);
+  s.set_keep_alive_timeout(5);
+  s.set_read_timeout(options_.read_timeout);
+  s.set_write_timeout(std::chrono::seconds(30));
+  s.set_socket_options([this](socket_t sock) {
+    // Not httplib's default: it sets SO_REUSEPORT, which would let a second daemon
+    // share our port silently.
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd_ = sock;
+  });
+
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (is_authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
+    write_error(res, core::make_error(core::Errc::unauthorized,
+                                      std::string("invalid or missing header ") + kTokenHeader));
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    // httplib calls this for every status >= 400; a body means a route already wrote
+    // its error. What is left: its own 404 (no route) and protocol errors (400, 413, 414).
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 404) {
+      std::string allow;
+      if (path_matches_other_method(req.path, method_of(req.method), allow)) {
+        res.set_header("Allow", allow);
+        write_error(res, core::make_error(core::Errc::method_not_allowed,
+                                          "method " + req.method + " is not allowed on " + req.path + " (allowed: " +
+                                              allow + ")"));
+      } else {
+        write_error(res, core::make_error(core::Errc::route_not_found, "no route for " + req.method + " " + req.path));
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const int status = res.status;
+    write_error(res, core::make_error(status == 413 ? core::Errc::too_large : core::Errc::invalid_argument,
+                                      "malformed request (HTTP " + std::to_string(status) + ")"));
+    res.status = status;
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+
+  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("http: {} {} failed: {}", req.method, req.path, what);
+    write_error(res, core::make_error(core::Errc::internal, "internal error: " + what));
+  });
+}
+
+HttpServer::~HttpServer() = default;
+
+bool HttpServer::is_authorized(const httplib::Request& req) const {
+  if (options_.access_token.empty()) return true;
+  return constant_time_equals(options_.access_token, req.get_header_value(kTokenHeader));
+}
+
+bool HttpServer::path_matches_other_method(const std::string& path, Method except, std::string& allow) const {
+  for (const auto& r : routes_) {
+    if (r.method == except) continue;
+    if (std::regex_match(path, r.pattern)) {
+      if (!allow.empty()) allow += ", ";
+      allow += method_name(r.method);
+    }
+  }
+  return !allow.empty();
+}
+
+void HttpServer::route(Method method, const std::string& pattern, Handler handler) {
+  routes_.push_back({method, std::regex(pattern)});
+  auto& s = *server_;
+  switch (method) {
+    case Method::get: s.Get(pattern, std::move(handler)); break;
+    case Method::post: s.Post(pattern, std::move(handler)); break;
+    case Method::put: s.Put(pattern, std::move(handler)); break;
+    case Method::patch: s.Patch(pattern, std::move(handler)); break;
+    case Method::del: s.Delete(pattern, std::move(handler)); break;
+    case Method::options: s.Options(pattern, std::move(handler)); break;
+  }
+}
+
+void HttpServer::route_streaming(Method method, const std::string& pattern, ReaderHandler handler) {
+  routes_.push_back({method, std::regex(pattern)});
+  auto& s = *server_;
+  switch (method) {
+    case Method::post: s.Post(pattern, std::move(handler)); break;
+    case Method::put: s.Put(pattern, std::move(handler)); break;
+    case Method::patch: s.Patch(pattern, std::move(handler)); break;
+    case Method::del: s.Delete(pattern, std::move(handler)); break;
+    default: spdlog::critical("http: streaming routes take a body; {} {} ignored", method_name(method), pattern);
+  }
+}
+
+core::Result<int> HttpServer::bind() {
+  int port = options_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.host);
+    if (port < 0) port = 0;
+  } else if (!server_->bind_to_port(options_.host, port)) {
+    port = 0;
+  }
+  if (port == 0) {
+    return core::make_error(core::Errc::unavailable, "cannot listen on " + options_.host + ":" +
+                                                         std::to_string(options_.port) +
+                                                         " (address in use, or not an address of this host)");
+  }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);  // Linux: re-listen raises the backlog
+  return port;
+}
+
+void HttpServer::run() { server_->listen_after_bind(); }
+
+void HttpServer::stop() {
+  stopping_.store(true);
+  server_->stop();
+}
+
+SseOptions HttpServer::sse_options(bool ends_at_terminal) const {
+  SseOptions o;
+  o.keepalive = options_.sse_keepalive;
+  o.stopping = &stopping_;
+  o.ends_at_terminal = ends_at_terminal;
+  return o;
+}
+
+}  // namespace execd::http

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <httplib.h>
+
+#include "core/result.hpp"
+#include "http/sse_writer.hpp"
+
+namespace execd::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 44772;
+  std::string access_token;  ///< empty: no auth
+  size_t max_threads = 4096;
+  std::chrono::seconds read_timeout{30};
+  std::chrono::milliseconds sse_keepalive{3000};
+};
+
+/// The HTTP transport: cpp-httplib wired the way every route needs it. It owns the
+/// listener, the elastic thread pool, TCP_NODELAY on every connection, the access-token
+/// check (constant time, on every route), JSON bodies for 404/405/500, and the stopping
+/// flag that open SSE streams watch. Routes are added by api/ before bind(); run() blocks
+/// the calling thread; stop() may be called from any thread.
+class HttpServer {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  using ReaderHandler =
+      std::function<void(const httplib::Request&, httplib::Response&, const httplib::ContentReader&)>;
+  enum class Method { get, post, put, patch, del, options };
+
+  explicit HttpServer(ServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// `pattern` is a regex over the path (httplib's routing). GET routes also answer HEAD.
+  void route(Method method, const std::string& pattern, Handler handler);
+  /// A route that reads its body as a stream (uploads) instead of buffering it.
+  void route_streaming(Method method, const std::string& pattern, ReaderHandler handler);
+
+  /// Binds the listener; returns the bound port (useful with port 0).
+  core::Result<int> bind();
+  /// Serves until stop(). Returns once every connection thread has finished.
+  void run();
+  /// Stops accepting, tells open streams to end, and makes run() return.
+  void stop();
+
+  /// SSE settings for streams served by this server (keepalive, stopping flag).
+  [[nodiscard]] SseOptions sse_options(bool ends_at_terminal = true) const;
+  [[nodiscard]] bool is_stopping() const { return stopping_.load(); }
+
+ private:
+  bool is_authorized(const httplib::Request& req) const;
+  bool path_matches_other_method(const std::string& path, Method except, std::string& allow) const;
+
+  ServerOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  std::atomic<bool> stopping_{false};
+  int listen_fd_ = -1;
+  struct RouteEntry {
+    Method method;
+    std::regex pattern;
+  };
+  std::vector<RouteEntry> routes_;
+};
+
+/// Equal-time comparison: the time taken depends only on `expected`'s length.
+bool constant_time_equals(const std::string& expected, const std::string& given);
+
+}  // namespace execd::http

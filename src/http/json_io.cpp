@@ -1,0 +1,31 @@
+#include "http/json_io.hpp"
+
+#include "exec/event.hpp"
+#include "http/error_mapping.hpp"
+
+namespace execd::http {
+
+void write_error(httplib::Response& res, const core::Error& error) {
+  const HttpError mapped = map_error(error.code);
+  res.status = mapped.status;
+  res.set_content(exec::dump_json({{"code", mapped.code}, {"message", error.message}}), "application/json");
+}
+
+void write_json(httplib::Response& res, const nlohmann::json& body, int status) {
+  res.status = status;
+  res.set_content(exec::dump_json(body), "application/json");
+}
+
+core::Result<nlohmann::json> parse_json_body(const httplib::Request& req, bool allow_empty) {
+  if (req.body.empty()) {
+    if (allow_empty) return nlohmann::json::object();
+    return core::make_error(core::Errc::invalid_argument, "request body is empty; expected a JSON object");
+  }
+  try {
+    return nlohmann::json::parse(req.body);
+  } catch (const nlohmann::json::parse_error& e) {
+    return core::make_error(core::Errc::invalid_argument, std::string("request body is not valid JSON: ") + e.what());
+  }
+}
+
+}  // namespace execd::http

@@ -1,0 +1,72 @@
+#include "http/sse_writer.hpp"
+
+#include <charconv>
+
+namespace execd::http {
+namespace {
+
+// A blocked stream wakes at least this often to notice shutdown.
+constexpr std::chrono::milliseconds kMaxWaitSlice{1000};
+
+}  // namespace
+
+std::string format_sse_event(const exec::Event& event) {
+  std::string out;
+  out.reserve(event.json.size() + 32);
+  out += "id: ";
+  out += std::to_string(event.seq);
+  out += "\ndata: ";
+  out += event.json;
+  out += "\n\n";
+  return out;
+}
+
+uint64_t resume_after(const httplib::Request& req) {
+  std::string text = req.get_header_value("Last-Event-ID");
+  if (text.empty()) text = req.get_param_value("after");
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size()) return 0;
+  return v;
+}
+
+void stream_events(httplib::Response& res, std::shared_ptr<exec::EventSource> source, exec::Cursor start,
+                   SseOptions options) {
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto cursor = std::make_shared<exec::Cursor>(start);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [source = std::move(source), cursor, options](size_t /*offset*/, httplib::DataSink& sink) {
+        auto silent_since = std::chrono::steady_clock::now();
+        for (;;) {
+          if (options.stopping != nullptr && options.stopping->load()) {
+            sink.done();
+            return true;
+          }
+          const auto idle = std::chrono::steady_clock::now() - silent_since;
+          const auto until_keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive - idle);
+          if (until_keepalive.count() <= 0) {
+            if (!sink.write(kSseKeepalive, std::char_traits<char>::length(kSseKeepalive))) return false;
+            silent_since = std::chrono::steady_clock::now();
+            continue;
+          }
+          exec::ReadResult batch = source->read(*cursor, 256, std::min(until_keepalive, kMaxWaitSlice));
+          if (!batch.events.empty()) {
+            std::string out;
+            for (const auto& e : batch.events) out += format_sse_event(e);
+            // Return after each batch: httplib flushes it and calls us again.
+            if (!sink.write(out.data(), out.size())) return false;
+            if (batch.end && options.ends_at_terminal) sink.done();
+            return true;
+          }
+          if (batch.end && options.ends_at_terminal) {
+            sink.done();
+            return true;
+          }
+        }
+      });
+}
+
+}  // namespace execd::http

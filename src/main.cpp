@@ -1,0 +1,108 @@
+// execd: argv + environment -> Config -> App; signals; exit code.
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "app.hpp"
+#include "core/config.hpp"
+#include "core/logging.hpp"
+
+extern char** environ;
+
+namespace {
+
+std::map<std::string, std::string> environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto config = execd::core::parse_config(std::vector<std::string>(argv + 1, argv + argc), environment());
+  if (!config) {
+    std::fprintf(stderr, "execd: %s\n", config.error().message.c_str());
+    return 2;
+  }
+  if (config->show_help) {
+    std::fputs(execd::core::config_help().c_str(), stdout);
+    return 0;
+  }
+  if (auto r = execd::core::setup_logging(config->log_level, config->log_file); !r) {
+    std::fprintf(stderr, "execd: %s\n", r.error().message.c_str());
+    return 2;
+  }
+  // Each open stream holds a socket: take the hard limit on descriptors.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  // Many HTTP threads, little allocation each: a few malloc arenas keep RSS flat.
+  mallopt(M_ARENA_MAX, 2);
+
+  // Signals are taken by one thread with sigwait; every other thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const auto grace = config->graceful_shutdown_timeout;
+  const std::string host = config->host;
+  execd::App app(std::move(config).value());
+  auto port = app.start();
+  if (!port) {
+    spdlog::critical("{}", port.error().message);
+    return 1;
+  }
+  spdlog::info("execd listening on {}:{}", host, *port);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool served = false;
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("received signal {}; shutting down (grace {} ms)", sig, grace.count());
+    app.stop();
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, grace + std::chrono::seconds(1), [&] { return served; })) {
+      spdlog::warn("connections still open after the grace period; exiting anyway");
+      spdlog::shutdown();
+      _exit(0);
+    }
+  });
+
+  app.run();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    served = true;
+  }
+  cv.notify_all();
+  // run() normally returns after the signal thread called stop(); if the listener
+  // failed on its own, wake that thread so shutdown still goes through it once.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  spdlog::info("execd stopped");
+  return 0;
+}
