@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include "http/http_server.hpp"
+#include "http/sse_writer.hpp"
+#include "support/sse_reader.hpp"
+
+using namespace execd;
+
+TEST_CASE("an event is framed as id + data + blank line, and parses back") {
+  exec::Event e = exec::events::stdout_text("hello\nworld");
+  e.seq = 42;
+  const std::string framed = http::format_sse_event(e);
+  CHECK(framed.rfind("id: 42\ndata: {", 0) == 0);
+  CHECK(framed.size() >= 2);
+  CHECK(framed.substr(framed.size() - 2) == "\n\n");
+  // The JSON holds the newline escaped, so the event is one data line.
+  CHECK(std::count(framed.begin(), framed.end(), '\n') == 3);
+  int comments = 0;
+  test::SseParser parser;
+  auto parsed = parser.feed(framed.substr(0, 10), comments);
+  CHECK(parsed.empty());
+  parsed = parser.feed(framed.substr(10) + http::kSseKeepalive, comments);
+  REQUIRE(parsed.size() == 1);
+  CHECK(parsed[0].id == "42");
+  CHECK(parsed[0].json["text"] == "hello\nworld");
+  CHECK(comments == 1);
+}
+
+TEST_CASE("Last-Event-ID and ?after= name where to resume") {
+  httplib::Request req;
+  CHECK(http::resume_after(req) == 0);
+  req.set_header("Last-Event-ID", "17");
+  CHECK(http::resume_after(req) == 17);
+  httplib::Request bad;
+  bad.set_header("Last-Event-ID", "17abc");
+  CHECK(http::resume_after(bad) == 0);
+  httplib::Request q;
+  q.params.emplace("after", "5");
+  CHECK(http::resume_after(q) == 5);
+}
+
+TEST_CASE("the token compare is exact") {
+  CHECK(http::constant_time_equals("s3cret", "s3cret"));
+  CHECK_FALSE(http::constant_time_equals("s3cret", "s3cre"));
+  CHECK_FALSE(http::constant_time_equals("s3cret", "s3cret!"));
+  CHECK_FALSE(http::constant_time_equals("s3cret", ""));
+  CHECK_FALSE(http::constant_time_equals("s3cret", "S3cret"));
+  CHECK_FALSE(http::constant_time_equals("ab", "abab"));  // a repeated prefix is not a match
+}
