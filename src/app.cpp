@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "api/execution_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
 #include "exec/execution_registry.hpp"
@@ -31,6 +32,7 @@ App::App(core::Config config) : config_(std::move(config)) {
 
   api::register_ping_routes(*server_);
   api::register_metrics_routes(*server_, sampler_);
+  api::register_execution_routes(*server_, executions_);
 }
 
 App::~App() = default;
