@@ -52,7 +52,7 @@ bool constant_time_equals(const std::string& expected, const std::string& given)
 HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
   auto& s = *server_;
   const size_t max_threads = options_.max_threads;
-  s.new_task_queue = [max_threads] { return new ElasticThreadPool(2, max_threads, std::chrono::seconds(30)); };
+  s.new_task_queue = [max_threads] { return new ElasticThreadPool(2, max_threads, std::chrono::seconds(5)); };
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(100000);
   s.set_keep_alive_timeout(5);

@@ -17,6 +17,7 @@
 
 #include "support/daemon_process.hpp"
 #include "support/sse_reader.hpp"
+#include "support/temp_dir.hpp"
 
 using execd::test::DaemonProcess;
 using execd::test::shell_output;
@@ -208,8 +209,17 @@ TEST_CASE("1,000 open /metrics/watch streams are served at once while /ping stil
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   MESSAGE("daemon RSS with " << kStreams << " streams: " << d.rss_kib() / 1024 << " MiB");
   for (int fd : fds) close(fd);
-  // The daemon notices the departed clients and keeps serving.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The daemon notices the departed clients at its next writes and frees their threads.
+  const auto threads = [&] {
+    const auto status = execd::test::read_file("/proc/" + std::to_string(d.pid()) + "/status");
+    const auto pos = status.find("Threads:");
+    return pos == std::string::npos ? -1 : std::atoi(status.c_str() + pos + 8);
+  };
+  const auto freed_by = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (threads() > 100 && std::chrono::steady_clock::now() < freed_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  CHECK(threads() <= 100);
   auto r2 = c->Get("/ping");
   REQUIRE(r2);
   CHECK(r2->status == 200);
