@@ -35,8 +35,11 @@ Event execution_count(int64_t count) { return custom("execution_count", {{"execu
 
 Event status(const std::string& text) { return custom("status", {{"text", text}}); }
 
-Event error(const std::string& ename, const std::string& evalue, const std::vector<std::string>& traceback) {
-  return custom("error", {{"error", {{"ename", ename}, {"evalue", evalue}, {"traceback", traceback}}}});
+Event error(const std::string& ename, const std::string& evalue, const std::vector<std::string>& traceback,
+            const nlohmann::json& extra) {
+  nlohmann::json fields = extra.is_object() ? extra : nlohmann::json::object();
+  fields["error"] = {{"ename", ename}, {"evalue", evalue}, {"traceback", traceback}};
+  return custom("error", std::move(fields));
 }
 
 Event execution_complete(int64_t execution_time_ms, const nlohmann::json& extra) {

@@ -29,7 +29,9 @@ Event stderr_text(const std::string& text);
 Event result(const nlohmann::json& mime_bundle);
 Event execution_count(int64_t count);
 Event status(const std::string& text);
-Event error(const std::string& ename, const std::string& evalue, const std::vector<std::string>& traceback);
+/// `extra` (may be null) adds fields beside "error", such as the accounting of a command.
+Event error(const std::string& ename, const std::string& evalue, const std::vector<std::string>& traceback,
+            const nlohmann::json& extra = nullptr);
 /// `extra` (may be null) adds fields such as duration_ms, cpu_time_ms, peak_memory_mb, exit_code.
 Event execution_complete(int64_t execution_time_ms, const nlohmann::json& extra = nullptr);
 /// Any other type: `fields` (an object) gets "type" and "timestamp" added.

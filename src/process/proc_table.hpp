@@ -1,0 +1,45 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace execd::process {
+
+/// One process as /proc shows it.
+struct ProcessInfo {
+  pid_t pid = 0;
+  pid_t ppid = 0;
+  pid_t pgid = 0;
+  uid_t uid = 0;
+  std::string user;      ///< name from the passwd db, or the uid as text
+  char state = '?';      ///< R, S, D, Z, T, ...
+  std::string command;   ///< the command line, arguments joined by spaces; [comm] for kernel threads
+  double cpu_percent = 0;  ///< (user+sys) over the process's lifetime, as ps(1) reports it
+  uint64_t rss_bytes = 0;
+  int64_t start_time_ms = 0;  ///< Unix ms
+};
+
+/// Every process visible in `proc_root` (normally /proc; tests pass a fake tree).
+/// Processes that vanish while being read are skipped.
+std::vector<ProcessInfo> list_processes(const std::string& proc_root = "/proc");
+
+/// One process; not_found if it does not exist.
+core::Result<ProcessInfo> read_process(pid_t pid, const std::string& proc_root = "/proc");
+
+/// Pids whose process group is `pgid` (from /proc/<pid>/stat).
+std::vector<pid_t> group_members(pid_t pgid, const std::string& proc_root = "/proc");
+
+/// user+sys CPU of `pid` and of the children it has waited for, in ms (a shell's
+/// running total: the difference across one command is that command's cost).
+core::Result<uint64_t> cpu_time_with_children_ms(pid_t pid, const std::string& proc_root = "/proc");
+
+/// A signal by name ("TERM", "SIGKILL", "9"); invalid_argument otherwise.
+core::Result<int> parse_signal(const std::string& name);
+
+}  // namespace execd::process

@@ -1,0 +1,211 @@
+#include "process/spawn.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace execd::process {
+namespace {
+
+struct ChildFailure {
+  int stage;
+  int err;
+};
+
+enum Stage { kSetsid = 1, kDup, kChdir, kGroups, kSetgid, kSetuid, kExec };
+
+const char* stage_name(int stage) {
+  switch (stage) {
+    case kSetsid: return "setsid";
+    case kDup: return "redirecting stdio";
+    case kChdir: return "changing directory";
+    case kGroups: return "setting supplementary groups";
+    case kSetgid: return "setting the group";
+    case kSetuid: return "setting the user";
+    case kExec: return "exec";
+  }
+  return "starting";
+}
+
+[[noreturn]] void child_fail(int report_fd, int stage) {
+  ChildFailure f{stage, errno};
+  ssize_t ignored = write(report_fd, &f, sizeof f);
+  (void)ignored;
+  _exit(127);
+}
+
+}  // namespace
+
+bool signal_group(pid_t pgid, int sig) { return pgid > 0 && ::kill(-pgid, sig) == 0; }
+
+core::Result<std::pair<uid_t, gid_t>> lookup_user(const std::string& name_or_id) {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  char buf[4096];
+  char* end = nullptr;
+  const unsigned long numeric = std::strtoul(name_or_id.c_str(), &end, 10);
+  if (!name_or_id.empty() && end != nullptr && *end == '\0') {
+    getpwuid_r(static_cast<uid_t>(numeric), &pw, buf, sizeof buf, &found);
+  } else {
+    getpwnam_r(name_or_id.c_str(), &pw, buf, sizeof buf, &found);
+  }
+  if (found == nullptr) return core::make_error(core::Errc::invalid_argument, "no such user: " + name_or_id);
+  return std::make_pair(found->pw_uid, found->pw_gid);
+}
+
+core::Result<Child> spawn(const SpawnOptions& o) {
+  if (o.argv.empty()) return core::make_error(core::Errc::invalid_argument, "nothing to run");
+
+  // Everything the child needs is prepared before fork: after fork, only
+  // async-signal-safe calls until exec (the daemon is multi-threaded).
+  std::vector<char*> argv;
+  for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : o.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  std::string path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const auto& e : o.env) {
+    if (e.rfind("PATH=", 0) == 0) path_env = e.substr(5);
+  }
+  // Candidate executables, resolved now so the child only calls execve.
+  std::vector<std::string> candidates;
+  if (o.argv[0].find('/') != std::string::npos) {
+    candidates.push_back(o.argv[0]);
+  } else {
+    size_t start = 0;
+    while (start <= path_env.size()) {
+      size_t colon = path_env.find(':', start);
+      if (colon == std::string::npos) colon = path_env.size();
+      std::string dir = path_env.substr(start, colon - start);
+      if (dir.empty()) dir = ".";
+      candidates.push_back(dir + "/" + o.argv[0]);
+      start = colon + 1;
+    }
+  }
+
+  gid_t groups[256];
+  int n_groups = 0;
+  gid_t primary_gid = 0;
+  if (o.uid) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    char buf[4096];
+    getpwuid_r(*o.uid, &pw, buf, sizeof buf, &found);
+    primary_gid = found != nullptr ? found->pw_gid : *o.uid;
+    if (o.gid) primary_gid = *o.gid;
+    n_groups = 256;
+    if (found == nullptr || getgrouplist(found->pw_name, primary_gid, groups, &n_groups) < 0) {
+      groups[0] = primary_gid;
+      n_groups = 1;
+    }
+  }
+
+  int in_pipe[2] = {-1, -1};
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  int report[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], report[0], report[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  if ((o.stdin_pipe && pipe2(in_pipe, O_CLOEXEC) != 0) || pipe2(out_pipe, O_CLOEXEC) != 0 ||
+      (!o.merge_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) || pipe2(report, O_CLOEXEC) != 0) {
+    const int err = errno;
+    close_all();
+    return core::make_error(core::Errc::unavailable, std::string("cannot create pipes: ") + std::strerror(err));
+  }
+  const int devnull = o.stdin_pipe ? -1 : ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int err = errno;
+    close_all();
+    if (devnull >= 0) ::close(devnull);
+    return core::make_error(core::Errc::unavailable, std::string("fork failed: ") + std::strerror(err));
+  }
+  if (pid == 0) {
+    // Child. Signals the daemon blocks (SIGTERM/SIGINT for its sigwait thread) must
+    // reach commands, and every disposition goes back to default: the daemon ignores
+    // SIGPIPE, and a daemon started in the background of a shell inherited ignored
+    // SIGINT/SIGQUIT, which would make interrupts no-ops for everything it runs.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    if (setsid() < 0) child_fail(report[1], kSetsid);
+    const int in = o.stdin_pipe ? in_pipe[0] : devnull;
+    if (dup2(in, STDIN_FILENO) < 0 || dup2(out_pipe[1], STDOUT_FILENO) < 0 ||
+        dup2(o.merge_stderr ? out_pipe[1] : err_pipe[1], STDERR_FILENO) < 0) {
+      child_fail(report[1], kDup);
+    }
+    if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(report[1], kChdir);
+    if (o.uid) {
+      if (setgroups(static_cast<size_t>(n_groups), groups) != 0) child_fail(report[1], kGroups);
+      if (setgid(primary_gid) != 0) child_fail(report[1], kSetgid);
+      if (setuid(*o.uid) != 0) child_fail(report[1], kSetuid);
+    } else if (o.gid) {
+      if (setgid(*o.gid) != 0) child_fail(report[1], kSetgid);
+    }
+    int exec_errno = ENOENT;
+    for (const auto& c : candidates) {
+      execve(c.c_str(), argv.data(), envp.data());
+      if (errno != ENOENT && errno != ENOTDIR) exec_errno = errno;
+    }
+    errno = exec_errno;
+    child_fail(report[1], kExec);
+  }
+
+  // Parent.
+  if (devnull >= 0) ::close(devnull);
+  ::close(report[1]);
+  report[1] = -1;
+  ChildFailure failure{};
+  ssize_t got = 0;
+  do {
+    got = ::read(report[0], &failure, sizeof failure);
+  } while (got < 0 && errno == EINTR);
+  if (got == static_cast<ssize_t>(sizeof failure)) {
+    waitpid(pid, nullptr, 0);
+    close_all();
+    const core::Errc code = failure.stage == kChdir || failure.stage == kExec ? core::Errc::invalid_argument
+                            : failure.err == EPERM                           ? core::Errc::permission_denied
+                                                                             : core::Errc::unavailable;
+    return core::make_error(code, std::string(stage_name(failure.stage)) + " failed: " + std::strerror(failure.err));
+  }
+
+  Child child;
+  child.pid = pid;
+  child.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (o.stdin_pipe) {
+    child.stdin_fd.reset(in_pipe[1]);
+    in_pipe[1] = -1;
+    ::close(in_pipe[0]);
+    in_pipe[0] = -1;
+    fcntl(child.stdin_fd.get(), F_SETFL, O_NONBLOCK);
+  }
+  child.stdout_fd.reset(out_pipe[0]);
+  out_pipe[0] = -1;
+  ::close(out_pipe[1]);
+  out_pipe[1] = -1;
+  fcntl(child.stdout_fd.get(), F_SETFL, O_NONBLOCK);
+  if (!o.merge_stderr) {
+    child.stderr_fd.reset(err_pipe[0]);
+    err_pipe[0] = -1;
+    ::close(err_pipe[1]);
+    err_pipe[1] = -1;
+    fcntl(child.stderr_fd.get(), F_SETFL, O_NONBLOCK);
+  }
+  close_all();
+  return child;
+}
+
+}  // namespace execd::process

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+
+namespace execd::process {
+
+/// What to start. The child gets its own session and process group (setsid), so every
+/// signal to the group reaches its descendants too; stdin is a pipe or /dev/null, never
+/// the daemon's own.
+struct SpawnOptions {
+  std::vector<std::string> argv;  ///< argv[0] is looked up in PATH of `env`
+  std::vector<std::string> env;   ///< the whole environment, KEY=VALUE
+  std::string cwd;                ///< empty: the daemon's
+  std::optional<uid_t> uid;       ///< switch user (root only); groups from the passwd db
+  std::optional<gid_t> gid;       ///< primary group override
+  bool stdin_pipe = false;        ///< false: /dev/null
+  bool merge_stderr = false;      ///< stderr into the stdout pipe
+};
+
+/// A started child: its pid (== its process group id), a pidfd for the reactor, and the
+/// parent's ends of its pipes (all CLOEXEC, non-blocking).
+struct Child {
+  pid_t pid = -1;
+  core::UniqueFd pidfd;
+  core::UniqueFd stdin_fd;   ///< valid when stdin_pipe
+  core::UniqueFd stdout_fd;
+  core::UniqueFd stderr_fd;  ///< invalid when merge_stderr
+};
+
+/// fork + exec with the options above. Failures before exec (chdir, setuid, exec itself)
+/// come back as errors naming the step, not as a child that exits 127.
+core::Result<Child> spawn(const SpawnOptions& options);
+
+/// Sends `sig` to the child's whole process group; false if it is already gone.
+bool signal_group(pid_t pgid, int sig);
+
+/// uid and primary gid of a user name or decimal id; not_found when unknown.
+core::Result<std::pair<uid_t, gid_t>> lookup_user(const std::string& name_or_id);
+
+}  // namespace execd::process
