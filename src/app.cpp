@@ -1,11 +1,18 @@
 #include "app.hpp"
 
+#include "api/command_routes.hpp"
 #include "api/execution_routes.hpp"
+#include "api/process_routes.hpp"
+#include "api/session_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
+#include "commands/command_runner.hpp"
+#include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
 #include "http/http_server.hpp"
 #include "metrics/metrics_sampler.hpp"
+#include "process/child_reaper.hpp"
+#include "process/reactor.hpp"
 
 namespace execd {
 
@@ -27,12 +34,24 @@ http::ServerOptions server_options(const core::Config& c) {
 App::App(core::Config config) : config_(std::move(config)) {
   executions_ = std::make_shared<exec::ExecutionRegistry>(
       exec::EventLog::Options{config_.event_log_memory_bytes, config_.spill_dir}, config_.execution_retention);
+  reactor_ = std::make_shared<process::Reactor>();
+  reaper_ = std::make_shared<process::ChildReaper>(reactor_);
+  commands_ = std::make_shared<commands::CommandRunner>(
+      reactor_, reaper_, executions_,
+      commands::CommandRunner::Options{config_.kill_grace, config_.envs_file, config_.spill_dir,
+                                       config_.execution_retention});
+  sessions_ = std::make_shared<commands::SessionManager>(
+      reactor_, reaper_, executions_,
+      commands::SessionManager::Options{config_.kill_grace, config_.envs_file, config_.max_sessions});
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
   api::register_ping_routes(*server_);
   api::register_metrics_routes(*server_, sampler_);
   api::register_execution_routes(*server_, executions_);
+  api::register_command_routes(*server_, commands_, sessions_);
+  api::register_session_routes(*server_, sessions_);
+  api::register_process_routes(*server_);
 }
 
 App::~App() = default;
@@ -44,6 +63,8 @@ void App::run() { server_->run(); }
 void App::stop() {
   server_->stop();
   sampler_->stop();
+  commands_->shutdown();
+  sessions_->shutdown();
 }
 
 }  // namespace execd

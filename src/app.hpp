@@ -7,7 +7,9 @@
 
 namespace execd {
 
+namespace commands { class CommandRunner; class SessionManager; }
 namespace exec { class ExecutionRegistry; }
+namespace process { class ChildReaper; class Reactor; }
 namespace http { class HttpServer; }
 namespace metrics { class MetricsSampler; }
 
@@ -32,6 +34,10 @@ class App {
  private:
   core::Config config_;
   std::shared_ptr<exec::ExecutionRegistry> executions_;
+  std::shared_ptr<process::Reactor> reactor_;  // before the runners: they use it until they go
+  std::shared_ptr<process::ChildReaper> reaper_;
+  std::shared_ptr<commands::CommandRunner> commands_;
+  std::shared_ptr<commands::SessionManager> sessions_;
   std::shared_ptr<metrics::MetricsSampler> sampler_;
   std::unique_ptr<http::HttpServer> server_;
 };

@@ -109,6 +109,8 @@ const std::vector<Option>& options() {
        set_duration(&Config::kill_grace)},
       {"envs-file", "EXECD_ENVS", "PATH", "KEY=VALUE lines added to every command's environment",
        set_string(&Config::envs_file)},
+      {"max-sessions", "EXECD_MAX_SESSIONS", "N", "bash sessions alive at once (default 64)",
+       set_count(&Config::max_sessions, 1, 100000)},
       {"files-root", "EXECD_FILES_ROOT", "DIR", "confine every files API path to DIR (default: none)",
        set_string(&Config::files_root)},
       {"max-upload-bytes", "EXECD_MAX_UPLOAD_BYTES", "SIZE", "largest accepted upload (default: unlimited)",

@@ -33,6 +33,7 @@ struct Config {
 
   // Commands
   std::chrono::milliseconds kill_grace{3000};  ///< SIGINT -> SIGTERM -> SIGKILL steps
+  size_t max_sessions = 64;                    ///< live bash sessions
   std::string envs_file;                       ///< EXECD_ENVS: KEY=VALUE lines for commands
 
   // Files

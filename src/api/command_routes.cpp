@@ -1,0 +1,174 @@
+#include "api/command_routes.hpp"
+
+#include <charconv>
+#include <thread>
+
+#include "api/request_fields.hpp"
+#include "core/clock.hpp"
+#include "exec/event.hpp"
+#include "http/json_io.hpp"
+
+namespace execd::api {
+namespace {
+
+using Method = http::HttpServer::Method;
+
+// One logs response carries at most this much; the cursor lets the client page on.
+constexpr size_t kMaxLogChunk = 8 * 1024 * 1024;
+// How long POST /command/{id}/stdin waits for a command that is not reading.
+constexpr std::chrono::seconds kStdinWriteTimeout{10};
+// How long DELETE /command waits for the group to be gone before answering anyway.
+constexpr std::chrono::seconds kInterruptWaitCap{10};
+
+core::Result<commands::CommandSpec> parse_command_spec(const httplib::Request& req) {
+  auto body = http::parse_json_body(req);
+  if (!body) return body.error();
+  if (auto obj = require_object(*body); !obj) return obj.error();
+  commands::CommandSpec spec;
+  auto command = string_field(*body, "command");
+  if (!command) return command.error();
+  if (!command->has_value() || (*command)->empty()) {
+    return core::make_error(core::Errc::invalid_argument, "field 'command' is required and must not be empty");
+  }
+  spec.command = **command;
+  if (spec.command.find('\0') != std::string::npos) {
+    return core::make_error(core::Errc::invalid_argument, "field 'command' must not contain NUL bytes");
+  }
+  auto cwd = string_field(*body, "cwd");
+  auto background = bool_field(*body, "background");
+  auto timeout = int_field(*body, "timeout", INT64_MIN, INT64_MAX);
+  auto uid = int_field(*body, "uid", 0, UINT32_MAX);
+  auto gid = int_field(*body, "gid", 0, UINT32_MAX);
+  auto envs = string_map_field(*body, "envs");
+  auto stdin_data = string_field(*body, "stdin");
+  auto stdin_open = bool_field(*body, "stdin_open");
+  if (!cwd) return cwd.error();
+  if (!background) return background.error();
+  if (!timeout) return timeout.error();
+  if (!uid) return uid.error();
+  if (!gid) return gid.error();
+  if (!envs) return envs.error();
+  if (!stdin_data) return stdin_data.error();
+  if (!stdin_open) return stdin_open.error();
+  spec.cwd = cwd->value_or("");
+  spec.background = background->value_or(false);
+  spec.timeout = std::chrono::milliseconds(timeout->value_or(0));
+  if (*uid) spec.uid = static_cast<uint32_t>(**uid);
+  if (*gid) spec.gid = static_cast<uint32_t>(**gid);
+  spec.envs = std::move(*envs);
+  spec.stdin_data = stdin_data->value_or("");
+  spec.stdin_open = stdin_open->value_or(false);
+  return spec;
+}
+
+nlohmann::json status_json(const commands::CommandStatus& s) {
+  nlohmann::json j = {{"id", s.id},
+                      {"content", s.content},
+                      {"running", s.running},
+                      {"started_at", core::rfc3339_nano(s.started_at)}};
+  if (s.exit_code) j["exit_code"] = *s.exit_code;
+  if (!s.error.empty()) j["error"] = s.error;
+  if (s.finished_at) j["finished_at"] = core::rfc3339_nano(*s.finished_at);
+  return j;
+}
+
+core::Error command_not_found(const std::string& id) {
+  return core::make_error(core::Errc::not_found, "command not found: " + id);
+}
+
+// compat-notes §3.3: an absent or unparsable cursor reads from the start.
+uint64_t cursor_param(const httplib::Request& req) {
+  const std::string text = req.get_param_value("cursor");
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  return (ec == std::errc() && p == text.data() + text.size()) ? v : 0;
+}
+
+// Background starts answer with a stream of their own: init, then complete at once
+// (what clients of the contract wait for); the command's real events stay replayable
+// at /command/{id}/events.
+void write_background_ack(httplib::Response& res, const std::string& id) {
+  exec::Event init = exec::events::init(id);
+  init.seq = 1;
+  exec::Event done = exec::events::execution_complete(0);
+  done.seq = 2;
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_content(http::format_sse_event(init) + http::format_sse_event(done), "text/event-stream");
+}
+
+}  // namespace
+
+void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
+                             std::shared_ptr<commands::SessionManager> sessions) {
+  server.route(Method::post, R"(/command)", [&server, runner](const httplib::Request& req, httplib::Response& res) {
+    auto spec = parse_command_spec(req);
+    if (!spec) return http::write_error(res, spec.error());
+    auto cmd = runner->start(std::move(*spec));
+    if (!cmd) return http::write_error(res, cmd.error());
+    if ((*cmd)->is_background()) return write_background_ack(res, (*cmd)->id());
+    // The stream only reads the log: a client that goes away leaves the command running.
+    http::stream_events(res, (*cmd)->execution()->log(), exec::Cursor{}, server.sse_options());
+  });
+
+  server.route(Method::get, R"(/command/status/([^/]+))", [runner](const httplib::Request& req, httplib::Response& res) {
+    auto cmd = runner->find(req.matches[1]);
+    if (!cmd) return http::write_error(res, command_not_found(req.matches[1]));
+    http::write_json(res, status_json(cmd->status()));
+  });
+
+  server.route(Method::get, R"(/command/([^/]+)/logs)", [runner](const httplib::Request& req, httplib::Response& res) {
+    auto cmd = runner->find(req.matches[1]);
+    if (!cmd) return http::write_error(res, command_not_found(req.matches[1]));
+    const uint64_t cursor = cursor_param(req);
+    std::string bytes = cmd->output().read(cursor, kMaxLogChunk);
+    const uint64_t next = std::max(cursor, cursor + bytes.size());
+    res.status = 200;
+    res.set_header("EXECD-COMMANDS-TAIL-CURSOR", std::to_string(next));
+    res.set_content(std::move(bytes), "text/plain; charset=utf-8");
+  });
+
+  server.route(Method::get, R"(/command/([^/]+)/events)",
+               [&server, runner](const httplib::Request& req, httplib::Response& res) {
+                 auto cmd = runner->find(req.matches[1]);
+                 if (!cmd) return http::write_error(res, command_not_found(req.matches[1]));
+                 http::stream_events(res, cmd->execution()->log(), exec::Cursor{http::resume_after(req)},
+                                     server.sse_options());
+               });
+
+  server.route(Method::post, R"(/command/([^/]+)/stdin)", [runner](const httplib::Request& req, httplib::Response& res) {
+    auto cmd = runner->find(req.matches[1]);
+    if (!cmd) return http::write_error(res, command_not_found(req.matches[1]));
+    if (!req.body.empty()) {
+      if (auto w = cmd->write_stdin(req.body, kStdinWriteTimeout); !w) return http::write_error(res, w.error());
+    }
+    const std::string close = req.get_param_value("close");
+    if (close == "true" || close == "1") {
+      if (auto c = cmd->close_stdin(); !c) return http::write_error(res, c.error());
+    }
+    http::write_json(res, {{"id", cmd->id()}, {"written", req.body.size()}});
+  });
+
+  server.route(Method::del, R"(/command)", [runner, sessions](const httplib::Request& req, httplib::Response& res) {
+    if (!req.has_param("id") || req.get_param_value("id").empty()) {
+      return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'id' is required"));
+    }
+    const std::string id = req.get_param_value("id");
+    if (!runner->find(id) && sessions->contains(id)) {
+      if (auto r = sessions->remove(id); !r) return http::write_error(res, r.error());
+      return http::write_json(res, {{"session_id", id}, {"deleted", true}});
+    }
+    if (auto r = runner->interrupt(id); !r) return http::write_error(res, r.error());
+    // Answer once the command has stopped (compat: the DELETE returns when the group is
+    // gone), but never hang on a process that ignores every signal we may send.
+    auto cmd = runner->find(id);
+    const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
+    while (cmd && cmd->is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    http::write_json(res, cmd ? status_json(cmd->status()) : nlohmann::json{{"id", id}});
+  });
+}
+
+}  // namespace execd::api

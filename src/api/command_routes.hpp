@@ -1,0 +1,25 @@
+#pragma once
+
+#include <memory>
+
+#include "commands/command_runner.hpp"
+#include "commands/session_manager.hpp"
+#include "http/http_server.hpp"
+
+namespace execd::api {
+
+/// Shell commands (OpenSandbox /command, compat-notes §3):
+///   POST   /command                 -> SSE: init, stdout/stderr lines, one terminal event;
+///                                      background: init + execution_complete at once
+///   GET    /command/status/{id}     -> {"id","content","running","exit_code"?,"error"?,
+///                                       "started_at","finished_at"?}
+///   GET    /command/{id}/logs       -> raw output from ?cursor=N (bytes), next cursor in
+///                                      EXECD-COMMANDS-TAIL-CURSOR
+///   GET    /command/{id}/events     -> SSE replay from the start or after Last-Event-ID
+///   POST   /command/{id}/stdin      -> appends the body to stdin (?close=true closes after)
+///   DELETE /command?id=             -> interrupts (SIGINT, SIGTERM, SIGKILL to the group);
+///                                      a bash session id ends that session (compat §3.4)
+void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
+                             std::shared_ptr<commands::SessionManager> sessions);
+
+}  // namespace execd::api

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "commands/line_splitter.hpp"
+#include "commands/output_log.hpp"
+#include "core/unique_fd.hpp"
+#include "exec/execution.hpp"
+#include "process/child_reaper.hpp"
+#include "process/reactor.hpp"
+
+namespace execd::commands {
+
+/// What to run (POST /command, or /code with no language).
+struct CommandSpec {
+  std::string command;
+  std::string cwd;                           ///< empty: the daemon's
+  std::map<std::string, std::string> envs;  ///< on top of the daemon's env and EXECD_ENVS
+  bool background = false;
+  std::chrono::milliseconds timeout{0};      ///< 0: none
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::string stdin_data;                    ///< written to stdin first
+  bool stdin_open = false;                   ///< keep stdin open for POST /command/{id}/stdin
+};
+
+/// A point-in-time view for GET /command/status/{id}.
+struct CommandStatus {
+  std::string id;
+  std::string content;
+  bool running = true;
+  std::optional<int> exit_code;
+  std::string error;
+  std::chrono::system_clock::time_point started_at;
+  std::optional<std::chrono::system_clock::time_point> finished_at;
+};
+
+/// One running or finished command: its process group, its Execution (events) and its
+/// OutputLog (raw bytes). Pipe and exit handling happen on the reactor thread; status
+/// and stdin are safe from any thread.
+class Command : public std::enable_shared_from_this<Command> {
+ public:
+  Command(std::shared_ptr<exec::Execution> execution, CommandSpec spec, std::unique_ptr<OutputLog> output);
+
+  [[nodiscard]] const std::string& id() const { return execution_->id(); }
+  [[nodiscard]] const std::shared_ptr<exec::Execution>& execution() const { return execution_; }
+  [[nodiscard]] const OutputLog& output() const { return *output_; }
+  [[nodiscard]] bool is_background() const { return spec_.background; }
+  [[nodiscard]] CommandStatus status() const;
+  [[nodiscard]] bool is_running() const;
+  [[nodiscard]] std::chrono::steady_clock::time_point finished_steady() const;
+
+  /// Appends to stdin (blocking up to `timeout` while the pipe is full).
+  core::Result<void> write_stdin(std::string_view bytes, std::chrono::milliseconds timeout);
+  core::Result<void> close_stdin();
+  /// Signals the command's whole process group (its descendants too, also after the
+  /// shell itself exited) and marks it interrupted: when the shell exits, whatever is
+  /// left of the group is killed. False once the group is empty.
+  bool signal_group(int sig);
+
+ private:
+  friend class CommandRunner;
+
+  void on_output(int fd, bool is_stderr);
+  void on_exit();
+  void drain(int fd, bool is_stderr);
+  void finish(int wait_status, const rusage& usage);
+  void emit_lines(const std::vector<std::string>& lines, bool is_stderr);
+
+  std::shared_ptr<exec::Execution> execution_;
+  CommandSpec spec_;
+  std::unique_ptr<OutputLog> output_;
+  process::Reactor* reactor_ = nullptr;
+  process::ChildReaper* reaper_ = nullptr;
+
+  // Set at start, then touched only on the reactor thread.
+  pid_t pid_ = -1;
+  core::UniqueFd pidfd_;
+  core::UniqueFd stdout_fd_;
+  core::UniqueFd stderr_fd_;
+  LineSplitter stdout_lines_;
+  LineSplitter stderr_lines_;
+  std::chrono::steady_clock::time_point started_steady_;
+  std::optional<process::Reactor::TimerId> timeout_timer_;
+
+  mutable std::mutex mu_;  // guards what other threads read or write
+  core::UniqueFd stdin_fd_;
+  bool running_ = true;
+  bool timed_out_ = false;
+  bool interrupted_ = false;
+  std::optional<int> exit_code_;
+  std::string error_;
+  std::chrono::system_clock::time_point started_at_;
+  std::optional<std::chrono::system_clock::time_point> finished_at_;
+  std::chrono::steady_clock::time_point finished_steady_{};
+};
+
+}  // namespace execd::commands

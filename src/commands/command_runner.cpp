@@ -1,0 +1,249 @@
+#include "commands/command_runner.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "process/spawn.hpp"
+
+extern char** environ;
+
+namespace execd::commands {
+namespace {
+
+const char* shell_path() {
+  static const char* kShell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+  return kShell;
+}
+
+// `$VAR` / `${VAR}` in `text` from the daemon's environment.
+core::Result<std::string> expand_vars(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 >= text.size()) {
+      out += text[i];
+      continue;
+    }
+    size_t start = i + 1;
+    size_t end = start;
+    std::string name;
+    if (text[start] == '{') {
+      end = text.find('}', start);
+      if (end == std::string::npos) return core::make_error(core::Errc::invalid_argument, "unclosed ${ in '" + text + "'");
+      name = text.substr(start + 1, end - start - 1);
+      i = end;
+    } else {
+      while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) != 0 || text[end] == '_')) ++end;
+      name = text.substr(start, end - start);
+      if (name.empty()) {
+        out += '$';
+        continue;
+      }
+      i = end - 1;
+    }
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return core::make_error(core::Errc::invalid_argument, "undefined variable $" + name + " in '" + text + "'");
+    out += v;
+  }
+  return out;
+}
+
+}  // namespace
+
+void escalate(process::Reactor& reactor, const std::shared_ptr<Command>& cmd, std::chrono::milliseconds grace,
+              int step) {
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGKILL};
+  if (!cmd->signal_group(kSignals[step])) return;  // the whole group is gone
+  if (step + 1 < 3) {
+    // Timers capture the reactor (which runs them, so it is alive), never the runner.
+    std::weak_ptr<Command> weak = cmd;
+    reactor.after(grace, [&reactor, weak, grace, step] {
+      if (auto c = weak.lock()) escalate(reactor, c, grace, step + 1);
+    });
+  }
+}
+
+core::Result<std::string> expand_path(const std::string& path) {
+  std::string p = path;
+  if (!p.empty() && p[0] == '~' && (p.size() == 1 || p[1] == '/')) {
+    const char* home = std::getenv("HOME");
+    p = std::string(home != nullptr ? home : "/") + p.substr(1);
+  }
+  return expand_vars(p);
+}
+
+std::vector<std::string> command_environment(const std::string& envs_file,
+                                             const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (!envs_file.empty()) {
+    std::ifstream in(envs_file);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      const auto eq = line.find('=');
+      if (eq == std::string::npos || eq == 0) continue;
+      auto value = expand_vars(line.substr(eq + 1));
+      env[line.substr(0, eq)] = value ? *value : line.substr(eq + 1);
+    }
+  }
+  for (const auto& [k, v] : extra) env[k] = v;
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+CommandRunner::CommandRunner(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,
+                             std::shared_ptr<exec::ExecutionRegistry> executions, Options options)
+    : reactor_(std::move(reactor)), reaper_(std::move(reaper)), executions_(std::move(executions)),
+      options_(std::move(options)) {}
+
+CommandRunner::~CommandRunner() { shutdown(); }
+
+core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
+  if (spec.command.empty()) return core::make_error(core::Errc::invalid_argument, "command is empty");
+  if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "timeout must not be negative");
+  if (spec.gid && !spec.uid) return core::make_error(core::Errc::invalid_argument, "uid is required when gid is provided");
+  if (!spec.cwd.empty()) {
+    auto cwd = expand_path(spec.cwd);
+    if (!cwd) return cwd.error();
+    struct stat st {};
+    if (::stat(cwd->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return core::make_error(core::Errc::invalid_argument, "cwd is not an existing directory: " + *cwd);
+    }
+    spec.cwd = *cwd;
+  }
+  process::SpawnOptions so;
+  so.argv = {shell_path(), "-c", spec.command};
+  so.env = command_environment(options_.envs_file, spec.envs);
+  so.cwd = spec.cwd;
+  if (spec.uid) {
+    auto user = process::lookup_user(std::to_string(*spec.uid));
+    if (!user) return core::make_error(core::Errc::invalid_argument, "uid " + std::to_string(*spec.uid) + " does not exist");
+    if (geteuid() != 0 && *spec.uid != geteuid()) {
+      return core::make_error(core::Errc::permission_denied, "running as another uid needs the daemon to run as root");
+    }
+    so.uid = *spec.uid;
+  }
+  if (spec.gid) so.gid = *spec.gid;
+  so.stdin_pipe = spec.stdin_open || !spec.stdin_data.empty();
+
+  sweep();
+  auto output = OutputLog::create(options_.spill_dir);
+  if (!output) return output.error();
+  auto execution = executions_->create(spec.background ? "background-command" : "command");
+  auto child = reaper_->spawn(so);
+  if (!child) {
+    execution->log()->close(exec::events::error("CommandExecError", child.error().message, {child.error().message}));
+    executions_->remove(execution->id());
+    return child.error();
+  }
+  auto cmd = std::make_shared<Command>(execution, std::move(spec), std::move(*output));
+  cmd->reactor_ = reactor_.get();
+  cmd->reaper_ = reaper_.get();
+  cmd->pid_ = child->pid;
+  cmd->pidfd_ = std::move(child->pidfd);
+  cmd->stdout_fd_ = std::move(child->stdout_fd);
+  cmd->stderr_fd_ = std::move(child->stderr_fd);
+  cmd->stdin_fd_ = std::move(child->stdin_fd);
+  cmd->started_steady_ = std::chrono::steady_clock::now();
+  execution->log()->append(exec::events::init(execution->id()));
+
+  if (!cmd->spec_.stdin_data.empty()) {
+    if (auto w = cmd->write_stdin(cmd->spec_.stdin_data, std::chrono::seconds(10)); !w) {
+      spdlog::warn("command {}: {}", cmd->id(), w.error().message);
+    }
+  }
+  if (!cmd->spec_.stdin_open) (void)cmd->close_stdin();
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commands_[cmd->id()] = cmd;
+  }
+  // From here on the reactor thread owns the pipes and the pidfd.
+  std::weak_ptr<Command> weak = cmd;
+  const int out_fd = cmd->stdout_fd_.get();
+  const int err_fd = cmd->stderr_fd_.get();
+  reactor_->watch(out_fd, [weak, out_fd](uint32_t) {
+    if (auto c = weak.lock()) c->on_output(out_fd, false);
+  });
+  reactor_->watch(err_fd, [weak, err_fd](uint32_t) {
+    if (auto c = weak.lock()) c->on_output(err_fd, true);
+  });
+  if (cmd->spec_.timeout.count() > 0) {
+    process::Reactor* reactor = reactor_.get();
+    const auto grace = options_.kill_grace;
+    cmd->timeout_timer_ = reactor_->after(cmd->spec_.timeout, [reactor, grace, weak] {
+      auto c = weak.lock();
+      if (!c || !c->is_running()) return;
+      {
+        std::lock_guard<std::mutex> lock(c->mu_);
+        c->timed_out_ = true;
+      }
+      escalate(*reactor, c, grace, 0);
+    });
+  }
+  reactor_->watch(cmd->pidfd_.get(), [weak](uint32_t) {
+    if (auto c = weak.lock()) c->on_exit();
+  });
+  return cmd;
+}
+
+std::shared_ptr<Command> CommandRunner::find(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = commands_.find(id);
+  return it == commands_.end() ? nullptr : it->second;
+}
+
+core::Result<void> CommandRunner::interrupt(const std::string& id) {
+  auto cmd = find(id);
+  if (!cmd) return core::make_error(core::Errc::not_found, "command not found: " + id);
+  if (!cmd->is_running()) return core::make_error(core::Errc::conflict, "command " + id + " is not running");
+  escalate(*reactor_, cmd, options_.kill_grace, 0);
+  return {};
+}
+
+void CommandRunner::sweep() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = commands_.begin(); it != commands_.end();) {
+    const auto& c = it->second;
+    if (!c->is_running() && now - c->finished_steady() > options_.retention) {
+      it = commands_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void CommandRunner::shutdown() {
+  std::vector<std::shared_ptr<Command>> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, c] : commands_) {
+      if (c->is_running()) running.push_back(c);
+    }
+  }
+  for (const auto& c : running) c->signal_group(SIGKILL);
+  // The reactor reaps them; wait briefly so no zombie outlives the daemon's last word.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (const auto& c : running) {
+    while (c->is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+}
+
+}  // namespace execd::commands

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "commands/command.hpp"
+#include "core/result.hpp"
+#include "exec/execution_registry.hpp"
+#include "process/reactor.hpp"
+
+namespace execd::commands {
+
+/// Starts shell commands (`bash -c`, each in its own process group), tracks them by id,
+/// interrupts them, and evicts finished ones after the retention. Events go to each
+/// command's Execution in the shared registry. Thread-safe.
+class CommandRunner {
+ public:
+  struct Options {
+    std::chrono::milliseconds kill_grace{3000};  ///< SIGINT -> SIGTERM -> SIGKILL steps
+    std::string envs_file;                       ///< EXECD_ENVS: KEY=VALUE lines
+    std::string spill_dir;                       ///< where output logs live
+    std::chrono::seconds retention{600};
+  };
+
+  CommandRunner(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,
+                std::shared_ptr<exec::ExecutionRegistry> executions, Options options);
+  ~CommandRunner();  ///< kills every running group and waits for it
+
+  /// Validates, spawns, and returns once the process runs (its `init` event is in the
+  /// log). Bad input -> invalid_argument naming the field.
+  core::Result<std::shared_ptr<Command>> start(CommandSpec spec);
+  [[nodiscard]] std::shared_ptr<Command> find(const std::string& id) const;
+  /// SIGINT to the group now, SIGTERM after the grace, SIGKILL after another.
+  core::Result<void> interrupt(const std::string& id);
+  /// Kills every running command group (daemon shutdown).
+  void shutdown();
+
+ private:
+  void sweep();
+
+  std::shared_ptr<process::Reactor> reactor_;
+  std::shared_ptr<process::ChildReaper> reaper_;
+  std::shared_ptr<exec::ExecutionRegistry> executions_;
+  Options options_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Command>> commands_;
+};
+
+/// SIGINT to the command's group now (step 0), SIGTERM after `grace`, SIGKILL after
+/// another, stopping as soon as the command has exited.
+void escalate(process::Reactor& reactor, const std::shared_ptr<Command>& cmd, std::chrono::milliseconds grace,
+              int step = 0);
+
+/// The environment a command gets: the daemon's, then EXECD_ENVS lines, then `extra`.
+std::vector<std::string> command_environment(const std::string& envs_file,
+                                             const std::map<std::string, std::string>& extra);
+
+/// Expands a leading `~` and `$VAR` / `${VAR}` against the daemon's environment;
+/// invalid_argument for an undefined variable.
+core::Result<std::string> expand_path(const std::string& path);
+
+}  // namespace execd::commands
