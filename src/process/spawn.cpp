@@ -179,7 +179,10 @@ core::Result<Child> spawn(const SpawnOptions& o) {
     const core::Errc code = failure.stage == kChdir || failure.stage == kExec ? core::Errc::invalid_argument
                             : failure.err == EPERM                           ? core::Errc::permission_denied
                                                                              : core::Errc::unavailable;
-    return core::make_error(code, std::string(stage_name(failure.stage)) + " failed: " + std::strerror(failure.err));
+    std::string what = stage_name(failure.stage);
+    if (failure.stage == kChdir) what += " to " + o.cwd;
+    if (failure.stage == kExec) what += " of " + o.argv[0];
+    return core::make_error(code, what + " failed: " + std::strerror(failure.err));
   }
 
   Child child;

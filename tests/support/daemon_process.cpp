@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,17 +35,26 @@ DaemonProcess::DaemonProcess(std::vector<std::string> extra_args, std::vector<st
 
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
-  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  const int rc = posix_spawn(&pid_, bin, &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  if (rc != 0) {
+  // fork+exec rather than posix_spawn: the daemon must die with a test that crashes
+  // (PDEATHSIG) and must not hold the test's stdout open, or a crashed run never ends.
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) {
     close(fds[0]);
-    throw std::runtime_error(std::string("cannot spawn execd: ") + std::strerror(rc));
+    close(fds[1]);
+    throw std::runtime_error(std::string("cannot fork execd: ") + std::strerror(errno));
   }
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    const int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, STDIN_FILENO);
+    dup2(devnull, STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    execve(bin, argv.data(), envp.data());
+    _exit(127);
+  }
+  close(fds[1]);
   stderr_fd_ = fds[0];
 
   // Read until the bound address shows up.

@@ -1,0 +1,117 @@
+// spawn() and signal_group() against real children: process groups, grandchildren,
+// stdin, errors that name the failing step.
+#include <doctest/doctest.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "process/pipe_write.hpp"
+#include "process/proc_table.hpp"
+#include "process/spawn.hpp"
+
+using namespace execd;
+
+namespace {
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) <= 0) break;
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+process::SpawnOptions shell(const std::string& script) {
+  process::SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", script};
+  o.env = {"PATH=/usr/bin:/bin"};
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("the child leads its own process group and reads /dev/null by default") {
+  auto child = process::spawn(shell("echo $$ $(ps -o pgid= -p $$) $(readlink /proc/self/fd/0)"));
+  REQUIRE(child);
+  const std::string out = read_all(child->stdout_fd.get());
+  const std::string pid = std::to_string(child->pid);
+  CHECK(out == pid + " " + pid + " /dev/null\n");
+  int status = 0;
+  waitpid(child->pid, &status, 0);
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("signal_group reaches a grandchild") {
+  auto child = process::spawn(shell("sleep 1010 & echo $!; wait"));
+  REQUIRE(child);
+  std::string line;
+  char c = 0;
+  for (;;) {
+    pollfd p{child->stdout_fd.get(), POLLIN, 0};
+    REQUIRE(poll(&p, 1, 5000) == 1);
+    REQUIRE(read(child->stdout_fd.get(), &c, 1) == 1);
+    if (c == '\n') break;
+    line += c;
+  }
+  const pid_t grandchild = std::stoi(line);
+  CHECK(process::group_members(child->pid).size() == 2);
+  CHECK(process::signal_group(child->pid, SIGKILL));
+  int status = 0;
+  waitpid(child->pid, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  // The grandchild went too (it is not our child, so poll /proc until it is gone).
+  for (int i = 0; i < 200 && kill(grandchild, 0) == 0; ++i) {
+    auto p = process::read_process(grandchild);
+    if (p && p->state == 'Z') break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto p = process::read_process(grandchild);
+  CHECK((!p || p->state == 'Z'));
+}
+
+TEST_CASE("stdin pipe and merged stderr") {
+  auto o = shell("cat; echo err >&2");
+  o.stdin_pipe = true;
+  o.merge_stderr = true;
+  auto child = process::spawn(o);
+  REQUIRE(child);
+  size_t written = 0;
+  REQUIRE(process::write_all(child->stdin_fd.get(), "fed\n", std::chrono::seconds(5), written));
+  CHECK(written == 4);
+  child->stdin_fd.reset();
+  CHECK(read_all(child->stdout_fd.get()) == "fed\nerr\n");
+  waitpid(child->pid, nullptr, 0);
+}
+
+TEST_CASE("failures name the step instead of a child exiting 127") {
+  auto o = shell("true");
+  o.cwd = "/no/such/dir";
+  auto r = process::spawn(o);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("changing directory to /no/such/dir") != std::string::npos);
+  process::SpawnOptions missing;
+  missing.argv = {"no-such-binary-xyz"};
+  missing.env = {"PATH=/usr/bin:/bin"};
+  r = process::spawn(missing);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("exec of no-such-binary-xyz") != std::string::npos);
+}
+
+TEST_CASE("parse_signal takes names with or without SIG, and numbers") {
+  CHECK(process::parse_signal("TERM").value() == SIGTERM);
+  CHECK(process::parse_signal("sigkill").value() == SIGKILL);
+  CHECK(process::parse_signal("2").value() == SIGINT);
+  CHECK_FALSE(process::parse_signal("NOPE"));
+  CHECK_FALSE(process::parse_signal("999"));
+}
