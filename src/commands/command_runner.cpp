@@ -141,8 +141,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   so.stdin_pipe = spec.stdin_open || !spec.stdin_data.empty();
 
   sweep();
-  auto output = OutputLog::create(options_.spill_dir);
-  if (!output) return output.error();
+  auto output = std::make_unique<OutputLog>(options_.spill_dir);
   auto execution = executions_->create(spec.background ? "background-command" : "command");
   auto child = reaper_->spawn(so);
   if (!child) {
@@ -150,7 +149,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
     executions_->remove(execution->id());
     return child.error();
   }
-  auto cmd = std::make_shared<Command>(execution, std::move(spec), std::move(*output));
+  auto cmd = std::make_shared<Command>(execution, std::move(spec), std::move(output));
   cmd->reactor_ = reactor_.get();
   cmd->reaper_ = reaper_.get();
   cmd->pid_ = child->pid;
@@ -218,6 +217,10 @@ core::Result<void> CommandRunner::interrupt(const std::string& id) {
 void CommandRunner::sweep() {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
+  // At most once a second: a walk over every retained command on each start would make
+  // starting cost grow with the retention.
+  if (now - last_sweep_ < std::chrono::seconds(1)) return;
+  last_sweep_ = now;
   for (auto it = commands_.begin(); it != commands_.end();) {
     const auto& c = it->second;
     if (!c->is_running() && now - c->finished_steady() > options_.retention) {

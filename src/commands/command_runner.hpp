@@ -47,6 +47,7 @@ class CommandRunner {
   Options options_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Command>> commands_;
+  std::chrono::steady_clock::time_point last_sweep_{};
 };
 
 /// SIGINT to the command's group now (step 0), SIGTERM after `grace`, SIGKILL after

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -10,9 +11,9 @@
 #include <spdlog/spdlog.h>
 
 namespace execd::commands {
+namespace {
 
-core::Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& dir_opt) {
-  std::string dir = dir_opt;
+int open_temp(std::string dir) {
   if (dir.empty()) {
     const char* t = std::getenv("TMPDIR");
     dir = (t != nullptr && *t != '\0') ? t : "/tmp";
@@ -23,34 +24,73 @@ core::Result<std::unique_ptr<OutputLog>> OutputLog::create(const std::string& di
     fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
     if (fd >= 0) ::unlink(tmpl.c_str());
   }
-  if (fd < 0) {
-    return core::make_error(core::Errc::unavailable,
-                            "cannot create an output log in " + dir + ": " + std::strerror(errno));
-  }
-  return std::unique_ptr<OutputLog>(new OutputLog(core::UniqueFd(fd)));
+  if (fd < 0) spdlog::error("cannot create a command output file in {}: {}", dir, std::strerror(errno));
+  return fd;
 }
 
-void OutputLog::append(std::string_view bytes) {
-  if (failed_) return;
-  uint64_t off = size_.load();
+bool pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd_.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(off + done));
+    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      failed_ = true;
-      spdlog::error("command output log: write failed ({}); further output is not kept for /logs", std::strerror(errno));
-      break;
+      spdlog::error("command output log: write failed ({}); further output is not kept for /logs",
+                    std::strerror(errno));
+      return false;
     }
     done += static_cast<size_t>(n);
   }
-  size_.store(off + done);  // publish only what is on disk
+  return true;
+}
+
+}  // namespace
+
+bool OutputLog::spill() {
+  const int fd = open_temp(dir_);
+  if (fd < 0) return false;
+  fd_.reset(fd);
+  if (!pwrite_all(fd, head_, 0)) return false;
+  head_.clear();
+  head_.shrink_to_fit();
+  spilled_.store(true, std::memory_order_release);
+  return true;
+}
+
+void OutputLog::append(std::string_view bytes) {
+  if (failed_ || bytes.empty()) return;
+  const uint64_t off = size_.load();
+  if (!spilled_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (head_.size() + bytes.size() <= kInMemory) {
+      head_.append(bytes);
+      size_.store(off + bytes.size());
+      return;
+    }
+    if (!spill()) {
+      failed_ = true;
+      return;
+    }
+  }
+  // Past the spill the file never changes identity, so writes need no lock; the size
+  // is published only once the bytes are on disk.
+  if (!pwrite_all(fd_.get(), bytes, off)) {
+    failed_ = true;
+    return;
+  }
+  size_.store(off + bytes.size());
 }
 
 std::string OutputLog::read(uint64_t offset, size_t max) const {
   const uint64_t end = size_.load();
   if (offset >= end) return {};
-  std::string out(static_cast<size_t>(std::min<uint64_t>(max, end - offset)), '\0');
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(max, end - offset));
+  if (!spilled_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!spilled_.load(std::memory_order_relaxed)) {
+      return head_.substr(static_cast<size_t>(offset), want);
+    }
+  }
+  std::string out(want, '\0');
   size_t got = 0;
   while (got < out.size()) {
     const ssize_t n = ::pread(fd_.get(), out.data() + got, out.size() - got, static_cast<off_t>(offset + got));

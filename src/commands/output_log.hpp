@@ -3,8 +3,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <string_view>
+#include <mutex>
 #include <string>
+#include <string_view>
 
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
@@ -12,26 +13,35 @@
 namespace execd::commands {
 
 /// A command's combined stdout+stderr as raw bytes, in write order, for
-/// GET /command/{id}/logs?cursor=<byte offset>. The bytes live in an unlinked temp file
-/// (page cache, not the daemon's heap), so gigabytes of output keep RSS flat and nothing
-/// is lost. One writer (the reactor thread), any number of readers.
+/// GET /command/{id}/logs?cursor=<byte offset>. The first kInMemory bytes stay in memory;
+/// past that everything moves to an unlinked temp file (page cache, not the daemon's
+/// heap), so gigabytes of output keep RSS flat and nothing is lost, while the common
+/// short command never pays for creating a file (inode allocation dominated the cost of
+/// a command start). One writer (the reactor thread), any number of readers.
 class OutputLog {
  public:
-  /// `dir` empty: $TMPDIR or /tmp.
-  static core::Result<std::unique_ptr<OutputLog>> create(const std::string& dir);
+  static constexpr size_t kInMemory = 16 * 1024;
 
-  /// Appends; on a write failure (disk full) the failure is logged once and later bytes
-  /// are dropped: the command itself keeps running.
+  /// `dir`: where the temp file goes once needed; empty: $TMPDIR or /tmp.
+  explicit OutputLog(std::string dir) : dir_(std::move(dir)) {}
+
+  /// Appends; on a failure to spill or write (disk full) the failure is logged once and
+  /// later bytes are dropped: the command itself keeps running.
   void append(std::string_view bytes);
   [[nodiscard]] uint64_t size() const { return size_.load(); }
   /// Up to `max` bytes from `offset`; empty at or past the end.
   [[nodiscard]] std::string read(uint64_t offset, size_t max) const;
 
  private:
-  explicit OutputLog(core::UniqueFd fd) : fd_(std::move(fd)) {}
-  core::UniqueFd fd_;
+  bool spill();  // called with mu_ held
+
+  std::string dir_;
+  mutable std::mutex mu_;   // guards head_ and the switch to the file
+  std::string head_;        // all bytes while not spilled
+  core::UniqueFd fd_;       // set once, when spilled; never changes after
+  std::atomic<bool> spilled_{false};
   std::atomic<uint64_t> size_{0};
-  bool failed_ = false;
+  bool failed_ = false;     // writer only
 };
 
 }  // namespace execd::commands

@@ -4,12 +4,14 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace execd::process {
 namespace {
@@ -41,6 +43,68 @@ const char* stage_name(int stage) {
   _exit(127);
 }
 
+// Everything the child needs, prepared before clone: the child only makes syscalls.
+struct ChildPlan {
+  const SpawnOptions* options;
+  char* const* argv;
+  char* const* envp;
+  const std::vector<std::string>* candidates;
+  int stdin_fd, stdout_fd, stderr_fd, report_fd;
+  const gid_t* groups;
+  int n_groups;
+  gid_t primary_gid;
+  const sigset_t* reset_signals;  // dispositions that are not SIG_DFL in the daemon
+};
+
+// Signals whose disposition in this process is not the default, so the child (which
+// runs while the parent waits) resets only those. Read once: the daemon sets its
+// dispositions at start-up, before anything is spawned.
+sigset_t non_default_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction sa {};
+    if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_DFL) sigaddset(&set, sig);
+  }
+  return set;
+}
+
+// The child, sharing our memory until execve: syscalls only, then execve or _exit.
+int run_child(void* arg) {
+  const auto& p = *static_cast<const ChildPlan*>(arg);
+  const auto& o = *p.options;
+  // Every disposition back to default: the daemon ignores SIGPIPE, and a daemon started
+  // in the background of a shell inherited ignored SIGINT/SIGQUIT, which would make
+  // interrupts no-ops for everything it runs. Then nothing stays blocked (the daemon
+  // blocks SIGTERM/SIGINT for its sigwait thread).
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sigismember(p.reset_signals, sig) == 1) signal(sig, SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (setsid() < 0) child_fail(p.report_fd, kSetsid);
+  if (dup2(p.stdin_fd, STDIN_FILENO) < 0 || dup2(p.stdout_fd, STDOUT_FILENO) < 0 ||
+      dup2(p.stderr_fd, STDERR_FILENO) < 0) {
+    child_fail(p.report_fd, kDup);
+  }
+  if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(p.report_fd, kChdir);
+  if (o.uid) {
+    if (setgroups(static_cast<size_t>(p.n_groups), p.groups) != 0) child_fail(p.report_fd, kGroups);
+    if (setgid(p.primary_gid) != 0) child_fail(p.report_fd, kSetgid);
+    if (setuid(*o.uid) != 0) child_fail(p.report_fd, kSetuid);
+  } else if (o.gid) {
+    if (setgid(*o.gid) != 0) child_fail(p.report_fd, kSetgid);
+  }
+  int exec_errno = ENOENT;
+  for (const auto& c : *p.candidates) {
+    execve(c.c_str(), p.argv, p.envp);
+    if (errno != ENOENT && errno != ENOTDIR) exec_errno = errno;
+  }
+  errno = exec_errno;
+  child_fail(p.report_fd, kExec);
+}
+
 }  // namespace
 
 bool signal_group(pid_t pgid, int sig) { return pgid > 0 && ::kill(-pgid, sig) == 0; }
@@ -63,8 +127,7 @@ core::Result<std::pair<uid_t, gid_t>> lookup_user(const std::string& name_or_id)
 core::Result<Child> spawn(const SpawnOptions& o) {
   if (o.argv.empty()) return core::make_error(core::Errc::invalid_argument, "nothing to run");
 
-  // Everything the child needs is prepared before fork: after fork, only
-  // async-signal-safe calls until exec (the daemon is multi-threaded).
+  // Everything the child needs is prepared before clone: the child makes syscalls only.
   std::vector<char*> argv;
   for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -91,22 +154,23 @@ core::Result<Child> spawn(const SpawnOptions& o) {
     }
   }
 
+  // Identity of the child, settled before vfork (nothing may change after it).
   gid_t groups[256];
   int n_groups = 0;
-  gid_t primary_gid = 0;
-  if (o.uid) {
+  const gid_t primary_gid = [&]() -> gid_t {
+    if (!o.uid) return 0;
     struct passwd pw {};
     struct passwd* found = nullptr;
     char buf[4096];
     getpwuid_r(*o.uid, &pw, buf, sizeof buf, &found);
-    primary_gid = found != nullptr ? found->pw_gid : *o.uid;
-    if (o.gid) primary_gid = *o.gid;
+    const gid_t gid = o.gid ? *o.gid : (found != nullptr ? found->pw_gid : *o.uid);
     n_groups = 256;
-    if (found == nullptr || getgrouplist(found->pw_name, primary_gid, groups, &n_groups) < 0) {
-      groups[0] = primary_gid;
+    if (found == nullptr || getgrouplist(found->pw_name, gid, groups, &n_groups) < 0) {
+      groups[0] = gid;
       n_groups = 1;
     }
-  }
+    return gid;
+  }();
 
   int in_pipe[2] = {-1, -1};
   int out_pipe[2] = {-1, -1};
@@ -125,43 +189,27 @@ core::Result<Child> spawn(const SpawnOptions& o) {
   }
   const int devnull = o.stdin_pipe ? -1 : ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-  const pid_t pid = fork();
+  // clone(CLONE_VM | CLONE_VFORK) on a stack of its own, as glibc's posix_spawn does:
+  // the child borrows our memory until it execs, so starting a command costs no copy of
+  // the (multi-threaded, possibly large) daemon's page tables, and nothing of the
+  // parent's stack frame is touched. Every signal is blocked around it, so no handler of
+  // ours can run in the child before it has reset the dispositions.
+  static const sigset_t reset_signals = non_default_signals();
+  ChildPlan plan{&o,         argv.data(), envp.data(), &candidates,  o.stdin_pipe ? in_pipe[0] : devnull,
+                 out_pipe[1], o.merge_stderr ? out_pipe[1] : err_pipe[1], report[1], groups, n_groups, primary_gid,
+                 &reset_signals};
+  constexpr size_t kChildStack = 64 * 1024;
+  std::unique_ptr<char[]> stack(new char[kChildStack]);
+  sigset_t all_signals, saved_mask;
+  sigfillset(&all_signals);
+  pthread_sigmask(SIG_SETMASK, &all_signals, &saved_mask);
+  const pid_t pid = clone(run_child, stack.get() + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  const int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
   if (pid < 0) {
-    const int err = errno;
     close_all();
     if (devnull >= 0) ::close(devnull);
-    return core::make_error(core::Errc::unavailable, std::string("fork failed: ") + std::strerror(err));
-  }
-  if (pid == 0) {
-    // Child. Signals the daemon blocks (SIGTERM/SIGINT for its sigwait thread) must
-    // reach commands, and every disposition goes back to default: the daemon ignores
-    // SIGPIPE, and a daemon started in the background of a shell inherited ignored
-    // SIGINT/SIGQUIT, which would make interrupts no-ops for everything it runs.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-    if (setsid() < 0) child_fail(report[1], kSetsid);
-    const int in = o.stdin_pipe ? in_pipe[0] : devnull;
-    if (dup2(in, STDIN_FILENO) < 0 || dup2(out_pipe[1], STDOUT_FILENO) < 0 ||
-        dup2(o.merge_stderr ? out_pipe[1] : err_pipe[1], STDERR_FILENO) < 0) {
-      child_fail(report[1], kDup);
-    }
-    if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(report[1], kChdir);
-    if (o.uid) {
-      if (setgroups(static_cast<size_t>(n_groups), groups) != 0) child_fail(report[1], kGroups);
-      if (setgid(primary_gid) != 0) child_fail(report[1], kSetgid);
-      if (setuid(*o.uid) != 0) child_fail(report[1], kSetuid);
-    } else if (o.gid) {
-      if (setgid(*o.gid) != 0) child_fail(report[1], kSetgid);
-    }
-    int exec_errno = ENOENT;
-    for (const auto& c : candidates) {
-      execve(c.c_str(), argv.data(), envp.data());
-      if (errno != ENOENT && errno != ENOTDIR) exec_errno = errno;
-    }
-    errno = exec_errno;
-    child_fail(report[1], kExec);
+    return core::make_error(core::Errc::unavailable, std::string("clone failed: ") + std::strerror(clone_errno));
   }
 
   // Parent.
