@@ -1,14 +1,18 @@
 #include "app.hpp"
 
 #include "api/command_routes.hpp"
+#include "api/download_routes.hpp"
 #include "api/execution_routes.hpp"
+#include "api/file_routes.hpp"
 #include "api/process_routes.hpp"
 #include "api/session_routes.hpp"
+#include "api/upload_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
+#include "files/file_service.hpp"
 #include "http/http_server.hpp"
 #include "metrics/metrics_sampler.hpp"
 #include "process/child_reaper.hpp"
@@ -43,6 +47,10 @@ App::App(core::Config config) : config_(std::move(config)) {
   sessions_ = std::make_shared<commands::SessionManager>(
       reactor_, reaper_, executions_,
       commands::SessionManager::Options{config_.kill_grace, config_.envs_file, config_.max_sessions});
+  files::FileService::Options file_options;
+  file_options.root = config_.files_root;
+  file_options.max_upload_bytes = config_.max_upload_bytes;
+  files_ = std::make_shared<files::FileService>(file_options);
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
@@ -52,6 +60,9 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_command_routes(*server_, commands_, sessions_);
   api::register_session_routes(*server_, sessions_);
   api::register_process_routes(*server_);
+  api::register_file_routes(*server_, files_);
+  api::register_download_routes(*server_, files_);
+  api::register_upload_routes(*server_, files_, config_.spill_dir);
 }
 
 App::~App() = default;

@@ -9,6 +9,7 @@ namespace execd {
 
 namespace commands { class CommandRunner; class SessionManager; }
 namespace exec { class ExecutionRegistry; }
+namespace files { class FileService; }
 namespace process { class ChildReaper; class Reactor; }
 namespace http { class HttpServer; }
 namespace metrics { class MetricsSampler; }
@@ -38,6 +39,7 @@ class App {
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
+  std::shared_ptr<files::FileService> files_;
   std::shared_ptr<metrics::MetricsSampler> sampler_;
   std::unique_ptr<http::HttpServer> server_;
 };

@@ -90,8 +90,11 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
       return httplib::Server::HandlerResponse::Handled;
     }
     const int status = res.status;
-    write_error(res, core::make_error(status == 413 ? core::Errc::too_large : core::Errc::invalid_argument,
-                                      "malformed request (HTTP " + std::to_string(status) + ")"));
+    const core::Errc code = status == 413   ? core::Errc::too_large
+                            : status == 416 ? core::Errc::range_not_satisfiable
+                                            : core::Errc::invalid_argument;
+    write_error(res, core::make_error(code, status == 416 ? "malformed Range header: " + req.get_header_value("Range")
+                                                          : "malformed request (HTTP " + std::to_string(status) + ")"));
     res.status = status;
     return httplib::Server::HandlerResponse::Handled;
   }));

@@ -1,0 +1,122 @@
+#include "files/atomic_writer.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/id.hpp"
+
+namespace execd::files {
+
+core::Result<AtomicWriter> AtomicWriter::open(const PathResolver& resolver, const std::string& user_path,
+                                              uint64_t max_bytes) {
+  auto target = resolver.resolve_creating_parents(user_path);
+  if (!target) return target.error();
+  if (target->leaf.empty()) return core::make_error(core::Errc::invalid_argument, "cannot write to a directory: " + target->abs);
+  struct stat st {};
+  if (::fstatat(target->parent.get(), target->leaf.c_str(), &st, 0) == 0 && S_ISDIR(st.st_mode)) {
+    return core::make_error(core::Errc::invalid_argument, "is a directory, not a file: " + target->abs);
+  }
+  AtomicWriter w;
+  w.temp_name_ = "." + target->leaf.substr(0, 200) + ".execd-" + core::random_hex(6);
+  const int fd = ::openat(target->parent.get(), w.temp_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) return errno_error(errno, "cannot create a temp file for", target->abs);
+  w.fd_.reset(fd);
+  w.target_ = std::move(*target);
+  w.max_bytes_ = max_bytes;
+  w.done_ = false;
+  return w;
+}
+
+AtomicWriter::AtomicWriter(AtomicWriter&& o) noexcept { *this = std::move(o); }
+
+AtomicWriter& AtomicWriter::operator=(AtomicWriter&& o) noexcept {
+  if (this != &o) {
+    abort();
+    target_ = std::move(o.target_);
+    temp_name_ = std::move(o.temp_name_);
+    fd_ = std::move(o.fd_);
+    written_ = o.written_;
+    max_bytes_ = o.max_bytes_;
+    done_ = o.done_;
+    o.done_ = true;
+  }
+  return *this;
+}
+
+AtomicWriter::~AtomicWriter() { abort(); }
+
+void AtomicWriter::abort() {
+  if (done_) return;
+  done_ = true;
+  fd_.reset();
+  ::unlinkat(target_.parent.get(), temp_name_.c_str(), 0);
+}
+
+core::Result<void> AtomicWriter::write(std::string_view bytes) {
+  if (done_) return core::make_error(core::Errc::internal, "write after commit or abort");
+  if (max_bytes_ > 0 && written_ + bytes.size() > max_bytes_) {
+    return core::make_error(core::Errc::too_large, "file " + target_.abs + " exceeds the upload limit of " +
+                                                       std::to_string(max_bytes_) + " bytes (--max-upload-bytes)");
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd_.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(errno, "cannot write", target_.abs);
+    }
+    done += static_cast<size_t>(n);
+  }
+  written_ += bytes.size();
+  return {};
+}
+
+core::Result<void> AtomicWriter::copy_from(int fd) {
+  std::string buf(1 << 20, '\0');
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(errno, "cannot read the spooled upload for", target_.abs);
+    if (n == 0) return {};
+    if (auto w = write(std::string_view(buf.data(), static_cast<size_t>(n))); !w) return w;
+  }
+}
+
+core::Result<void> AtomicWriter::commit(const FileAttributes& attrs) {
+  if (done_) return core::make_error(core::Errc::internal, "commit after commit or abort");
+  // An existing target keeps its mode and owner unless told otherwise.
+  struct stat old {};
+  const bool existed = ::fstatat(target_.parent.get(), target_.leaf.c_str(), &old, 0) == 0;
+  std::optional<mode_t> mode = attrs.mode;
+  if (!mode && existed) mode = old.st_mode & 07777;
+  if (::fsync(fd_.get()) != 0) {
+    const int err = errno;
+    abort();
+    return errno_error(err, "cannot write", target_.abs);
+  }
+  if (mode && ::fchmod(fd_.get(), *mode) != 0) {
+    const int err = errno;
+    abort();
+    return errno_error(err, "cannot set the mode of", target_.abs);
+  }
+  if (attrs.uid || attrs.gid) {
+    if (::fchown(fd_.get(), attrs.uid ? *attrs.uid : static_cast<uid_t>(-1), attrs.gid ? *attrs.gid : static_cast<gid_t>(-1)) != 0) {
+      const int err = errno;
+      abort();
+      return errno_error(err, "cannot set the owner of", target_.abs);
+    }
+  }
+  if (::renameat(target_.parent.get(), temp_name_.c_str(), target_.parent.get(), target_.leaf.c_str()) != 0) {
+    const int err = errno;
+    abort();
+    return errno_error(err, "cannot move the upload into place at", target_.abs);
+  }
+  done_ = true;
+  fd_.reset();
+  return {};
+}
+
+}  // namespace execd::files

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "files/path_resolver.hpp"
+
+namespace execd::files {
+
+/// Ownership and mode to apply to a written file; absent fields leave the default (or,
+/// for an existing target, what it had).
+struct FileAttributes {
+  std::optional<mode_t> mode;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+};
+
+/// Writes a file the only way that never loses data: into a temp file beside the target
+/// (same directory, so the final rename is atomic), fsynced, then renamed over it. Until
+/// commit() the target is untouched; a writer destroyed without commit() removes its
+/// temp file, so an aborted upload leaves neither a partial file nor a changed one.
+class AtomicWriter {
+ public:
+  /// Creates missing parent directories; refuses a target that is a directory.
+  /// `max_bytes` 0: unlimited; past it write() fails with too_large.
+  static core::Result<AtomicWriter> open(const PathResolver& resolver, const std::string& user_path,
+                                         uint64_t max_bytes = 0);
+  AtomicWriter(AtomicWriter&&) noexcept;
+  AtomicWriter& operator=(AtomicWriter&&) noexcept;
+  ~AtomicWriter();
+
+  core::Result<void> write(std::string_view bytes);
+  /// Appends what `fd` holds from its current offset to the end (a spooled part).
+  core::Result<void> copy_from(int fd);
+  [[nodiscard]] uint64_t written() const { return written_; }
+  [[nodiscard]] const std::string& path() const { return target_.abs; }
+  /// fsync, attributes, rename into place.
+  core::Result<void> commit(const FileAttributes& attrs);
+  /// Drops the temp file (also what the destructor does before commit).
+  void abort();
+
+ private:
+  AtomicWriter() = default;
+
+  ResolvedPath target_;
+  std::string temp_name_;
+  core::UniqueFd fd_;
+  uint64_t written_ = 0;
+  uint64_t max_bytes_ = 0;
+  bool done_ = true;
+};
+
+}  // namespace execd::files

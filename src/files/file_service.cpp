@@ -1,0 +1,347 @@
+#include "files/file_service.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <functional>
+
+namespace execd::files {
+namespace {
+
+// Entries of an open directory, sorted, without . and ..
+core::Result<std::vector<std::string>> read_names(int dirfd, const std::string& abs) {
+  const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return errno_error(errno, "cannot read directory", abs);
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    ::close(dup);
+    return errno_error(errno, "cannot read directory", abs);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string join(const std::string& dir, const std::string& name) { return dir == "/" ? "/" + name : dir + "/" + name; }
+
+// Visits entries below dirfd in pre-order; `visit` returns false to stop. Never follows
+// symlinks (O_NOFOLLOW on every descent).
+core::Result<void> walk(int dirfd, const std::string& abs, int depth,
+                        const std::function<bool(const FileInfo&)>& visit, bool& stopped) {
+  auto names = read_names(dirfd, abs);
+  if (!names) return names.error();
+  for (const auto& name : *names) {
+    auto info = stat_info(dirfd, name, join(abs, name));
+    if (!info) continue;  // vanished meanwhile
+    if (!visit(*info)) {
+      stopped = true;
+      return {};
+    }
+    if (info->type == "directory" && depth > 1) {
+      const int sub = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0) continue;  // unreadable: reported, not descended
+      core::UniqueFd holder(sub);
+      if (auto r = walk(sub, info->path, depth - 1, visit, stopped); !r) return r;
+      if (stopped) return {};
+    }
+  }
+  return {};
+}
+
+core::Result<void> remove_below(int dirfd, const std::string& abs) {
+  auto names = read_names(dirfd, abs);
+  if (!names) return names.error();
+  for (const auto& name : *names) {
+    struct stat st {};
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      const int sub = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0) return errno_error(errno, "cannot open", join(abs, name));
+      core::UniqueFd holder(sub);
+      if (auto r = remove_below(sub, join(abs, name)); !r) return r;
+      if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        return errno_error(errno, "cannot remove", join(abs, name));
+      }
+    } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return errno_error(errno, "cannot remove", join(abs, name));
+    }
+  }
+  return {};
+}
+
+// {a,b} alternatives expanded into plain fnmatch patterns.
+void expand_braces(const std::string& p, std::vector<std::string>& out) {
+  const auto open = p.find('{');
+  if (open == std::string::npos) {
+    out.push_back(p);
+    return;
+  }
+  int level = 0;
+  size_t close = std::string::npos;
+  std::vector<size_t> commas;
+  for (size_t i = open; i < p.size(); ++i) {
+    if (p[i] == '{') ++level;
+    if (p[i] == '}' && --level == 0) {
+      close = i;
+      break;
+    }
+    if (p[i] == ',' && level == 1) commas.push_back(i);
+  }
+  if (close == std::string::npos) {
+    out.push_back(p);
+    return;
+  }
+  size_t start = open + 1;
+  commas.push_back(close);
+  for (size_t c : commas) {
+    expand_braces(p.substr(0, open) + p.substr(start, c - start) + p.substr(close + 1), out);
+    start = c + 1;
+  }
+}
+
+}  // namespace
+
+bool glob_match(const std::string& pattern_in, const std::string& name) {
+  std::string pattern = pattern_in;
+  for (size_t pos; (pos = pattern.find("**")) != std::string::npos;) pattern.replace(pos, 2, "*");
+  std::vector<std::string> alternatives;
+  expand_braces(pattern, alternatives);
+  for (const auto& p : alternatives) {
+    if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+FileService::FileService(Options options) : resolver_(options.root), options_(std::move(options)) {}
+
+core::Result<FileAttributes> FileService::attributes(const AttributeRequest& req) {
+  FileAttributes a;
+  if (req.mode != 0) {
+    auto m = mode_from_digits(req.mode);
+    if (!m) return m.error();
+    a.mode = *m;
+  }
+  if (!req.owner.empty()) {
+    auto u = uid_of(req.owner);
+    if (!u) return u.error();
+    a.uid = *u;
+  }
+  if (!req.group.empty()) {
+    auto g = gid_of(req.group);
+    if (!g) return g.error();
+    a.gid = *g;
+  }
+  return a;
+}
+
+core::Result<FileInfo> FileService::info(const std::string& path) const {
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  return stat_info(p->parent.get(), p->leaf, p->abs);
+}
+
+core::Result<FileService::OpenFile> FileService::open_read(const std::string& path) const {
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  auto fd = resolver_.open_at(*p, O_RDONLY);
+  if (!fd) return fd.error();
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return errno_error(errno, "cannot stat", p->abs);
+  if (S_ISDIR(st.st_mode)) return core::make_error(core::Errc::invalid_argument, "is a directory, not a file: " + p->abs);
+  if (!S_ISREG(st.st_mode)) return core::make_error(core::Errc::invalid_argument, "not a regular file: " + p->abs);
+  OpenFile f;
+  f.fd = std::move(*fd);
+  f.size = static_cast<uint64_t>(st.st_size);
+  f.abs = p->abs;
+  f.modified_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return f;
+}
+
+core::Result<void> FileService::remove_file(const std::string& path) const {
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error().code == core::Errc::file_not_found ? core::Result<void>() : core::Result<void>(p.error());
+  struct stat st {};
+  if (::fstatat(p->parent.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno == ENOENT ? core::Result<void>() : errno_error(errno, "cannot stat", p->abs);
+  }
+  if (S_ISDIR(st.st_mode) || p->leaf.empty()) {
+    return core::make_error(core::Errc::invalid_argument, "is a directory (use DELETE /directories): " + p->abs);
+  }
+  if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0 && errno != ENOENT) {
+    return errno_error(errno, "cannot remove", p->abs);
+  }
+  return {};
+}
+
+core::Result<void> FileService::move(const std::string& src, const std::string& dest) const {
+  auto from = resolver_.resolve(src);
+  if (!from) return from.error();
+  struct stat st {};
+  if (::fstatat(from->parent.get(), from->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno_error(errno, "cannot move", from->abs);
+  }
+  auto to = resolver_.resolve_creating_parents(dest);
+  if (!to) return to.error();
+  if (from->leaf.empty() || to->leaf.empty()) return core::make_error(core::Errc::invalid_argument, "cannot move the root");
+  if (::renameat2(from->parent.get(), from->leaf.c_str(), to->parent.get(), to->leaf.c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    if (err == EEXIST) return core::make_error(core::Errc::conflict, "destination exists: " + to->abs);
+    if (err == EXDEV) {
+      return core::make_error(core::Errc::not_supported, "cannot move across filesystems: " + from->abs + " -> " + to->abs);
+    }
+    return errno_error(err, "cannot move " + from->abs + " to", to->abs);
+  }
+  return {};
+}
+
+core::Result<void> FileService::set_attributes(const std::string& path, const AttributeRequest& req) const {
+  auto attrs = attributes(req);
+  if (!attrs) return attrs.error();
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  auto fd = resolver_.open_at(*p, O_PATH);
+  if (!fd) return fd.error();
+  // O_PATH descriptors take chmod/chown through their /proc/self/fd link.
+  const std::string link = "/proc/self/fd/" + std::to_string(fd->get());
+  if (attrs->mode && ::chmod(link.c_str(), *attrs->mode) != 0) return errno_error(errno, "cannot change the mode of", p->abs);
+  if ((attrs->uid || attrs->gid) &&
+      ::chown(link.c_str(), attrs->uid ? *attrs->uid : static_cast<uid_t>(-1), attrs->gid ? *attrs->gid : static_cast<gid_t>(-1)) != 0) {
+    return errno_error(errno, "cannot change the owner of", p->abs);
+  }
+  return {};
+}
+
+core::Result<uint64_t> FileService::replace(const std::string& path, const std::string& old_text,
+                                            const std::string& new_text) const {
+  if (old_text.empty()) return core::make_error(core::Errc::invalid_argument, "'old' must not be empty");
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  auto fd = resolver_.open_at(*p, O_RDONLY);
+  if (!fd) return fd.error();
+  struct stat st {};
+  ::fstat(fd->get(), &st);
+  if (!S_ISREG(st.st_mode)) return core::make_error(core::Errc::invalid_argument, "not a regular file: " + p->abs);
+  std::string content(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < content.size()) {
+    const ssize_t n = ::read(fd->get(), content.data() + got, content.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  content.resize(got);
+  uint64_t count = 0;
+  std::string out;
+  out.reserve(content.size());
+  size_t pos = 0;
+  for (size_t hit; (hit = content.find(old_text, pos)) != std::string::npos; pos = hit + old_text.size()) {
+    out.append(content, pos, hit - pos);
+    out += new_text;
+    ++count;
+  }
+  if (count == 0) return count;
+  out.append(content, pos, std::string::npos);
+  auto w = AtomicWriter::open(resolver_, p->abs);
+  if (!w) return w.error();
+  if (auto r = w->write(out); !r) return r.error();
+  FileAttributes keep;
+  keep.mode = st.st_mode & 07777;
+  if (st.st_uid != ::geteuid()) keep.uid = st.st_uid;
+  if (st.st_gid != ::getegid()) keep.gid = st.st_gid;
+  if (auto r = w->commit(keep); !r) return r.error();
+  return count;
+}
+
+core::Result<void> FileService::make_directories(const std::string& path, const AttributeRequest& req) const {
+  auto attrs = attributes(req);
+  if (!attrs) return attrs.error();
+  auto p = resolver_.resolve_creating_parents(path);
+  if (!p) return p.error();
+  if (p->leaf.empty()) return {};
+  if (::mkdirat(p->parent.get(), p->leaf.c_str(), 0777) != 0) {
+    const int err = errno;
+    struct stat st {};
+    if (err == EEXIST && ::fstatat(p->parent.get(), p->leaf.c_str(), &st, 0) == 0 && S_ISDIR(st.st_mode)) return {};
+    if (err == EEXIST) return core::make_error(core::Errc::conflict, "exists and is not a directory: " + p->abs);
+    return errno_error(err, "cannot create directory", p->abs);
+  }
+  if (attrs->mode || attrs->uid || attrs->gid) return set_attributes(p->abs, req);
+  return {};
+}
+
+core::Result<void> FileService::remove_tree(const std::string& path) const {
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error().code == core::Errc::file_not_found ? core::Result<void>() : core::Result<void>(p.error());
+  if (p->leaf.empty()) return core::make_error(core::Errc::forbidden, "refusing to remove the root: " + p->abs);
+  struct stat st {};
+  if (::fstatat(p->parent.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno == ENOENT ? core::Result<void>() : errno_error(errno, "cannot stat", p->abs);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0 && errno != ENOENT) return errno_error(errno, "cannot remove", p->abs);
+    return {};
+  }
+  const int fd = ::openat(p->parent.get(), p->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno_error(errno, "cannot open", p->abs);
+  core::UniqueFd holder(fd);
+  if (auto r = remove_below(fd, p->abs); !r) return r;
+  if (::unlinkat(p->parent.get(), p->leaf.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return errno_error(errno, "cannot remove", p->abs);
+  }
+  return {};
+}
+
+core::Result<std::vector<FileInfo>> FileService::list(const std::string& path, int depth) const {
+  if (depth < 0) return core::make_error(core::Errc::invalid_argument, "depth must be >= 0");
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  auto root = stat_info(p->parent.get(), p->leaf, p->abs);
+  if (!root) return root.error();
+  if (root->type == "symlink") return core::make_error(core::Errc::invalid_argument, "is a symlink, not a directory: " + p->abs);
+  if (root->type != "directory") return core::make_error(core::Errc::invalid_argument, "not a directory: " + p->abs);
+  std::vector<FileInfo> out;
+  if (depth == 0) return out;
+  auto fd = resolver_.open_at(*p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return fd.error();
+  bool stopped = false;
+  auto r = walk(fd->get(), p->abs, depth, [&](const FileInfo& f) {
+    out.push_back(f);
+    return out.size() < options_.max_list_entries;
+  }, stopped);
+  if (!r) return r.error();
+  return out;
+}
+
+core::Result<std::vector<FileInfo>> FileService::search(const std::string& path, const std::string& pattern,
+                                                        bool& truncated) const {
+  auto p = resolver_.resolve(path);
+  if (!p) return p.error();
+  auto fd = resolver_.open_at(*p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return fd.error();
+  std::vector<FileInfo> out;
+  const std::string pat = pattern.empty() ? "**" : pattern;
+  truncated = false;
+  auto r = walk(fd->get(), p->abs, 1 << 20, [&](const FileInfo& f) {
+    if (f.type == "directory" || !glob_match(pat, f.path.substr(f.path.rfind('/') + 1))) return true;
+    if (out.size() >= options_.max_search_results) {
+      truncated = true;
+      return false;
+    }
+    out.push_back(f);
+    return true;
+  }, truncated);
+  if (!r) return r.error();
+  return out;
+}
+
+}  // namespace execd::files

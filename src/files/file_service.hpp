@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "files/atomic_writer.hpp"
+#include "files/file_info.hpp"
+#include "files/path_resolver.hpp"
+
+namespace execd::files {
+
+/// Ownership/mode as requests give them: `mode` as octal digits (0 or absent: leave),
+/// owner and group by name (or id; empty: leave).
+struct AttributeRequest {
+  int64_t mode = 0;
+  std::string owner;
+  std::string group;
+};
+
+/// The files and directories operations of the contract (compat-notes §6), on real
+/// paths through a PathResolver. Errors are values; nothing here knows HTTP.
+class FileService {
+ public:
+  struct Options {
+    std::string root;            ///< --files-root; empty: none
+    uint64_t max_upload_bytes = 0;
+    size_t max_search_results = 10000;
+    size_t max_list_entries = 100000;
+  };
+
+  explicit FileService(Options options);
+
+  [[nodiscard]] const PathResolver& resolver() const { return resolver_; }
+  [[nodiscard]] const Options& options() const { return options_; }
+
+  core::Result<FileInfo> info(const std::string& path) const;
+  /// Removes files (a missing one is fine); a directory is refused.
+  core::Result<void> remove_file(const std::string& path) const;
+  /// Renames, creating the destination's parents; an existing destination is a conflict.
+  core::Result<void> move(const std::string& src, const std::string& dest) const;
+  core::Result<void> set_attributes(const std::string& path, const AttributeRequest& attrs) const;
+  /// Literal replace-all; returns how many occurrences there were. The file is rewritten
+  /// atomically with its mode and owner kept.
+  core::Result<uint64_t> replace(const std::string& path, const std::string& old_text, const std::string& new_text) const;
+  /// mkdir -p; attributes apply to the leaf only when it did not exist.
+  core::Result<void> make_directories(const std::string& path, const AttributeRequest& attrs) const;
+  /// rm -rf (symlinks removed, never followed); missing is fine.
+  core::Result<void> remove_tree(const std::string& path) const;
+  /// Entries below `path` to `depth` levels, pre-order, lexical per directory; symlinks
+  /// reported and never descended.
+  core::Result<std::vector<FileInfo>> list(const std::string& path, int depth) const;
+  /// Non-directory entries below `path` whose base name matches `pattern` (glob: *, ?,
+  /// [..], {a,b}; ** matches all), at most max_search_results (truncated set when more).
+  core::Result<std::vector<FileInfo>> search(const std::string& path, const std::string& pattern, bool& truncated) const;
+
+  /// A regular file opened for reading (download); a directory is invalid_argument.
+  struct OpenFile {
+    core::UniqueFd fd;
+    uint64_t size = 0;
+    std::string abs;
+    int64_t modified_ns = 0;
+  };
+  core::Result<OpenFile> open_read(const std::string& path) const;
+
+  /// Attribute values checked and converted (unknown user -> invalid_argument).
+  static core::Result<FileAttributes> attributes(const AttributeRequest& req);
+
+ private:
+  PathResolver resolver_;
+  Options options_;
+};
+
+/// Glob match of one name (doublestar's rules for a base name).
+bool glob_match(const std::string& pattern, const std::string& name);
+
+}  // namespace execd::files

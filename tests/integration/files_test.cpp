@@ -1,0 +1,333 @@
+// The files and directories API against real files: CRUD, streamed multipart upload
+// (atomic: an aborted or refused upload leaves the old file intact), ranged and line
+// downloads, the files-root jail with traversal and symlink escapes, and bad input.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "support/daemon_process.hpp"
+#include "support/temp_dir.hpp"
+
+using execd::test::DaemonProcess;
+using execd::test::read_file;
+using execd::test::TempDir;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle) {
+  REQUIRE(r);
+  INFO(r->body);
+  CHECK(r->status == status);
+  auto body = json::parse(r->body, nullptr, false);
+  REQUIRE(body.is_object());
+  CHECK(body.value("code", "") == code);
+  CHECK(body.value("message", "").find(needle) != std::string::npos);
+}
+
+httplib::Result upload(const DaemonProcess& d, const std::vector<std::pair<json, std::string>>& files) {
+  httplib::MultipartFormDataItems items;
+  for (const auto& [meta, content] : files) {
+    items.push_back({"metadata", meta.dump(), "metadata", "application/json"});
+    items.push_back({"file", content, "blob", "application/octet-stream"});
+  }
+  return d.client()->Post("/files/upload", items);
+}
+
+std::string random_bytes(size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
+  return s;
+}
+
+// Sends `head` as a request and closes the connection without the rest.
+void send_and_hang_up(int port, const std::string& head) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()));
+  usleep(200 * 1000);
+  close(fd);
+  usleep(200 * 1000);
+}
+
+std::vector<std::string> leftovers(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename().string().find(".execd-") != std::string::npos) out.push_back(e.path());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("info, move, permissions, replace, delete") {
+  TempDir dir;
+  DaemonProcess d;
+  const auto a = dir.write("a.txt", "hello hello world");
+  auto r = d.client()->Get(("/files/info?path=" + a.string() + "&path=" + dir.str()).c_str());
+  REQUIRE(r->status == 200);
+  auto info = json::parse(r->body);
+  CHECK(info[a.string()]["type"] == "file");
+  CHECK(info[a.string()]["size"] == 17);
+  CHECK(info[a.string()]["mode"] == 644);
+  CHECK(info[dir.str()]["type"] == "directory");
+  CHECK(info[a.string()]["modified_at"].get<std::string>().find('T') != std::string::npos);
+
+  r = d.client()->Post("/files/replace?verbose=true", json{{a.string(), {{"old", "hello"}, {"new", "bye"}}}}.dump(), "application/json");
+  REQUIRE(r->status == 200);
+  CHECK(json::parse(r->body)[a.string()]["replacedCount"] == 2);
+  CHECK(read_file(a) == "bye bye world");
+  CHECK((fs::status(a).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read));
+
+  r = d.client()->Post("/files/permissions", json{{a.string(), {{"mode", 600}}}}.dump(), "application/json");
+  CHECK(r->status == 200);
+  struct stat st {};
+  stat(a.c_str(), &st);
+  CHECK((st.st_mode & 0777) == 0600);
+  check_error(d.client()->Post("/files/permissions", json{{a.string(), {{"mode", 689}}}}.dump(), "application/json"), 400,
+              "INVALID_REQUEST_BODY", "not octal");
+
+  const auto dest = dir.path() / "deep" / "er" / "b.txt";
+  r = d.client()->Post("/files/mv", json::array({{{"src", a.string()}, {"dest", dest.string()}}}).dump(), "application/json");
+  CHECK(r->status == 200);
+  CHECK(read_file(dest) == "bye bye world");
+  CHECK_FALSE(fs::exists(a));
+  const auto other = dir.write("other.txt", "keep me");
+  check_error(d.client()->Post("/files/mv", json::array({{{"src", dest.string()}, {"dest", other.string()}}}).dump(), "application/json"),
+              409, "CONFLICT", other.string());
+  CHECK(read_file(other) == "keep me");
+  check_error(d.client()->Post("/files/mv", json::array({{{"src", a.string()}, {"dest", other.string()}}}).dump(), "application/json"),
+              404, "FILE_NOT_FOUND", a.string());
+
+  CHECK(d.client()->Delete(("/files?path=" + dest.string()).c_str())->status == 200);
+  CHECK_FALSE(fs::exists(dest));
+  CHECK(d.client()->Delete(("/files?path=" + dest.string()).c_str())->status == 200);  // missing is fine
+  check_error(d.client()->Delete(("/files?path=" + dir.str()).c_str()), 400, "INVALID_REQUEST_BODY", "is a directory");
+  check_error(d.client()->Get("/files/info?path=/no/such/file"), 404, "FILE_NOT_FOUND", "/no/such/file");
+  check_error(d.client()->Delete("/files"), 400, "MISSING_QUERY", "path");
+}
+
+TEST_CASE("directories: mkdir -p with mode, list with depth (symlinks reported, not followed), search, rm -rf") {
+  TempDir dir;
+  DaemonProcess d;
+  const auto made = dir.path() / "x" / "y";
+  auto r = d.client()->Post("/directories", json{{made.string(), {{"mode", 755}}}, {(dir.path() / "p").string(), {{"mode", 700}}}}.dump(), "application/json");
+  REQUIRE(r->status == 200);
+  CHECK(fs::is_directory(made));
+  struct stat st {};
+  stat((dir.path() / "p").c_str(), &st);
+  CHECK((st.st_mode & 0777) == 0700);
+  dir.write("x/y/f1.txt", "1");
+  dir.write("x/f2.log", "2");
+  dir.write("x/.hidden.txt", "3");
+  fs::create_directory_symlink("/etc", dir.path() / "x" / "etc-link");
+
+  r = d.client()->Get(("/directories/list?path=" + (dir.path() / "x").string() + "&depth=1").c_str());
+  std::vector<std::string> names;
+  for (const auto& e : json::parse(r->body)) names.push_back(e["path"].get<std::string>().substr(dir.str().size()));
+  CHECK(names == std::vector<std::string>{"/x/.hidden.txt", "/x/etc-link", "/x/f2.log", "/x/y"});
+  r = d.client()->Get(("/directories/list?path=" + (dir.path() / "x").string() + "&depth=5").c_str());
+  names.clear();
+  for (const auto& e : json::parse(r->body)) {
+    names.push_back(e["path"].get<std::string>().substr(dir.str().size()));
+    if (names.back() == "/x/etc-link") CHECK(e["type"] == "symlink");
+  }
+  CHECK(names == std::vector<std::string>{"/x/.hidden.txt", "/x/etc-link", "/x/f2.log", "/x/y", "/x/y/f1.txt"});
+  CHECK(json::parse(d.client()->Get(("/directories/list?path=" + dir.str() + "&depth=0").c_str())->body).empty());
+  check_error(d.client()->Get(("/directories/list?path=" + (dir.path() / "x/f2.log").string()).c_str()), 400, "INVALID_REQUEST_BODY", "not a directory");
+  check_error(d.client()->Get(("/directories/list?path=" + (dir.path() / "x/etc-link").string()).c_str()), 400, "INVALID_REQUEST_BODY", "symlink");
+  check_error(d.client()->Get(("/directories/list?path=" + dir.str() + "&depth=-1").c_str()), 400, "INVALID_REQUEST_BODY", "depth");
+  check_error(d.client()->Get("/directories/list?path=/no/such/dir"), 404, "FILE_NOT_FOUND", "/no/such/dir");
+
+  r = d.client()->Get(("/files/search?path=" + dir.str() + "&pattern=*.{txt,log}").c_str());
+  REQUIRE(r->status == 200);
+  CHECK(json::parse(r->body).size() == 3);
+  r = d.client()->Get(("/files/search?path=" + dir.str() + "&pattern=**").c_str());
+  CHECK(json::parse(r->body).size() == 4);  // 3 files and the symlink; the link is not walked into
+  check_error(d.client()->Get("/files/search?pattern=*"), 400, "MISSING_QUERY", "path");
+
+  CHECK(d.client()->Delete(("/directories?path=" + (dir.path() / "x").string()).c_str())->status == 200);
+  CHECK_FALSE(fs::exists(dir.path() / "x"));
+  CHECK(fs::exists("/etc/hostname"));  // the symlink went, not what it pointed to
+  CHECK(d.client()->Delete(("/directories?path=" + (dir.path() / "x").string()).c_str())->status == 200);
+}
+
+TEST_CASE("upload: several files per request, parents created, mode applied, metadata after its file") {
+  TempDir dir;
+  DaemonProcess d;
+  const auto big = random_bytes(3 * 1024 * 1024 + 7, 1);
+  auto r = upload(d, {{{{"path", (dir.path() / "n" / "one.bin").string()}, {"mode", 600}}, big},
+                      {{{"path", (dir.path() / "two.txt").string()}}, "second"}});
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  CHECK(read_file(dir.path() / "n" / "one.bin") == big);
+  CHECK(read_file(dir.path() / "two.txt") == "second");
+  struct stat st {};
+  stat((dir.path() / "n" / "one.bin").c_str(), &st);
+  CHECK((st.st_mode & 0777) == 0600);
+  // File part first, metadata after: spooled, then placed.
+  httplib::MultipartFormDataItems items = {{"file", "spooled", "blob", ""},
+                                           {"metadata", json{{"path", (dir.path() / "late.txt").string()}}.dump(), "metadata", ""}};
+  r = d.client()->Post("/files/upload", items);
+  REQUIRE(r->status == 200);
+  CHECK(read_file(dir.path() / "late.txt") == "spooled");
+  CHECK(leftovers(dir.path()).empty());
+}
+
+TEST_CASE("a failed upload leaves the old file byte-for-byte intact and nothing half-written") {
+  TempDir dir;
+  DaemonProcess d({"--max-upload-bytes", "1MiB"});
+  const auto target = dir.write("keep.bin", "the original content");
+  SUBCASE("the client hangs up halfway through the body") {
+    const std::string body_start = "--BOUND\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"metadata\"\r\n\r\n" +
+                                   json{{"path", target.string()}}.dump() +
+                                   "\r\n--BOUND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n" +
+                                   std::string(200000, 'x');
+    send_and_hang_up(d.port(), "POST /files/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=BOUND\r\n"
+                               "Content-Length: 9000000\r\n\r\n" + body_start);
+  }
+  SUBCASE("the body ends without its closing boundary") {
+    const std::string body = "--BOUND\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n" + json{{"path", target.string()}}.dump() +
+                             "\r\n--BOUND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\npartial";
+    auto r = d.client()->Post("/files/upload", body, "multipart/form-data; boundary=BOUND");
+    check_error(r, 400, "INVALID_FILE_CONTENT", "cut off");
+  }
+  SUBCASE("over --max-upload-bytes: 413 before the disk fills") {
+    check_error(upload(d, {{{{"path", target.string()}}, std::string(2 * 1024 * 1024, 'y')}}), 413, "TOO_LARGE", "max-upload-bytes");
+  }
+  SUBCASE("a second pair fails validation: the first file is not written either") {
+    const auto first = dir.path() / "first.txt";
+    check_error(upload(d, {{{{"path", first.string()}}, "new"}, {{{"path", target.string()}, {"mode", 999}}, "x"}}), 400,
+                "INVALID_FILE_METADATA", "999");
+    CHECK_FALSE(fs::exists(first));
+  }
+  CHECK(read_file(target) == "the original content");
+  CHECK(leftovers(dir.path()).empty());
+  CHECK(d.client()->Get("/ping")->status == 200);
+}
+
+TEST_CASE("upload bad input names the problem") {
+  TempDir dir;
+  DaemonProcess d;
+  check_error(d.client()->Post("/files/upload", "{}", "application/json"), 400, "INVALID_FILE", "multipart");
+  check_error(upload(d, {{{{"mode", 644}}, "x"}}), 400, "INVALID_FILE_METADATA", "path");
+  httplib::MultipartFormDataItems bad_json = {{"metadata", "{not json", "metadata", ""}, {"file", "x", "f", ""}};
+  check_error(d.client()->Post("/files/upload", bad_json), 400, "INVALID_FILE_METADATA", "JSON");
+  httplib::MultipartFormDataItems no_file = {{"metadata", json{{"path", (dir.path() / "a").string()}}.dump(), "metadata", ""}};
+  check_error(d.client()->Post("/files/upload", no_file), 400, "INVALID_FILE_CONTENT", "file");
+  httplib::MultipartFormDataItems two_files = {{"metadata", json{{"path", (dir.path() / "a").string()}}.dump(), "metadata", ""},
+                                               {"file", "1", "f", ""}, {"file", "2", "f", ""}};
+  check_error(d.client()->Post("/files/upload", two_files), 400, "INVALID_FILE", "1 metadata parts but 2 file parts");
+  fs::create_directory(dir.path() / "adir");
+  check_error(upload(d, {{{{"path", (dir.path() / "adir").string()}}, "x"}}), 400, "INVALID_REQUEST_BODY", "is a directory");
+  CHECK(leftovers(dir.path()).empty());
+}
+
+TEST_CASE("download: whole file, ranges (closed, open, suffix, past the end, several), lines") {
+  TempDir dir;
+  DaemonProcess d;
+  const auto data = random_bytes(100000, 2);
+  const auto f = dir.write("data.bin", data);
+  const std::string url = "/files/download?path=" + f.string();
+  auto r = d.client()->Get(url.c_str());
+  REQUIRE(r->status == 200);
+  CHECK(r->body == data);
+  CHECK(r->get_header_value("Content-Length") == "100000");
+  CHECK(r->get_header_value("Content-Type") == "application/octet-stream");
+  CHECK(r->get_header_value("Content-Disposition") == "attachment; filename=\"data.bin\"");
+  auto ranged = [&](const std::string& range) { return d.client()->Get(url.c_str(), {{"Range", range}}); };
+  r = ranged("bytes=0-9");
+  CHECK(r->status == 206);
+  CHECK(r->body == data.substr(0, 10));
+  CHECK(r->get_header_value("Content-Range") == "bytes 0-9/100000");
+  r = ranged("bytes=99990-");
+  CHECK(r->status == 206);
+  CHECK(r->body == data.substr(99990));
+  r = ranged("bytes=-5");
+  CHECK(r->body == data.substr(99995));
+  CHECK(r->get_header_value("Content-Range") == "bytes 99995-99999/100000");
+  r = ranged("bytes=-200000");  // longer than the file: all of it
+  CHECK(r->body == data);
+  r = ranged("bytes=99998-200000");  // end clamped
+  CHECK(r->body == data.substr(99998));
+  r = ranged("bytes=10-19, 30-39");  // the first range of a list
+  CHECK(r->body == data.substr(10, 10));
+  r = ranged("bytes=100000-");
+  CHECK(r->status == 416);
+  CHECK(r->get_header_value("Content-Range") == "bytes */100000");
+  CHECK(json::parse(r->body)["code"] == "RANGE_NOT_SATISFIABLE");
+  CHECK(ranged("bytes=abc")->status == 416);
+
+  const auto lines = dir.write("lines.txt", "line1\nline2\r\nline3\nline4\nline5");
+  const std::string lurl = "/files/download?path=" + lines.string();
+  CHECK(d.client()->Get((lurl + "&offset=2&limit=2").c_str())->body == "line2\nline3");
+  CHECK(d.client()->Get((lurl + "&offset=4").c_str())->body == "line4\nline5");
+  CHECK(d.client()->Get((lurl + "&limit=2").c_str())->body == "line1\nline2");
+  CHECK(d.client()->Get((lurl + "&offset=9").c_str())->body.empty());
+  check_error(d.client()->Get((lurl + "&offset=0").c_str()), 400, "INVALID_REQUEST_BODY", "offset");
+  check_error(d.client()->Get((lurl + "&limit=2").c_str(), {{"Range", "bytes=0-1"}}), 400, "INVALID_REQUEST_BODY", "Range");
+
+  check_error(d.client()->Get("/files/download"), 400, "MISSING_QUERY", "path");
+  check_error(d.client()->Get(("/files/download?path=" + dir.str()).c_str()), 400, "INVALID_REQUEST_BODY", "directory");
+  check_error(d.client()->Get(("/files/download?path=" + dir.str() + "/nope").c_str()), 404, "FILE_NOT_FOUND", "nope");
+}
+
+TEST_CASE("--files-root confines every path: .., absolute paths and symlinks leading out are refused") {
+  TempDir root;
+  TempDir outside;
+  const auto secret = outside.write("secret.txt", "do not read");
+  root.write("in/ok.txt", "fine");
+  fs::create_symlink(secret, root.path() / "in" / "leak");
+  fs::create_directory_symlink(outside.path(), root.path() / "dirleak");
+  fs::create_symlink(root.path() / "in" / "ok.txt", root.path() / "in" / "inner-link");
+  DaemonProcess d({"--files-root", root.str()});
+  auto get = [&](const std::string& p) { return d.client()->Get(("/files/download?path=" + p).c_str()); };
+  CHECK(get(root.str() + "/in/ok.txt")->body == "fine");
+  CHECK(get("in/../in/ok.txt")->status != 200);  // relative to the daemon's cwd, which is outside the root
+  check_error(get(root.str() + "/../" + outside.path().filename().string() + "/secret.txt"), 403, "FORBIDDEN", "outside the files root");
+  check_error(get(secret.string()), 403, "FORBIDDEN", "outside the files root");
+  check_error(get(root.str() + "/in/leak"), 403, "FORBIDDEN", "escapes");
+  check_error(get(root.str() + "/dirleak/secret.txt"), 403, "FORBIDDEN", "escapes");
+  CHECK(get(root.str() + "/in/inner-link")->status == 200);
+  check_error(upload(d, {{{{"path", root.str() + "/dirleak/new.txt"}}, "x"}}), 403, "FORBIDDEN", "escapes");
+  CHECK_FALSE(fs::exists(outside.path() / "new.txt"));
+  check_error(d.client()->Delete(("/files?path=" + root.str() + "/dirleak/secret.txt").c_str()), 403, "FORBIDDEN", "escapes");
+  // The symlink itself lives inside the root: removing it is fine and leaves its target.
+  CHECK(d.client()->Delete(("/directories?path=" + root.str() + "/dirleak/").c_str())->status == 200);
+  CHECK(fs::exists(secret));
+  check_error(d.client()->Post("/files/mv", json::array({{{"src", root.str() + "/in/ok.txt"}, {"dest", outside.str() + "/x"}}}).dump(), "application/json"),
+              403, "FORBIDDEN", "outside");
+  CHECK(read_file(secret) == "do not read");
+}
+
+TEST_CASE("a 200 MB upload and download stream through without growing the daemon") {
+  TempDir dir;
+  DaemonProcess d;
+  const long before = d.rss_kib();
+  const std::string content = random_bytes(200 * 1024 * 1024, 3);
+  auto r = upload(d, {{{{"path", (dir.path() / "big.bin").string()}}, content}});
+  REQUIRE(r->status == 200);
+  const long after_upload = d.rss_kib();
+  auto got = d.client()->Get(("/files/download?path=" + (dir.path() / "big.bin").string()).c_str());
+  const long after_download = d.rss_kib();
+  CHECK(got->body == content);
+  INFO("rss KiB: before " << before << ", after upload " << after_upload << ", after download " << after_download);
+  CHECK(after_upload - before < 16 * 1024);
+  CHECK(after_download - before < 16 * 1024);
+}
