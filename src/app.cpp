@@ -6,6 +6,7 @@
 #include "api/file_routes.hpp"
 #include "api/process_routes.hpp"
 #include "api/session_routes.hpp"
+#include "api/tus_routes.hpp"
 #include "api/upload_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
@@ -13,6 +14,7 @@
 #include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
 #include "files/file_service.hpp"
+#include "files/resumable_uploads.hpp"
 #include "http/http_server.hpp"
 #include "metrics/metrics_sampler.hpp"
 #include "process/child_reaper.hpp"
@@ -51,6 +53,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   file_options.root = config_.files_root;
   file_options.max_upload_bytes = config_.max_upload_bytes;
   files_ = std::make_shared<files::FileService>(file_options);
+  uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
@@ -63,6 +66,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_file_routes(*server_, files_);
   api::register_download_routes(*server_, files_);
   api::register_upload_routes(*server_, files_, config_.spill_dir);
+  api::register_tus_routes(*server_, uploads_, config_.max_upload_bytes);
 }
 
 App::~App() = default;

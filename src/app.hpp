@@ -9,7 +9,7 @@ namespace execd {
 
 namespace commands { class CommandRunner; class SessionManager; }
 namespace exec { class ExecutionRegistry; }
-namespace files { class FileService; }
+namespace files { class FileService; class ResumableUploads; }
 namespace process { class ChildReaper; class Reactor; }
 namespace http { class HttpServer; }
 namespace metrics { class MetricsSampler; }
@@ -40,6 +40,7 @@ class App {
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
   std::shared_ptr<files::FileService> files_;
+  std::shared_ptr<files::ResumableUploads> uploads_;
   std::shared_ptr<metrics::MetricsSampler> sampler_;
   std::unique_ptr<http::HttpServer> server_;
 };

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "support/daemon_process.hpp"
 #include "support/temp_dir.hpp"
@@ -330,4 +331,109 @@ TEST_CASE("a 200 MB upload and download stream through without growing the daemo
   INFO("rss KiB: before " << before << ", after upload " << after_upload << ", after download " << after_download);
   CHECK(after_upload - before < 16 * 1024);
   CHECK(after_download - before < 16 * 1024);
+}
+
+namespace {
+
+httplib::Headers tus(std::initializer_list<std::pair<const std::string, std::string>> extra = {}) {
+  httplib::Headers h = {{"Tus-Resumable", "1.0.0"}};
+  for (const auto& [k, v] : extra) h.emplace(k, v);
+  return h;
+}
+
+std::string b64(const std::string& in) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += kAlphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
+  while (out.size() % 4 != 0) out += '=';
+  return out;
+}
+
+std::string create_upload(const DaemonProcess& d, const std::string& path, size_t length) {
+  auto r = d.client()->Post("/files/uploads", tus({{"Upload-Length", std::to_string(length)}, {"Upload-Metadata", "path " + b64(path)}}), "", "");
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 201);
+  CHECK(r->get_header_value("Tus-Resumable") == "1.0.0");
+  CHECK_FALSE(r->get_header_value("Upload-Expires").empty());
+  return r->get_header_value("Location");
+}
+
+uint64_t offset_of(const DaemonProcess& d, const std::string& location) {
+  auto r = d.client()->Head(location.c_str(), tus());
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  return std::stoull(r->get_header_value("Upload-Offset"));
+}
+
+}  // namespace
+
+TEST_CASE("tus: a resumed upload after a broken connection assembles the exact bytes") {
+  TempDir dir;
+  DaemonProcess d;
+  const auto target = dir.write("resumed.bin", "old content stays until the end");
+  const std::string data = random_bytes(3 * 1024 * 1024 + 123, 4);
+  auto options = d.client()->Options("/files/uploads");
+  REQUIRE(options);
+  CHECK(options->status == 204);
+  CHECK(options->get_header_value("Tus-Extension").find("creation") != std::string::npos);
+
+  const std::string loc = create_upload(d, target.string(), data.size());
+  // First chunk, then a PATCH whose connection breaks after part of its body.
+  auto r = d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", "0"}}), data.substr(0, 1000000), "application/offset+octet-stream");
+  REQUIRE(r->status == 204);
+  CHECK(r->get_header_value("Upload-Offset") == "1000000");
+  send_and_hang_up(d.port(), "PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 1000000\r\n"
+                             "Content-Type: application/offset+octet-stream\r\nContent-Length: 2000000\r\n\r\n" +
+                             data.substr(1000000, 500000));
+  const uint64_t resumed_at = offset_of(d, loc);
+  CHECK(resumed_at > 1000000);
+  CHECK(resumed_at <= 1500000);
+  CHECK(read_file(target) == "old content stays until the end");
+  // A wrong offset is a conflict, not a corruption.
+  r = d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", "5"}}), "zz", "application/offset+octet-stream");
+  check_error(r, 409, "CONFLICT", "does not match");
+  r = d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", std::to_string(resumed_at)}}), data.substr(resumed_at),
+                        "application/offset+octet-stream");
+  REQUIRE(r->status == 204);
+  CHECK(r->get_header_value("Upload-Offset") == std::to_string(data.size()));
+  CHECK(std::hash<std::string>{}(read_file(target)) == std::hash<std::string>{}(data));
+  CHECK(read_file(target) == data);
+  CHECK(leftovers(dir.path()).empty());
+}
+
+TEST_CASE("tus: termination, expiry, and bad requests") {
+  TempDir dir;
+  DaemonProcess d({"--upload-expiry", "1s", "--max-upload-bytes", "10MiB"});
+  std::string loc = create_upload(d, (dir.path() / "t.bin").string(), 100);
+  d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", "0"}}), "0123456789", "application/offset+octet-stream");
+  CHECK(leftovers(dir.path()).size() == 1);
+  auto del = d.client()->Delete(loc.c_str(), tus());
+  CHECK(del->status == 204);
+  CHECK(leftovers(dir.path()).empty());
+  CHECK(d.client()->Head(loc.c_str(), tus())->status == 404);
+
+  loc = create_upload(d, (dir.path() / "e.bin").string(), 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  check_error(d.client()->Get(loc.c_str(), tus()), 404, "NOT_FOUND", "expired");
+  CHECK(leftovers(dir.path()).empty());
+  CHECK_FALSE(fs::exists(dir.path() / "e.bin"));
+
+  check_error(d.client()->Post("/files/uploads", tus({{"Upload-Length", "99999999999"}, {"Upload-Metadata", "path " + b64((dir.path() / "x").string())}}), "", ""),
+              413, "TOO_LARGE", "max-upload-bytes");
+  check_error(d.client()->Post("/files/uploads", tus({{"Upload-Length", "5"}}), "", ""), 400, "INVALID_REQUEST_BODY", "path");
+  check_error(d.client()->Post("/files/uploads", httplib::Headers{{"Upload-Length", "5"}}, "", ""), 412, "INVALID_REQUEST_BODY", "Tus-Resumable");
+  loc = create_upload(d, (dir.path() / "y.bin").string(), 4);
+  check_error(d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", "0"}}), "abc", "text/plain"), 415, "INVALID_REQUEST_BODY", "offset+octet-stream");
+  check_error(d.client()->Patch(loc.c_str(), tus({{"Upload-Offset", "0"}}), "too long", "application/offset+octet-stream"), 413, "TOO_LARGE", "Upload-Length");
 }
