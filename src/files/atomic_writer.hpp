@@ -47,11 +47,15 @@ class AtomicWriter {
 
  private:
   AtomicWriter() = default;
+  core::Result<void> flush();
+  core::Result<void> write_fd(std::string_view bytes);
+  static constexpr size_t kBuffer = 512 * 1024;
 
   ResolvedPath target_;
   std::string temp_name_;
   core::UniqueFd fd_;
-  uint64_t written_ = 0;
+  uint64_t written_ = 0;  // accepted bytes, buffered ones included
+  std::string buffer_;
   uint64_t max_bytes_ = 0;
   bool done_ = true;
 };
