@@ -88,7 +88,8 @@ core::Error errno_error(int err, const std::string& what, const std::string& pat
   switch (err) {
     case ENOENT: return core::make_error(core::Errc::file_not_found, "file not found: " + path);
     case EACCES:
-    case EPERM: return core::make_error(core::Errc::permission_denied, msg);
+    case EPERM:
+    case EROFS: return core::make_error(core::Errc::permission_denied, msg);
     case EXDEV:
     case ELOOP: return core::make_error(core::Errc::forbidden, "path escapes the files root: " + path);
     case ENOSPC:

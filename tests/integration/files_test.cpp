@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -221,6 +222,27 @@ TEST_CASE("a failed upload leaves the old file byte-for-byte intact and nothing 
   CHECK(read_file(target) == "the original content");
   CHECK(leftovers(dir.path()).empty());
   CHECK(d.client()->Get("/ping")->status == 200);
+}
+
+TEST_CASE("disk full is a 507 and the old file survives; permission denied is a 403") {
+  TempDir dir;
+  const auto small = dir.path() / "small";
+  fs::create_directory(small);
+  // A 1 MiB tmpfs is the disk that fills up (CI runs as root, as these tests need).
+  if (std::system(("mount -t tmpfs -o size=1m tmpfs " + small.string()).c_str()) != 0) {
+    FAIL("cannot mount a small tmpfs to fill (needs root)");
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { std::system(("umount " + path).c_str()); }
+  } unmount{small.string()};
+  const auto keep = small / "keep.txt";
+  std::ofstream(keep) << "precious";
+  DaemonProcess d;
+  check_error(upload(d, {{{{"path", keep.string()}}, std::string(2 * 1024 * 1024, 'z')}}), 507, "INSUFFICIENT_STORAGE", keep.string());
+  CHECK(read_file(keep) == "precious");
+  CHECK(leftovers(small).empty());
+  check_error(upload(d, {{{{"path", "/sys/kernel/execd-test"}}, "x"}}), 403, "PERMISSION_DENIED", "/sys/kernel/execd-test");
 }
 
 TEST_CASE("upload bad input names the problem") {
