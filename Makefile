@@ -7,8 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and test toolchain and libraries (Debian bookworm names).
 APT_BUILD := meson ninja-build pkg-config g++ python3 \
 	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev
-# What the daemon drives at run time: shells and tools commands expect, kernels.
-APT_RUNTIME := bash procps
+# What the daemon drives at run time: shells and tools commands expect, and the Python
+# kernel (ipykernel) with the libraries users plot and compute with.
+APT_RUNTIME := bash procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 
 .PHONY: all deps build run test bench fmt lint clean

@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "api/code_routes.hpp"
 #include "api/command_routes.hpp"
 #include "api/download_routes.hpp"
 #include "api/execution_routes.hpp"
@@ -16,6 +17,7 @@
 #include "files/file_service.hpp"
 #include "files/resumable_uploads.hpp"
 #include "http/http_server.hpp"
+#include "jupyter/context_manager.hpp"
 #include "metrics/metrics_sampler.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
@@ -54,6 +56,8 @@ App::App(core::Config config) : config_(std::move(config)) {
   file_options.max_upload_bytes = config_.max_upload_bytes;
   files_ = std::make_shared<files::FileService>(file_options);
   uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
+  contexts_ = std::make_shared<jupyter::ContextManager>(
+      reaper_, executions_, jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout});
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
@@ -62,6 +66,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_execution_routes(*server_, executions_);
   api::register_command_routes(*server_, commands_, sessions_);
   api::register_session_routes(*server_, sessions_);
+  api::register_code_routes(*server_, contexts_, commands_, sessions_);
   api::register_process_routes(*server_);
   api::register_file_routes(*server_, files_);
   api::register_download_routes(*server_, files_);
@@ -80,6 +85,7 @@ void App::stop() {
   sampler_->stop();
   commands_->shutdown();
   sessions_->shutdown();
+  contexts_->shutdown();
 }
 
 }  // namespace execd

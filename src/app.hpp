@@ -12,6 +12,7 @@ namespace exec { class ExecutionRegistry; }
 namespace files { class FileService; class ResumableUploads; }
 namespace process { class ChildReaper; class Reactor; }
 namespace http { class HttpServer; }
+namespace jupyter { class ContextManager; }
 namespace metrics { class MetricsSampler; }
 
 /// The composition root: builds every service once from the Config, wires the routes,
@@ -41,6 +42,7 @@ class App {
   std::shared_ptr<commands::SessionManager> sessions_;
   std::shared_ptr<files::FileService> files_;
   std::shared_ptr<files::ResumableUploads> uploads_;
+  std::shared_ptr<jupyter::ContextManager> contexts_;
   std::shared_ptr<metrics::MetricsSampler> sampler_;
   std::unique_ptr<http::HttpServer> server_;
 };

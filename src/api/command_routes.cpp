@@ -100,6 +100,23 @@ void write_background_ack(httplib::Response& res, const std::string& id) {
 
 }  // namespace
 
+void interrupt_command_or_session(const std::string& id, httplib::Response& res, commands::CommandRunner& runner,
+                                  commands::SessionManager& sessions) {
+  if (!runner.find(id) && sessions.contains(id)) {
+    if (auto r = sessions.remove(id); !r) return http::write_error(res, r.error());
+    return http::write_json(res, {{"session_id", id}, {"deleted", true}});
+  }
+  if (auto r = runner.interrupt(id); !r) return http::write_error(res, r.error());
+  // Answer once the command has stopped (compat: the DELETE returns when the group is
+  // gone), but never hang on a process that ignores every signal we may send.
+  auto cmd = runner.find(id);
+  const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
+  while (cmd && cmd->is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  http::write_json(res, cmd ? status_json(cmd->status()) : nlohmann::json{{"id", id}});
+}
+
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
                              std::shared_ptr<commands::SessionManager> sessions) {
   server.route(Method::post, R"(/command)", [&server, runner](const httplib::Request& req, httplib::Response& res) {
@@ -154,20 +171,7 @@ void register_command_routes(http::HttpServer& server, std::shared_ptr<commands:
     if (!req.has_param("id") || req.get_param_value("id").empty()) {
       return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'id' is required"));
     }
-    const std::string id = req.get_param_value("id");
-    if (!runner->find(id) && sessions->contains(id)) {
-      if (auto r = sessions->remove(id); !r) return http::write_error(res, r.error());
-      return http::write_json(res, {{"session_id", id}, {"deleted", true}});
-    }
-    if (auto r = runner->interrupt(id); !r) return http::write_error(res, r.error());
-    // Answer once the command has stopped (compat: the DELETE returns when the group is
-    // gone), but never hang on a process that ignores every signal we may send.
-    auto cmd = runner->find(id);
-    const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
-    while (cmd && cmd->is_running() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    http::write_json(res, cmd ? status_json(cmd->status()) : nlohmann::json{{"id", id}});
+    interrupt_command_or_session(req.get_param_value("id"), res, *runner, *sessions);
   });
 }
 

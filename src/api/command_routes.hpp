@@ -22,4 +22,9 @@ namespace execd::api {
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
                              std::shared_ptr<commands::SessionManager> sessions);
 
+/// DELETE /command?id= (and DELETE /code?id= for ids that are not code contexts):
+/// interrupts a command, or ends a bash session.
+void interrupt_command_or_session(const std::string& id, httplib::Response& res, commands::CommandRunner& runner,
+                                  commands::SessionManager& sessions);
+
 }  // namespace execd::api

@@ -175,14 +175,19 @@ core::Result<Child> spawn(const SpawnOptions& o) {
   int in_pipe[2] = {-1, -1};
   int out_pipe[2] = {-1, -1};
   int err_pipe[2] = {-1, -1};
+  const bool to_file = !o.output_file.empty();
+  int out_file = to_file ? ::open(o.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+  if (to_file && out_file < 0) {
+    return core::make_error(core::Errc::unavailable, "cannot open " + o.output_file + ": " + std::strerror(errno));
+  }
   int report[2] = {-1, -1};
   auto close_all = [&] {
-    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], report[0], report[1]}) {
+    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], report[0], report[1], out_file}) {
       if (fd >= 0) ::close(fd);
     }
   };
-  if ((o.stdin_pipe && pipe2(in_pipe, O_CLOEXEC) != 0) || pipe2(out_pipe, O_CLOEXEC) != 0 ||
-      (!o.merge_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) || pipe2(report, O_CLOEXEC) != 0) {
+  if ((o.stdin_pipe && pipe2(in_pipe, O_CLOEXEC) != 0) || (!to_file && pipe2(out_pipe, O_CLOEXEC) != 0) ||
+      (!to_file && !o.merge_stderr && pipe2(err_pipe, O_CLOEXEC) != 0) || pipe2(report, O_CLOEXEC) != 0) {
     const int err = errno;
     close_all();
     return core::make_error(core::Errc::unavailable, std::string("cannot create pipes: ") + std::strerror(err));
@@ -195,9 +200,10 @@ core::Result<Child> spawn(const SpawnOptions& o) {
   // parent's stack frame is touched. Every signal is blocked around it, so no handler of
   // ours can run in the child before it has reset the dispositions.
   static const sigset_t reset_signals = non_default_signals();
-  ChildPlan plan{&o,         argv.data(), envp.data(), &candidates,  o.stdin_pipe ? in_pipe[0] : devnull,
-                 out_pipe[1], o.merge_stderr ? out_pipe[1] : err_pipe[1], report[1], groups, n_groups, primary_gid,
-                 &reset_signals};
+  const int child_out = to_file ? out_file : out_pipe[1];
+  const int child_err = to_file ? out_file : o.merge_stderr ? out_pipe[1] : err_pipe[1];
+  ChildPlan plan{&o,        argv.data(), envp.data(), &candidates, o.stdin_pipe ? in_pipe[0] : devnull,
+                 child_out, child_err,   report[1],   groups,      n_groups, primary_gid, &reset_signals};
   constexpr size_t kChildStack = 64 * 1024;
   std::unique_ptr<char[]> stack(new char[kChildStack]);
   sigset_t all_signals, saved_mask;
@@ -243,12 +249,14 @@ core::Result<Child> spawn(const SpawnOptions& o) {
     in_pipe[0] = -1;
     fcntl(child.stdin_fd.get(), F_SETFL, O_NONBLOCK);
   }
-  child.stdout_fd.reset(out_pipe[0]);
-  out_pipe[0] = -1;
-  ::close(out_pipe[1]);
-  out_pipe[1] = -1;
-  fcntl(child.stdout_fd.get(), F_SETFL, O_NONBLOCK);
-  if (!o.merge_stderr) {
+  if (!to_file) {
+    child.stdout_fd.reset(out_pipe[0]);
+    out_pipe[0] = -1;
+    ::close(out_pipe[1]);
+    out_pipe[1] = -1;
+    fcntl(child.stdout_fd.get(), F_SETFL, O_NONBLOCK);
+  }
+  if (!to_file && !o.merge_stderr) {
     child.stderr_fd.reset(err_pipe[0]);
     err_pipe[0] = -1;
     ::close(err_pipe[1]);

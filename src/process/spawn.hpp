@@ -22,6 +22,7 @@ struct SpawnOptions {
   std::optional<gid_t> gid;       ///< primary group override
   bool stdin_pipe = false;        ///< false: /dev/null
   bool merge_stderr = false;      ///< stderr into the stdout pipe
+  std::string output_file;        ///< non-empty: stdout and stderr appended to this file, no pipes
 };
 
 /// A started child: its pid (== its process group id), a pidfd for the reactor, and the
@@ -30,8 +31,8 @@ struct Child {
   pid_t pid = -1;
   core::UniqueFd pidfd;
   core::UniqueFd stdin_fd;   ///< valid when stdin_pipe
-  core::UniqueFd stdout_fd;
-  core::UniqueFd stderr_fd;  ///< invalid when merge_stderr
+  core::UniqueFd stdout_fd;  ///< invalid when output_file
+  core::UniqueFd stderr_fd;  ///< invalid when merge_stderr or output_file
 };
 
 /// fork + exec with the options above. Failures before exec (chdir, setuid, exec itself)

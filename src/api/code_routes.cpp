@@ -1,0 +1,128 @@
+#include "api/code_routes.hpp"
+
+#include "api/command_routes.hpp"
+#include "api/request_fields.hpp"
+#include "http/json_io.hpp"
+
+namespace execd::api {
+namespace {
+
+using Method = http::HttpServer::Method;
+
+nlohmann::json context_json(const jupyter::CodeContext& c) {
+  nlohmann::json j = {{"id", c.id()}, {"language", c.language()}};
+  if (!c.cwd().empty()) j["cwd"] = c.cwd();
+  return j;
+}
+
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::ContextManager> contexts,
+                          std::shared_ptr<commands::CommandRunner> runner,
+                          std::shared_ptr<commands::SessionManager> sessions) {
+  server.route(Method::post, R"(/code/context)", [contexts](const httplib::Request& req, httplib::Response& res) {
+    auto body = http::parse_json_body(req);
+    if (!body) return http::write_error(res, body.error());
+    if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
+    auto language = string_field(*body, "language");
+    auto cwd = string_field(*body, "cwd");
+    if (!language) return http::write_error(res, language.error());
+    if (!cwd) return http::write_error(res, cwd.error());
+    auto ctx = contexts->create(language->value_or(""), cwd->value_or(""));
+    if (!ctx) return http::write_error(res, ctx.error());
+    http::write_json(res, context_json(**ctx));
+  });
+
+  server.route(Method::get, R"(/code/contexts)", [contexts](const httplib::Request& req, httplib::Response& res) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& c : contexts->list(req.get_param_value("language"))) out.push_back(context_json(*c));
+    http::write_json(res, out);
+  });
+
+  server.route(Method::get, R"(/code/contexts/([^/]+))", [contexts](const httplib::Request& req, httplib::Response& res) {
+    auto c = contexts->find(req.matches[1]);
+    if (!c) return http::write_error(res, core::make_error(core::Errc::context_not_found, "context " + std::string(req.matches[1]) + " not found"));
+    http::write_json(res, context_json(*c));
+  });
+
+  server.route(Method::del, R"(/code/contexts/([^/]+))", [contexts](const httplib::Request& req, httplib::Response& res) {
+    if (auto r = contexts->remove(req.matches[1]); !r) return http::write_error(res, r.error());
+    http::write_json(res, nlohmann::json::object());
+  });
+
+  server.route(Method::del, R"(/code/contexts)", [contexts](const httplib::Request& req, httplib::Response& res) {
+    if (req.get_param_value("language").empty()) {
+      return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'language' is required"));
+    }
+    http::write_json(res, {{"deleted", contexts->remove_language(req.get_param_value("language"))}});
+  });
+
+  server.route(Method::post, R"(/code/contexts/([^/]+)/restart)", [contexts](const httplib::Request& req, httplib::Response& res) {
+    auto c = contexts->find(req.matches[1]);
+    if (!c) return http::write_error(res, core::make_error(core::Errc::context_not_found, "context " + std::string(req.matches[1]) + " not found"));
+    c->request_restart();
+    http::write_json(res, context_json(*c));
+  });
+
+  server.route(Method::post, R"(/code)", [&server, contexts, runner](const httplib::Request& req, httplib::Response& res) {
+    auto body = http::parse_json_body(req);
+    if (!body) return http::write_error(res, body.error());
+    if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
+    auto code = string_field(*body, "code");
+    auto timeout = int_field(*body, "timeout", INT64_MIN, INT64_MAX);
+    if (!code) return http::write_error(res, code.error());
+    if (!timeout) return http::write_error(res, timeout.error());
+    if (!code->has_value() || (*code)->empty()) {
+      return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is required and must not be empty"));
+    }
+    if (!valid_utf8(**code)) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is not valid UTF-8"));
+    std::string id, language;
+    if (auto it = body->find("context"); it != body->end() && !it->is_null()) {
+      if (!it->is_object()) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'context' must be an object"));
+      auto i = string_field(*it, "id");
+      auto l = string_field(*it, "language");
+      if (!i) return http::write_error(res, i.error());
+      if (!l) return http::write_error(res, l.error());
+      id = i->value_or("");
+      language = l->value_or("");
+    }
+    if (id.empty() && language.empty()) {
+      // The contract: code without a language is a foreground shell command.
+      commands::CommandSpec spec;
+      spec.command = **code;
+      spec.timeout = std::chrono::milliseconds(timeout->value_or(0));
+      auto cmd = runner->start(std::move(spec));
+      if (!cmd) return http::write_error(res, cmd.error());
+      return http::stream_events(res, (*cmd)->execution()->log(), exec::Cursor{}, server.sse_options());
+    }
+    auto execution = contexts->run(**code, id, language, std::chrono::milliseconds(timeout->value_or(0)));
+    if (!execution) return http::write_error(res, execution.error());
+    http::stream_events(res, (*execution)->log(), exec::Cursor{}, server.sse_options());
+  });
+
+  server.route(Method::del, R"(/code)", [contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.get_param_value("id");
+    if (id.empty()) return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'id' is required"));
+    if (auto c = contexts->find(id)) {
+      if (auto r = c->interrupt(); !r) return http::write_error(res, r.error());
+      return http::write_json(res, {{"id", id}, {"interrupted", true}});
+    }
+    interrupt_command_or_session(id, res, *runner, *sessions);
+  });
+}
+
+}  // namespace execd::api

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "exec/execution_registry.hpp"
+#include "jupyter/code_context.hpp"
+#include "jupyter/kernelspec.hpp"
+#include "process/child_reaper.hpp"
+
+namespace execd::jupyter {
+
+/// Code contexts by id (OpenSandbox /code, compat-notes §5), one kernel each, for any
+/// language a kernelspec on the machine serves. A run without a context id uses its
+/// language's default context, created on first use. Thread-safe.
+class ContextManager {
+ public:
+  struct Options {
+    std::map<std::string, std::string> kernel_for_language;  ///< --kernel LANG=SPEC
+    std::chrono::milliseconds start_timeout{30000};
+  };
+
+  ContextManager(std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
+                 Options options);
+  ~ContextManager();
+
+  /// Starts a kernel for `language` in `cwd` (created when missing). invalid_argument
+  /// listing the available languages when none serves it; unavailable when the kernel
+  /// does not start (naming the kernelspec).
+  core::Result<std::shared_ptr<CodeContext>> create(const std::string& language, const std::string& cwd);
+  [[nodiscard]] std::vector<std::shared_ptr<CodeContext>> list(const std::string& language = {}) const;
+  [[nodiscard]] std::shared_ptr<CodeContext> find(const std::string& id) const;
+  core::Result<void> remove(const std::string& id);
+  /// Removes every context of `language` (the default one too); how many.
+  size_t remove_language(const std::string& language);
+  /// Queues `code` in context `id`, or in the default context of `language`.
+  core::Result<std::shared_ptr<exec::Execution>> run(const std::string& code, const std::string& id,
+                                                      const std::string& language, std::chrono::milliseconds timeout);
+  /// Languages served, sorted.
+  [[nodiscard]] std::vector<std::string> languages();
+  void shutdown();
+
+ private:
+  core::Result<KernelSpec> spec_for(const std::string& language);
+
+  std::shared_ptr<process::ChildReaper> reaper_;
+  std::shared_ptr<exec::ExecutionRegistry> executions_;
+  Options options_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<CodeContext>> contexts_;
+  std::map<std::string, std::string> default_for_language_;
+  std::mutex create_default_mu_;  // one default context per language, even when raced
+};
+
+}  // namespace execd::jupyter
