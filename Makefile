@@ -12,7 +12,14 @@ APT_BUILD := meson ninja-build pkg-config g++ python3 \
 APT_RUNTIME := bash procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 
-.PHONY: all deps build run test bench fmt lint clean
+# JavaScript/TypeScript kernels: tslab from the npm registry, in a prefix this Makefile
+# owns, registered as kernelspecs where Jupyter looks (~/.local/share/jupyter/kernels).
+TSLAB_VERSION := 1.0.22
+TSLAB_DIR := $(CURDIR)/.kernels/tslab
+TSLAB_BIN := $(TSLAB_DIR)/node_modules/.bin/tslab
+KERNELSPECS := $(HOME)/.local/share/jupyter/kernels
+
+.PHONY: all deps kernels build run test bench fmt lint clean
 
 all: build
 
@@ -27,18 +34,28 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+kernels: deps
+	@if [ ! -x "$(TSLAB_BIN)" ] || [ ! -d "$(TSLAB_DIR)/node_modules/@types/node" ]; then \
+	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }; \
+	  echo "make kernels: installing tslab $(TSLAB_VERSION) into $(TSLAB_DIR)"; \
+	  npm install --prefix "$(TSLAB_DIR)" --no-audit --no-fund --loglevel=error tslab@$(TSLAB_VERSION) @types/node@20; \
+	fi
+	@if ! grep -qs "$(TSLAB_BIN)" "$(KERNELSPECS)/tslab/kernel.json" "$(KERNELSPECS)/jslab/kernel.json"; then \
+	  "$(TSLAB_BIN)" install --python /usr/bin/python3 --binary "$(TSLAB_BIN)" --prefix "$(HOME)/.local" >/dev/null; \
+	fi
+
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) -Dwerror=true
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-run: build
+run: build kernels
 	./$(BUILD)/execd $(ARGS)
 
 # meson runs every test executable; summarize.py adds up doctest's per-executable counts
 # into the one closing line `N passed, M failed` and fails if anything failed or crashed.
-test: build
+test: build kernels
 	@meson test -C $(BUILD) --print-errorlogs --num-processes 2 > $(BUILD)/meson-test.out 2>&1; \
 	tail -n 40 $(BUILD)/meson-test.out; \
 	python3 tests/summarize.py $(BUILD)/meson-logs/testlog.json

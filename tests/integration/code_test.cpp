@@ -227,6 +227,22 @@ TEST_CASE("bad input is a 4xx; a kernel that cannot start is a 5xx naming its ke
   check_error(d.client()->Delete("/code"), 400, "MISSING_QUERY", "id");
 }
 
+TEST_CASE("JavaScript and TypeScript run in tslab kernels (installed by make kernels)") {
+  DaemonProcess d;
+  const auto js = create_context(d, "javascript");
+  auto r = run(d, "let y = 20; console.log(y * 2)", {{"id", js}});
+  CHECK(stdout_of(r) == "40\n");
+  CHECK(r.events.back().type() == "execution_complete");
+  r = run(d, "console.log(y + 1)", {{"id", js}});
+  CHECK(stdout_of(r) == "21\n");
+  const auto ts = create_context(d, "typescript");
+  r = run(d, "const z: number = 5; console.log(z * 3)", {{"id", ts}});
+  CHECK(stdout_of(r) == "15\n");
+  r = run(d, "const bad: number = 'text'", {{"id", ts}});
+  CHECK_FALSE(r.of_type("error").empty());
+  CHECK(r.events.back().type() == "execution_complete");
+}
+
 TEST_CASE("no kernel outlives the daemon") {
   const int before = kernels_running();
   {
