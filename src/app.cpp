@@ -57,7 +57,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   files_ = std::make_shared<files::FileService>(file_options);
   uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
   contexts_ = std::make_shared<jupyter::ContextManager>(
-      reaper_, executions_, jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout});
+      reaper_, executions_, jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout, config_.kernel_pool_size});
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 

@@ -8,7 +8,9 @@ namespace execd::jupyter {
 
 ContextManager::ContextManager(std::shared_ptr<process::ChildReaper> reaper,
                                std::shared_ptr<exec::ExecutionRegistry> executions, Options options)
-    : reaper_(std::move(reaper)), executions_(std::move(executions)), options_(std::move(options)) {}
+    : reaper_(std::move(reaper)), executions_(std::move(executions)), options_(std::move(options)) {
+  if (options_.pool_size > 0) pool_thread_ = std::thread([this] { pool_work(); });
+}
 
 ContextManager::~ContextManager() { shutdown(); }
 
@@ -42,9 +44,14 @@ core::Result<std::shared_ptr<CodeContext>> ContextManager::create(const std::str
       return core::make_error(core::Errc::invalid_argument, "cwd " + cwd + " is not a directory and cannot be created");
     }
   }
-  auto kernel = Kernel::start(*spec, cwd, reaper_, options_.start_timeout);
-  if (!kernel) return kernel.error();
-  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, reaper_, options_.start_timeout, std::move(*kernel));
+  // A warm kernel serves a context in the daemon's directory; a cwd needs its own start.
+  std::unique_ptr<Kernel> kernel = cwd.empty() ? take_warm(language) : nullptr;
+  if (!kernel) {
+    auto cold = Kernel::start(*spec, cwd, reaper_, options_.start_timeout);
+    if (!cold) return cold.error();
+    kernel = std::move(*cold);
+  }
+  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, reaper_, options_.start_timeout, std::move(kernel));
   std::lock_guard<std::mutex> lock(mu_);
   contexts_[ctx->id()] = ctx;
   return ctx;
@@ -118,7 +125,53 @@ core::Result<std::shared_ptr<exec::Execution>> ContextManager::run(const std::st
   return execution;
 }
 
+std::unique_ptr<Kernel> ContextManager::take_warm(const std::string& language) {
+  if (options_.pool_size == 0) return nullptr;
+  std::unique_ptr<Kernel> k;
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  auto& warm = pool_[language];
+  while (!warm.empty() && !k) {
+    k = std::move(warm.front());
+    warm.pop_front();
+    if (k->is_dead()) k.reset();
+  }
+  to_fill_.push_back(language);
+  pool_cv_.notify_all();
+  return k;
+}
+
+void ContextManager::pool_work() {
+  std::unique_lock<std::mutex> lock(pool_mu_);
+  for (;;) {
+    pool_cv_.wait(lock, [&] { return pool_stop_ || !to_fill_.empty(); });
+    if (pool_stop_) return;
+    const std::string language = to_fill_.front();
+    to_fill_.pop_front();
+    while (!pool_stop_ && pool_[language].size() < options_.pool_size) {
+      lock.unlock();
+      auto spec = spec_for(language);
+      auto k = spec ? Kernel::start(*spec, {}, reaper_, options_.start_timeout)
+                    : core::Result<std::unique_ptr<Kernel>>(spec.error());
+      lock.lock();
+      if (!k) break;  // the next take asks again
+      pool_[language].push_back(std::move(*k));
+    }
+  }
+}
+
 void ContextManager::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    pool_stop_ = true;
+  }
+  pool_cv_.notify_all();
+  if (pool_thread_.joinable()) pool_thread_.join();
+  std::map<std::string, std::deque<std::unique_ptr<Kernel>>> warm;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    warm.swap(pool_);
+  }
+  warm.clear();
   std::map<std::string, std::shared_ptr<CodeContext>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,7 +1,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +26,7 @@ class ContextManager {
   struct Options {
     std::map<std::string, std::string> kernel_for_language;  ///< --kernel LANG=SPEC
     std::chrono::milliseconds start_timeout{30000};
+    size_t pool_size = 1;  ///< warm kernels kept per language used so far (0: none)
   };
 
   ContextManager(std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
@@ -47,6 +51,9 @@ class ContextManager {
 
  private:
   core::Result<KernelSpec> spec_for(const std::string& language);
+  /// A pre-started kernel of `language`, if one is ready; asks for the pool to be topped up.
+  std::unique_ptr<Kernel> take_warm(const std::string& language);
+  void pool_work();
 
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<exec::ExecutionRegistry> executions_;
@@ -55,6 +62,15 @@ class ContextManager {
   std::map<std::string, std::shared_ptr<CodeContext>> contexts_;
   std::map<std::string, std::string> default_for_language_;
   std::mutex create_default_mu_;  // one default context per language, even when raced
+
+  // The warm pool: kernels started ahead of demand, so creating a context does not wait
+  // for a kernel to boot. One thread fills it, language by language.
+  std::mutex pool_mu_;
+  std::condition_variable pool_cv_;
+  std::map<std::string, std::deque<std::unique_ptr<Kernel>>> pool_;
+  std::deque<std::string> to_fill_;
+  bool pool_stop_ = false;
+  std::thread pool_thread_;
 };
 
 }  // namespace execd::jupyter

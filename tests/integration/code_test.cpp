@@ -243,6 +243,17 @@ TEST_CASE("JavaScript and TypeScript run in tslab kernels (installed by make ker
   CHECK(r.events.back().type() == "execution_complete");
 }
 
+TEST_CASE("the warm pool makes the next context of a language immediate") {
+  DaemonProcess d;
+  create_context(d);  // the first is cold and asks for a warm one
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto id = create_context(d);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300));
+  auto r = run(d, "6*7", {{"id", id}});
+  CHECK(r.of_type("result").at(0).json["results"]["text"] == "42");
+}
+
 TEST_CASE("no kernel outlives the daemon") {
   const int before = kernels_running();
   {
