@@ -8,6 +8,7 @@ namespace execd::api {
 namespace {
 
 using Method = http::HttpServer::Method;
+constexpr const char* kBash = "bash";
 
 nlohmann::json context_json(const jupyter::CodeContext& c) {
   nlohmann::json j = {{"id", c.id()}, {"language", c.language()}};
@@ -34,7 +35,7 @@ bool valid_utf8(const std::string& s) {
 void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::ContextManager> contexts,
                           std::shared_ptr<commands::CommandRunner> runner,
                           std::shared_ptr<commands::SessionManager> sessions) {
-  server.route(Method::post, R"(/code/context)", [contexts](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, R"(/code/context)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
@@ -42,33 +43,56 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     auto cwd = string_field(*body, "cwd");
     if (!language) return http::write_error(res, language.error());
     if (!cwd) return http::write_error(res, cwd.error());
+    if (language->value_or("") == kBash) {
+      auto session = sessions->create(cwd->value_or(""));
+      if (!session) return http::write_error(res, session.error());
+      nlohmann::json j = {{"id", (*session)->id()}, {"language", kBash}};
+      if (cwd->has_value()) j["cwd"] = **cwd;
+      return http::write_json(res, j);
+    }
     auto ctx = contexts->create(language->value_or(""), cwd->value_or(""));
     if (!ctx) return http::write_error(res, ctx.error());
     http::write_json(res, context_json(**ctx));
   });
 
-  server.route(Method::get, R"(/code/contexts)", [contexts](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::get, R"(/code/contexts)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
+    const std::string language = req.get_param_value("language");
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& c : contexts->list(req.get_param_value("language"))) out.push_back(context_json(*c));
+    for (const auto& c : contexts->list(language)) out.push_back(context_json(*c));
+    if (language.empty() || language == kBash) {
+      for (const auto& id : sessions->ids()) out.push_back({{"id", id}, {"language", kBash}});
+    }
     http::write_json(res, out);
   });
 
-  server.route(Method::get, R"(/code/contexts/([^/]+))", [contexts](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::get, R"(/code/contexts/([^/]+))", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
+    if (sessions->contains(req.matches[1])) return http::write_json(res, {{"id", std::string(req.matches[1])}, {"language", kBash}});
     auto c = contexts->find(req.matches[1]);
     if (!c) return http::write_error(res, core::make_error(core::Errc::context_not_found, "context " + std::string(req.matches[1]) + " not found"));
     http::write_json(res, context_json(*c));
   });
 
-  server.route(Method::del, R"(/code/contexts/([^/]+))", [contexts](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::del, R"(/code/contexts/([^/]+))", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
+    if (sessions->contains(req.matches[1])) {
+      if (auto r = sessions->remove(req.matches[1]); !r) return http::write_error(res, r.error());
+      return http::write_json(res, nlohmann::json::object());
+    }
     if (auto r = contexts->remove(req.matches[1]); !r) return http::write_error(res, r.error());
     http::write_json(res, nlohmann::json::object());
   });
 
-  server.route(Method::del, R"(/code/contexts)", [contexts](const httplib::Request& req, httplib::Response& res) {
-    if (req.get_param_value("language").empty()) {
+  server.route(Method::del, R"(/code/contexts)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
+    const std::string language = req.get_param_value("language");
+    if (language.empty()) {
       return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'language' is required"));
     }
-    http::write_json(res, {{"deleted", contexts->remove_language(req.get_param_value("language"))}});
+    size_t deleted = 0;
+    if (language == kBash) {
+      for (const auto& id : sessions->ids()) deleted += sessions->remove(id) ? 1 : 0;
+    } else {
+      deleted = contexts->remove_language(language);
+    }
+    http::write_json(res, {{"deleted", deleted}});
   });
 
   server.route(Method::post, R"(/code/contexts/([^/]+)/restart)", [contexts](const httplib::Request& req, httplib::Response& res) {
@@ -78,7 +102,7 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     http::write_json(res, context_json(*c));
   });
 
-  server.route(Method::post, R"(/code)", [&server, contexts, runner](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, R"(/code)", [&server, contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
@@ -108,6 +132,21 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
       auto cmd = runner->start(std::move(spec));
       if (!cmd) return http::write_error(res, cmd.error());
       return http::stream_events(res, (*cmd)->execution()->log(), exec::Cursor{}, server.sse_options());
+    }
+    // bash contexts are native bash sessions: same events, state kept in one shell.
+    if ((id.empty() && language == kBash) || (!id.empty() && sessions->contains(id))) {
+      std::string sid = id;
+      if (sid.empty()) {
+        auto d = sessions->default_session();
+        if (!d) return http::write_error(res, d.error());
+        sid = *d;
+      }
+      commands::SessionRunSpec spec;
+      spec.command = **code;
+      spec.timeout = std::chrono::milliseconds(timeout->value_or(0));
+      auto run = sessions->run(sid, std::move(spec));
+      if (!run) return http::write_error(res, run.error());
+      return http::stream_events(res, (*run)->log(), exec::Cursor{}, server.sse_options());
     }
     auto execution = contexts->run(**code, id, language, std::chrono::milliseconds(timeout->value_or(0)));
     if (!execution) return http::write_error(res, execution.error());

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -65,6 +66,27 @@ std::shared_ptr<BashSession> SessionManager::find(const std::string& id) const {
 }
 
 bool SessionManager::contains(const std::string& id) const { return find(id) != nullptr; }
+
+std::vector<std::string> SessionManager::ids() const {
+  std::vector<std::string> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, s] : sessions_) {
+      if (s->is_alive()) out.push_back(id);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+core::Result<std::string> SessionManager::default_session() {
+  std::lock_guard<std::mutex> lock(default_mu_);
+  if (!default_id_.empty() && contains(default_id_) && find(default_id_)->is_alive()) return default_id_;
+  auto s = create({});
+  if (!s) return s.error();
+  default_id_ = (*s)->id();
+  return default_id_;
+}
 
 core::Result<std::shared_ptr<exec::Execution>> SessionManager::run(const std::string& id, SessionRunSpec spec) {
   if (spec.command.empty()) return core::make_error(core::Errc::invalid_argument, "field 'command' is required and must not be empty");

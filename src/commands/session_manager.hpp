@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "commands/bash_session.hpp"
 #include "core/result.hpp"
@@ -38,6 +39,11 @@ class SessionManager {
   /// Ends the session and every process in it.
   core::Result<void> remove(const std::string& id);
   [[nodiscard]] bool contains(const std::string& id) const;
+  /// Ids of every live session, sorted.
+  [[nodiscard]] std::vector<std::string> ids() const;
+  /// The session that `/code` runs bash in when no context id is given, created on
+  /// first use (and again after it was deleted).
+  core::Result<std::string> default_session();
   void shutdown();
 
  private:
@@ -49,6 +55,8 @@ class SessionManager {
   Options options_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<BashSession>> sessions_;
+  std::mutex default_mu_;
+  std::string default_id_;
 };
 
 }  // namespace execd::commands

@@ -104,6 +104,7 @@ void CodeContext::run(Job& job) {
   }
   const auto started = std::chrono::steady_clock::now();
   auto cpu_before = process::cpu_time_with_children_ms(kernel->pid());
+  const bool peak_reset = process::reset_peak_rss(kernel->pid());
   const Kernel::Outcome outcome = kernel->execute(job.code, job.execution->log(), job.timeout);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (outcome.died) {
@@ -113,6 +114,10 @@ void CodeContext::run(Job& job) {
   nlohmann::json accounting = {{"duration_ms", ms}};
   auto cpu_after = process::cpu_time_with_children_ms(kernel->pid());
   if (cpu_before && cpu_after) accounting["cpu_time_ms"] = *cpu_after >= *cpu_before ? *cpu_after - *cpu_before : 0;
+  // The kernel's peak RSS during this cell (its record was reset just before).
+  if (auto peak = process::peak_rss_kib(kernel->pid()); peak && peak_reset) {
+    accounting["peak_memory_mb"] = static_cast<double>(*peak) / 1024.0;
+  }
   if (outcome.timed_out) accounting["timed_out"] = true;
   log.close(exec::events::execution_complete(ms, accounting));
 }

@@ -186,6 +186,26 @@ core::Result<uint64_t> cpu_time_with_children_ms(pid_t pid, const std::string& p
   return ticks * 1000 / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
 }
 
+bool reset_peak_rss(pid_t pid, const std::string& proc_root) {
+  std::ofstream out(proc_root + "/" + std::to_string(pid) + "/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+core::Result<uint64_t> peak_rss_kib(pid_t pid, const std::string& proc_root) {
+  std::istringstream in(slurp(proc_root + "/" + std::to_string(pid) + "/status"));
+  std::string key;
+  while (in >> key) {
+    if (key == "VmHWM:") {
+      uint64_t kib = 0;
+      in >> kib;
+      return kib;
+    }
+  }
+  return core::make_error(core::Errc::not_found, "no VmHWM for process " + std::to_string(pid));
+}
+
 core::Result<int> parse_signal(const std::string& name_in) {
   std::string name = name_in;
   for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

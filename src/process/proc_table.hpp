@@ -39,6 +39,12 @@ std::vector<pid_t> group_members(pid_t pgid, const std::string& proc_root = "/pr
 /// running total: the difference across one command is that command's cost).
 core::Result<uint64_t> cpu_time_with_children_ms(pid_t pid, const std::string& proc_root = "/proc");
 
+/// Resets the kernel's record of `pid`'s peak RSS (/proc/<pid>/clear_refs, "5"), so a
+/// later peak_rss_kib() measures from now. False if not permitted.
+bool reset_peak_rss(pid_t pid, const std::string& proc_root = "/proc");
+/// VmHWM of `pid`: its peak resident set since start or the last reset, in KiB.
+core::Result<uint64_t> peak_rss_kib(pid_t pid, const std::string& proc_root = "/proc");
+
 /// A signal by name ("TERM", "SIGKILL", "9"); invalid_argument otherwise.
 core::Result<int> parse_signal(const std::string& name);
 

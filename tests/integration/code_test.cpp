@@ -88,6 +88,7 @@ TEST_CASE("results, streams and errors reach the client in the order clients exp
   CHECK(r.events[3].type() == "execution_complete");
   CHECK(r.events[3].json.contains("duration_ms"));
   CHECK(r.events[3].json.contains("cpu_time_ms"));
+  CHECK(r.events[3].json["peak_memory_mb"].get<double>() > 1.0);
 
   r = run(d, "print('a'); import sys; print('b', file=sys.stderr)", {{"id", id}});
   CHECK(stdout_of(r) == "a\n");
@@ -241,6 +242,26 @@ TEST_CASE("JavaScript and TypeScript run in tslab kernels (installed by make ker
   r = run(d, "const bad: number = 'text'", {{"id", ts}});
   CHECK_FALSE(r.of_type("error").empty());
   CHECK(r.events.back().type() == "execution_complete");
+}
+
+TEST_CASE("bash contexts are native bash sessions with the same events") {
+  DaemonProcess d;
+  const auto id = create_context(d, "bash");
+  auto r = run(d, "cd /tmp; X=5; echo hi", {{"id", id}});
+  CHECK(r.of_type("stdout").at(0).json["text"] == "hi");
+  CHECK(r.events.back().type() == "execution_complete");
+  r = run(d, "echo $X $(pwd); exit_code_test() { return 3; }; exit_code_test", {{"id", id}});
+  CHECK(r.of_type("stdout").at(0).json["text"] == "5 /tmp");
+  CHECK(r.events.back().json["error"]["evalue"] == "3");
+  bool listed = false;
+  for (const auto& c : json::parse(d.client()->Get("/code/contexts?language=bash")->body)) listed |= c["id"] == id;
+  CHECK(listed);
+  // Without an id, bash runs in a default session that keeps its state too.
+  run(d, "Y=default", {{"language", "bash"}});
+  r = run(d, "echo $Y", {{"language", "bash"}});
+  CHECK(r.of_type("stdout").at(0).json["text"] == "default");
+  CHECK(d.client()->Delete(("/code/contexts/" + id).c_str())->status == 200);
+  check_error(d.client()->Get(("/code/contexts/" + id).c_str()), 404, "CONTEXT_NOT_FOUND", id);
 }
 
 TEST_CASE("the warm pool makes the next context of a language immediate") {
