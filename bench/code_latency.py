@@ -17,6 +17,7 @@ from jupyter_client.manager import start_new_kernel
 
 PORT = int(sys.argv[1])
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+XPY_PORT = int(sys.argv[3]) if len(sys.argv) > 3 else 0  # an execd with --kernel python=xpython
 BIG = "print('x' * (1024 * 1024))"
 
 
@@ -25,8 +26,8 @@ def pct(values):
     return values[len(values) // 2] * 1000, values[min(len(values) - 1, len(values) * 99 // 100)] * 1000
 
 
-def execd_context():
-    c = http.client.HTTPConnection("127.0.0.1", PORT)
+def execd_context(port=None):
+    c = http.client.HTTPConnection("127.0.0.1", port or PORT)
     t0 = time.perf_counter()
     c.request("POST", "/code/context", body=json.dumps({"language": "python"}), headers={"Content-Type": "application/json"})
     ctx = json.loads(c.getresponse().read())["id"]
@@ -153,6 +154,30 @@ def main():
     print(f"faster than Jupyter Server: {j50 / e50:.1f}x")
     print(f"1 MiB output within 2 ms of the raw kernel: +{b50 - br50:.2f} ms -> {verdict(b50 - br50 <= 2)}")
     print(f"context creation from the warm pool < 5 ms: {warm * 1000:.2f} ms -> {verdict(warm * 1000 < 5)}")
+    if XPY_PORT:
+        xpython_compare()
+
+
+def xpython_compare():
+    """xeus-python through execd: its 1+1 and start time, and whether interrupts work."""
+    c, ctx, cold = execd_context(XPY_PORT)
+    for _ in range(30):
+        execd_run(c, ctx, "1+1")
+    x50, x99 = pct([execd_run(c, ctx, "1+1") for _ in range(min(RUNS, 300))])
+    import threading
+    def interrupt():
+        time.sleep(0.5)
+        d = http.client.HTTPConnection("127.0.0.1", XPY_PORT)
+        d.request("DELETE", f"/code?id={ctx}")
+        d.getresponse().read()
+    threading.Thread(target=interrupt).start()
+    c.request("POST", "/code", body=json.dumps({"code": "while True: pass", "context": {"id": ctx}}),
+              headers={"Content-Type": "application/json"})
+    body = c.getresponse().read()
+    works = b"KeyboardInterrupt" in body
+    print(f"xeus-python through execd: 1+1 p50 {x50:.2f} ms, p99 {x99:.2f} ms, cold start {cold * 1000:.0f} ms, "
+          f"interrupt {'raises KeyboardInterrupt' if works else 'kills the kernel'}")
+    print(f"python default: {'xpython would qualify' if works else 'ipykernel (xpython cannot be interrupted)'}")
 
 
 if __name__ == "__main__":

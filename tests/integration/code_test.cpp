@@ -180,6 +180,19 @@ TEST_CASE("a kernel that dies ends its stream with an error; the next run restar
   CHECK(r.of_type("error").at(0).json["error"]["ename"] == "NameError");
 }
 
+TEST_CASE("a kernel that stops answering heartbeats is declared dead within seconds") {
+  DaemonProcess d;
+  const auto id = create_context(d);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run(d, "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)", {{"id", id}});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(12));
+  REQUIRE_FALSE(r.events.empty());
+  CHECK(r.events.back().json["error"]["ename"] == "DeadKernelError");
+  CHECK(r.events.back().json["error"]["evalue"].get<std::string>().find("heartbeat") != std::string::npos);
+  r = run(d, "print('alive again')", {{"id", id}});
+  CHECK(stdout_of(r) == "alive again\n");
+}
+
 TEST_CASE("requests to one context queue in order; default contexts are made on first use and listed") {
   DaemonProcess d;
   std::string first_out;
