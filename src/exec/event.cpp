@@ -17,6 +17,21 @@ Event custom(const std::string& type, nlohmann::json fields) {
   return Event{0, type, dump_json(fields)};
 }
 
+Event stream_from_json_literal(bool is_stderr, std::string_view literal) {
+  // Same shape and key order as custom() renders: text, timestamp, type.
+  const char* type = is_stderr ? "stderr" : "stdout";
+  std::string json;
+  json.reserve(literal.size() + 64);
+  json += "{\"text\":";
+  json += literal;
+  json += ",\"timestamp\":";
+  json += std::to_string(core::unix_ms());
+  json += ",\"type\":\"";
+  json += type;
+  json += "\"}";
+  return Event{0, type, std::move(json)};
+}
+
 Event init(const std::string& execution_id) { return custom("init", {{"text", execution_id}}); }
 
 Event stdout_text(const std::string& text) { return custom("stdout", {{"text", text}}); }

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,9 @@ Event error(const std::string& ename, const std::string& evalue, const std::vect
 Event execution_complete(int64_t execution_time_ms, const nlohmann::json& extra = nullptr);
 /// Any other type: `fields` (an object) gets "type" and "timestamp" added.
 Event custom(const std::string& type, nlohmann::json fields);
+/// A stdout/stderr event whose text is given as an already-escaped JSON string literal
+/// (quotes included, valid UTF-8): large kernel output is spliced in, never re-parsed.
+Event stream_from_json_literal(bool is_stderr, std::string_view literal);
 
 }  // namespace events
 

@@ -66,7 +66,7 @@ uint64_t EventLog::close(Event terminal) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return 0;
-    seq = append_locked(std::move(terminal));
+    seq = append_locked(std::move(terminal), /*may_spill=*/false);
     closed_ = true;
   }
   cv_.notify_all();
@@ -103,11 +103,13 @@ uint64_t EventLog::spilled_count() const {
 
 void EventLog::notify_readers() { cv_.notify_all(); }
 
-uint64_t EventLog::append_locked(Event event) {
+uint64_t EventLog::append_locked(Event event, bool may_spill) {
   event.seq = ++last_seq_;
   memory_bytes_ += cost(event);
   memory_.push_back(std::move(event));
-  if (memory_bytes_ > options_.memory_bytes && !spill_failed_) spill_locked();
+  // The terminal event never spills: a short execution with one large output event then
+  // never pays for a spill file (its creation dominated a 1 MiB cell).
+  if (may_spill && memory_bytes_ > options_.memory_bytes && !spill_failed_) spill_locked();
   return last_seq_;
 }
 
@@ -126,7 +128,9 @@ void EventLog::spill_locked() {
   size_t freed = 0;
   std::vector<uint64_t> new_index;
   uint64_t offset = spill_end_;
-  while (n < memory_.size() && memory_bytes_ - freed > options_.memory_bytes / 2) {
+  // The newest event stays in memory (it is what live readers are about to read): memory
+  // is bounded by the budget plus one event.
+  while (n + 1 < memory_.size() && memory_bytes_ - freed > options_.memory_bytes / 2) {
     const Event& e = memory_[n];
     if ((e.seq - 1) % kIndexStride == 0) new_index.push_back(offset);
     // One line per event: "<type>\t<json>\n". Compact JSON never holds a raw newline.

@@ -57,7 +57,7 @@ class EventLog final : public EventSource {
  private:
   static constexpr uint64_t kIndexStride = 256;  // one spill offset kept per this many events
 
-  uint64_t append_locked(Event event);
+  uint64_t append_locked(Event event, bool may_spill = true);
   void spill_locked();
   ReadResult read_spilled(Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
                           uint64_t scan_from_seq);

@@ -245,9 +245,11 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
     std::lock_guard<std::mutex> lock(w->mu);
     if (c == Channel::iopub) {
       if (type == "stream") {
-        const std::string text = content.value("text", "");
-        if (!text.empty()) {
-          log->append(content.value("name", "stdout") == "stderr" ? exec::events::stderr_text(text) : exec::events::stdout_text(text));
+        const bool is_stderr = content.value("name", "stdout") == "stderr";
+        if (!m.stream_text_literal.empty()) {
+          if (m.stream_text_literal != "\"\"") log->append(exec::events::stream_from_json_literal(is_stderr, m.stream_text_literal));
+        } else if (const std::string text = content.value("text", ""); !text.empty()) {
+          log->append(is_stderr ? exec::events::stderr_text(text) : exec::events::stdout_text(text));
         }
       } else if (type == "execute_result") {
         log->append(exec::events::execution_count(content.value("execution_count", 0)));

@@ -1,5 +1,11 @@
 #include "jupyter/message.hpp"
 
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string_view>
+
 #include "core/clock.hpp"
 #include "core/id.hpp"
 
@@ -7,6 +13,80 @@ namespace execd::jupyter {
 namespace {
 
 constexpr const char* kDelimiter = "<IDS|MSG>";
+
+// Valid UTF-8 (ASCII fast path): what may be spliced into event JSON unchecked.
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // Eight ASCII bytes at a time: output is mostly ASCII.
+    if (i + 8 <= s.size()) {
+      uint64_t word = 0;
+      std::memcpy(&word, s.data() + i, 8);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// A flat JSON object whose values are all strings, as stream content is: each key with
+// the raw literal of its value. nullopt for anything else (the caller parses fully).
+std::optional<std::map<std::string, std::string_view>> flat_string_object(std::string_view j) {
+  std::map<std::string, std::string_view> out;
+  size_t i = 0;
+  auto ws = [&] {
+    while (i < j.size() && (j[i] == ' ' || j[i] == '\n' || j[i] == '\t' || j[i] == '\r')) ++i;
+  };
+  auto literal = [&]() -> std::optional<std::string_view> {
+    if (i >= j.size() || j[i] != '"') return std::nullopt;
+    const size_t start = i++;
+    // memchr to each quote; one preceded by an odd run of backslashes is escaped.
+    for (;;) {
+      const void* q = i < j.size() ? std::memchr(j.data() + i, '"', j.size() - i) : nullptr;
+      if (q == nullptr) return std::nullopt;
+      const size_t at = static_cast<size_t>(static_cast<const char*>(q) - j.data());
+      size_t backslashes = 0;
+      while (at - backslashes > start + 1 && j[at - backslashes - 1] == '\\') ++backslashes;
+      i = at + 1;
+      if (backslashes % 2 == 0) break;
+    }
+    return j.substr(start, i - start);
+  };
+  ws();
+  if (i >= j.size() || j[i++] != '{') return std::nullopt;
+  for (;;) {
+    ws();
+    if (i < j.size() && j[i] == '}') return out;
+    auto key = literal();
+    if (!key || key->find('\\') != std::string_view::npos) return std::nullopt;
+    ws();
+    if (i >= j.size() || j[i++] != ':') return std::nullopt;
+    ws();
+    auto value = literal();
+    if (!value) return std::nullopt;
+    out[std::string(key->substr(1, key->size() - 2))] = *value;
+    ws();
+    if (i < j.size() && j[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i < j.size() && j[i] == '}') return out;
+    return std::nullopt;
+  }
+}
 
 }  // namespace
 
@@ -51,7 +131,17 @@ core::Result<Message> decode(std::vector<std::string> frames, const HmacSigner& 
     m.header = nlohmann::json::parse(frames[delim + 2]);
     m.parent_header = nlohmann::json::parse(frames[delim + 3]);
     m.metadata = nlohmann::json::parse(frames[delim + 4]);
-    m.content = nlohmann::json::parse(frames[delim + 5]);
+    bool done = false;
+    if (m.type() == "stream") {
+      const std::string& raw = frames[delim + 5];
+      auto fields = flat_string_object(raw);
+      if (fields && fields->count("text") != 0 && fields->count("name") != 0 && valid_utf8((*fields)["text"])) {
+        m.stream_text_literal = std::string((*fields)["text"]);
+        m.content = {{"name", nlohmann::json::parse((*fields)["name"])}};
+        done = true;
+      }
+    }
+    if (!done) m.content = nlohmann::json::parse(frames[delim + 5]);
   } catch (const nlohmann::json::exception& e) {
     return core::make_error(core::Errc::invalid_argument, std::string("Jupyter message with bad JSON: ") + e.what());
   }

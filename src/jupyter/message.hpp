@@ -18,6 +18,10 @@ struct Message {
   nlohmann::json metadata = nlohmann::json::object();
   nlohmann::json content = nlohmann::json::object();
   std::vector<std::string> buffers;
+  /// For `stream` messages: the content's "text" as its escaped JSON string literal
+  /// (quotes included), and `content` then holds only "name". Large output is passed on
+  /// without being parsed and re-serialised. Empty for every other message.
+  std::string stream_text_literal;
 
   [[nodiscard]] std::string type() const { return header.value("msg_type", ""); }
   [[nodiscard]] std::string id() const { return header.value("msg_id", ""); }

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "exec/event.hpp"
 #include "jupyter/hmac_signer.hpp"
 #include "jupyter/kernelspec.hpp"
 #include "jupyter/message.hpp"
@@ -49,4 +50,26 @@ TEST_CASE("kernelspecs are found by language, earlier directories first, prefere
   CHECK(specs[0].language == "python");
   CHECK(jupyter::specs_by_language(specs, {}).at("python").name == "py-a");
   CHECK(jupyter::specs_by_language(specs, {{"python", "py-b"}}).at("python").interrupt_mode == "message");
+}
+
+TEST_CASE("stream text is passed on as its JSON literal and renders the same event") {
+  jupyter::HmacSigner signer("k");
+  auto m = jupyter::make_message("stream", {{"name", "stderr"}, {"text", "line \"1\"\n\u00e9\\ end\n"}}, "s");
+  auto back = jupyter::decode(jupyter::encode(m, signer), signer);
+  REQUIRE(back);
+  CHECK(back->content["name"] == "stderr");
+  REQUIRE_FALSE(back->stream_text_literal.empty());
+  auto event = exec::events::stream_from_json_literal(true, back->stream_text_literal);
+  auto j = nlohmann::json::parse(event.json);
+  CHECK(j["type"] == "stderr");
+  CHECK(j["text"] == "line \"1\"\n\u00e9\\ end\n");
+  CHECK(j["timestamp"].is_number_integer());
+  CHECK(event.json == exec::events::stderr_text(j["text"]).json.substr(0, event.json.find("\"timestamp\"")) +
+                          event.json.substr(event.json.find("\"timestamp\"")));
+  // Anything but a flat object of strings takes the ordinary path.
+  auto odd = jupyter::make_message("stream", {{"name", "stdout"}, {"text", "x"}, {"extra", 1}}, "s");
+  auto parsed = jupyter::decode(jupyter::encode(odd, signer), signer);
+  REQUIRE(parsed);
+  CHECK(parsed->stream_text_literal.empty());
+  CHECK(parsed->content["text"] == "x");
 }
