@@ -19,22 +19,25 @@ TSLAB_DIR := $(CURDIR)/.kernels/tslab
 TSLAB_BIN := $(TSLAB_DIR)/node_modules/.bin/tslab
 KERNELSPECS := $(HOME)/.local/share/jupyter/kernels
 
-.PHONY: all deps kernels build run test bench fmt lint clean
+.PHONY: all deps packages kernels build run test bench fmt lint clean
 
 all: build
 
-deps:
+# Everything the daemon and its tests need: Debian packages, then the npm kernels.
+deps: packages kernels
+
+packages:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
+	  echo "make packages: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-kernels: deps
+kernels: packages
 	@if [ ! -x "$(TSLAB_BIN)" ] || [ ! -d "$(TSLAB_DIR)/node_modules/@types/node" ]; then \
 	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }; \
 	  echo "make kernels: installing tslab $(TSLAB_VERSION) into $(TSLAB_DIR)"; \
@@ -47,7 +50,7 @@ kernels: deps
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) -Dwerror=true
 
-build: deps $(BUILD)/build.ninja
+build: packages $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build kernels
