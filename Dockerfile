@@ -23,8 +23,13 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libcpp-httplib0.11 libzmq5 libspdlog1.10 libssl3 \
       bash procps ca-certificates tini \
-      python3-ipykernel python3-matplotlib python3-numpy python3-pandas \
+      python3-ipykernel python3-matplotlib python3-numpy python3-pandas nodejs npm \
  && rm -rf /var/lib/apt/lists/*
+# JavaScript and TypeScript kernels: tslab from npm, as `make kernels` installs it.
+RUN npm install --prefix /opt/tslab --no-audit --no-fund --loglevel=error tslab@1.0.22 @types/node@20 \
+ && /opt/tslab/node_modules/.bin/tslab install --python /usr/bin/python3 \
+      --binary /opt/tslab/node_modules/.bin/tslab --prefix /usr/local \
+ && npm cache clean --force
 COPY --from=build /build/execd /usr/local/bin/execd
 EXPOSE 44772
 # tini reaps orphans re-parented to pid 1 and forwards SIGTERM to execd.
