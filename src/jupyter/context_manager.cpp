@@ -166,19 +166,27 @@ void ContextManager::shutdown() {
   }
   pool_cv_.notify_all();
   if (pool_thread_.joinable()) pool_thread_.join();
-  std::map<std::string, std::deque<std::unique_ptr<Kernel>>> warm;
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    warm.swap(pool_);
-  }
-  warm.clear();
-  std::map<std::string, std::shared_ptr<CodeContext>> all;
+  std::vector<std::shared_ptr<CodeContext>> contexts;
+  std::vector<std::unique_ptr<Kernel>> warm;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    all.swap(contexts_);
+    for (auto& [id, c] : contexts_) contexts.push_back(std::move(c));
+    contexts_.clear();
     default_for_language_.clear();
   }
-  all.clear();
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    for (auto& [language, kernels] : pool_) {
+      for (auto& k : kernels) warm.push_back(std::move(k));
+    }
+    pool_.clear();
+  }
+  // Every kernel is asked to shut down at once (each may take up to a second before it
+  // is killed), so stopping the daemon does not take a second per kernel.
+  std::vector<std::thread> stopping;
+  for (auto& c : contexts) stopping.emplace_back([c = std::move(c)]() mutable { c.reset(); });
+  for (auto& k : warm) stopping.emplace_back([k = std::move(k)]() mutable { k.reset(); });
+  for (auto& t : stopping) t.join();
 }
 
 }  // namespace execd::jupyter
