@@ -90,8 +90,10 @@ uint64_t cursor_param(const httplib::Request& req) {
 void write_background_ack(httplib::Response& res, const std::string& id) {
   exec::Event init = exec::events::init(id);
   init.seq = 1;
+  // Its id repeats init's: a client that later resumes the command's real stream with
+  // Last-Event-ID 1 gets all of its output (the ack's "complete" is not in that log).
   exec::Event done = exec::events::execution_complete(0);
-  done.seq = 2;
+  done.seq = 1;
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
