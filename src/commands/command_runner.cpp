@@ -79,6 +79,16 @@ core::Result<std::string> expand_path(const std::string& path) {
   return expand_vars(p);
 }
 
+core::Result<std::string> existing_directory(const std::string& cwd_in) {
+  auto cwd = expand_path(cwd_in);
+  if (!cwd) return cwd.error();
+  struct stat st {};
+  if (::stat(cwd->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return core::make_error(core::Errc::invalid_argument, "cwd is not an existing directory: " + *cwd);
+  }
+  return cwd;
+}
+
 std::vector<std::string> command_environment(const std::string& envs_file,
                                              const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
@@ -117,12 +127,8 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "timeout must not be negative");
   if (spec.gid && !spec.uid) return core::make_error(core::Errc::invalid_argument, "uid is required when gid is provided");
   if (!spec.cwd.empty()) {
-    auto cwd = expand_path(spec.cwd);
+    auto cwd = existing_directory(spec.cwd);
     if (!cwd) return cwd.error();
-    struct stat st {};
-    if (::stat(cwd->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return core::make_error(core::Errc::invalid_argument, "cwd is not an existing directory: " + *cwd);
-    }
     spec.cwd = *cwd;
   }
   process::SpawnOptions so;

@@ -63,4 +63,7 @@ std::vector<std::string> command_environment(const std::string& envs_file,
 /// invalid_argument for an undefined variable.
 core::Result<std::string> expand_path(const std::string& path);
 
+/// `cwd` expanded (expand_path); invalid_argument unless it names an existing directory.
+core::Result<std::string> existing_directory(const std::string& cwd);
+
 }  // namespace execd::commands

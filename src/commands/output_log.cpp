@@ -10,21 +10,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/temp_file.hpp"
+
 namespace execd::commands {
 namespace {
 
-int open_temp(std::string dir) {
-  if (dir.empty()) {
-    const char* t = std::getenv("TMPDIR");
-    dir = (t != nullptr && *t != '\0') ? t : "/tmp";
-  }
-  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    std::string tmpl = dir + "/execd-output-XXXXXX";
-    fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
-    if (fd >= 0) ::unlink(tmpl.c_str());
-  }
-  if (fd < 0) spdlog::error("cannot create a command output file in {}: {}", dir, std::strerror(errno));
+int open_temp(const std::string& dir) {
+  const int fd = core::open_unlinked_temp(dir).release();
+  if (fd < 0) spdlog::error("cannot create a command output file in {}: {}", dir.empty() ? "$TMPDIR" : dir, std::strerror(errno));
   return fd;
 }
 

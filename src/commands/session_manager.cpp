@@ -97,12 +97,8 @@ core::Result<std::shared_ptr<exec::Execution>> SessionManager::run(const std::st
   auto session = find(id);
   if (!session) return session_not_found(id);
   if (!spec.cwd.empty()) {
-    auto cwd = expand_path(spec.cwd);
+    auto cwd = existing_directory(spec.cwd);
     if (!cwd) return cwd.error();
-    struct stat st {};
-    if (::stat(cwd->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return core::make_error(core::Errc::invalid_argument, "cwd is not an existing directory: " + *cwd);
-    }
     spec.cwd = *cwd;
   }
   if (session->is_busy()) return core::make_error(core::Errc::conflict, "session " + id + " is busy with another run");

@@ -1,5 +1,7 @@
 #include "exec/event_log.hpp"
 
+#include "core/temp_file.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,21 +19,6 @@ constexpr size_t kMaxReadBytes = 512 * 1024;             // one read() batch
 
 size_t cost(const Event& e) { return e.json.size() + e.type.size() + kEventOverhead; }
 
-core::UniqueFd open_spill_file(const std::string& dir_opt) {
-  std::string dir = dir_opt;
-  if (dir.empty()) {
-    const char* t = std::getenv("TMPDIR");
-    dir = (t != nullptr && *t != '\0') ? t : "/tmp";
-  }
-  // O_TMPFILE: never visible by name, gone with the last close, even after a crash.
-  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    std::string tmpl = dir + "/execd-spill-XXXXXX";
-    fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
-    if (fd >= 0) ::unlink(tmpl.c_str());
-  }
-  return core::UniqueFd(fd);
-}
 
 bool write_all(int fd, const std::string& data) {
   size_t off = 0;
@@ -115,7 +102,7 @@ uint64_t EventLog::append_locked(Event event, bool may_spill) {
 
 void EventLog::spill_locked() {
   if (!spill_fd_.valid()) {
-    spill_fd_ = open_spill_file(options_.spill_dir);
+    spill_fd_ = core::open_unlinked_temp(options_.spill_dir);
     if (!spill_fd_.valid()) {
       spill_failed_ = true;
       spdlog::error("event log: cannot open a spill file ({}); keeping events in memory", std::strerror(errno));

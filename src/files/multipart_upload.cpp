@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/temp_file.hpp"
+
 namespace execd::files {
 namespace {
 
@@ -75,14 +77,8 @@ core::Result<void> MultipartUpload::begin_part(const std::string& name) {
     if (!w) return w.error();
     part.writer.emplace(std::move(*w));
   } else {
-    std::string dir = spill_dir_;
-    if (dir.empty()) {
-      const char* t = std::getenv("TMPDIR");
-      dir = (t != nullptr && *t != '\0') ? t : "/tmp";
-    }
-    const int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error(errno, "cannot spool an upload part in", dir);
-    part.spool.reset(fd);
+    part.spool = core::open_unlinked_temp(spill_dir_);
+    if (!part.spool.valid()) return errno_error(errno, "cannot spool an upload part in", spill_dir_.empty() ? "$TMPDIR" : spill_dir_);
   }
   file_parts_.push_back(std::move(part));
   return {};

@@ -13,9 +13,11 @@
 #include <thread>
 
 #include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::sse_request;
 using execd::test::SseRequest;
@@ -51,15 +53,6 @@ std::string stdout_of(const SseResponse& r) {
   return out;
 }
 
-void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle) {
-  REQUIRE(r);
-  INFO(r->body);
-  CHECK(r->status == status);
-  auto body = json::parse(r->body, nullptr, false);
-  REQUIRE(body.is_object());
-  CHECK(body.value("code", "") == code);
-  CHECK(body.value("message", "").find(needle) != std::string::npos);
-}
 
 int kernels_running() {
   int n = 0;

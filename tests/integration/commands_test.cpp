@@ -17,9 +17,11 @@
 #include <thread>
 
 #include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::shell_output;
 using execd::test::sse_request;
@@ -70,15 +72,6 @@ json wait_finished(const DaemonProcess& d, const std::string& id, std::chrono::s
   }
 }
 
-void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle) {
-  REQUIRE(r);
-  CHECK(r->status == status);
-  auto body = json::parse(r->body, nullptr, false);
-  REQUIRE(body.is_object());
-  CHECK(body.value("code", "") == code);
-  INFO(r->body);
-  CHECK(body.value("message", "").find(needle) != std::string::npos);
-}
 
 // Live processes whose command line contains `marker` (zombies have none).
 int count_processes(const std::string& marker) {

@@ -17,8 +17,10 @@
 #include <thread>
 
 #include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::read_file;
 using execd::test::TempDir;
@@ -27,15 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle) {
-  REQUIRE(r);
-  INFO(r->body);
-  CHECK(r->status == status);
-  auto body = json::parse(r->body, nullptr, false);
-  REQUIRE(body.is_object());
-  CHECK(body.value("code", "") == code);
-  CHECK(body.value("message", "").find(needle) != std::string::npos);
-}
 
 httplib::Result upload(const DaemonProcess& d, const std::vector<std::pair<json, std::string>>& files) {
   httplib::MultipartFormDataItems items;

@@ -12,9 +12,11 @@
 #include <thread>
 
 #include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::sse_request;
 using execd::test::SseRequest;
@@ -46,15 +48,6 @@ std::vector<std::string> stdout_of(const SseResponse& r) {
   return out;
 }
 
-void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle) {
-  REQUIRE(r);
-  CHECK(r->status == status);
-  auto body = json::parse(r->body, nullptr, false);
-  REQUIRE(body.is_object());
-  CHECK(body.value("code", "") == code);
-  INFO(r->body);
-  CHECK(body.value("message", "").find(needle) != std::string::npos);
-}
 
 }  // namespace
 

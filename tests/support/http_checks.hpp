@@ -1,0 +1,13 @@
+#pragma once
+
+#include <string>
+
+#include <httplib.h>
+
+namespace execd::test {
+
+/// Checks that `r` is an error answer of `status` with a JSON body whose "code" is `code`
+/// and whose "message" contains `needle` (doctest CHECKs; REQUIREs a response and JSON).
+void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle);
+
+}  // namespace execd::test
