@@ -41,7 +41,7 @@ http::ServerOptions server_options(const core::Config& c) {
 
 App::App(core::Config config) : config_(std::move(config)) {
   executions_ = std::make_shared<exec::ExecutionRegistry>(
-      exec::EventLog::Options{config_.event_log_memory_bytes, config_.spill_dir}, config_.execution_retention);
+      exec::EventLog::Options{config_.event_log_memory_bytes, config_.spill_dir, config_.event_log_max_bytes}, config_.execution_retention);
   reactor_ = std::make_shared<process::Reactor>();
   reaper_ = std::make_shared<process::ChildReaper>(reactor_);
   commands_ = std::make_shared<commands::CommandRunner>(

@@ -91,7 +91,8 @@ void Command::drain(int fd, bool is_stderr) {
     if (n > 0) {
       const std::string_view chunk(buf.data(), static_cast<size_t>(n));
       output_->append(chunk);
-      emit_lines((is_stderr ? stderr_lines_ : stdout_lines_).feed(chunk), is_stderr);
+      // A full event log takes no more lines: skip splitting them (the bytes are kept).
+      if (execution_->log()->accepting()) emit_lines((is_stderr ? stderr_lines_ : stdout_lines_).feed(chunk), is_stderr);
       continue;
     }
     if (n < 0 && (errno == EINTR)) continue;

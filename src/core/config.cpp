@@ -101,6 +101,15 @@ const std::vector<Option>& options() {
          c.event_log_memory_bytes = static_cast<size_t>(*n);
          return {};
        }},
+      {"event-log-max", "EXECD_EVENT_LOG_MAX", "SIZE",
+       "event bytes kept per execution, memory and disk, before later events are dropped (the output "
+       "log keeps every byte; default 256MiB, 0 = unlimited)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         auto n = parse_size(v);
+         if (!n) return n.error();
+         c.event_log_max_bytes = *n;
+         return {};
+       }},
       {"spill-dir", "EXECD_SPILL_DIR", "DIR", "where spilled events go (default $TMPDIR or /tmp)",
        set_string(&Config::spill_dir)},
       {"execution-retention", "EXECD_EXECUTION_RETENTION", "DUR",

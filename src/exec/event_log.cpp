@@ -1,6 +1,7 @@
 #include "exec/event_log.hpp"
 
 #include "core/temp_file.hpp"
+#include "exec/event.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -41,8 +42,16 @@ uint64_t EventLog::append(Event event) {
   uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return 0;
-    seq = append_locked(std::move(event));
+    if (closed_ || full_) return 0;
+    if (options_.max_bytes > 0 && spill_end_ + memory_bytes_ + cost(event) > options_.max_bytes) {
+      // This event is the first one dropped; readers learn why from the notice.
+      full_ = true;
+      append_locked(events::status("event log full: later events of this execution are dropped (" +
+                                   std::to_string(options_.max_bytes) + " bytes, --event-log-max); "
+                                   "the terminal event still follows"));
+    } else {
+      seq = append_locked(std::move(event));
+    }
   }
   cv_.notify_all();
   return seq;
@@ -66,6 +75,11 @@ void EventLog::close() {
     closed_ = true;
   }
   cv_.notify_all();
+}
+
+bool EventLog::accepting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !closed_ && !full_;
 }
 
 bool EventLog::is_closed() const {

@@ -20,7 +20,12 @@ namespace execd::exec {
 /// are written to an unlinked spill file and read back from it on demand, so a reader
 /// that attaches late (replay, Last-Event-ID) still sees every event while the daemon's
 /// memory stays flat. If the spill file cannot be written (disk full), events stay in
-/// memory and the failure is logged once: no event is ever dropped.
+/// memory and the failure is logged once.
+///
+/// Disk is bounded too: past `max_bytes` of events (memory and spill together; 0 means
+/// unlimited) further events are dropped, after one `status` event that says so; the
+/// terminal event always gets in. `yes | head -c 2G` would otherwise make a billion
+/// events; its bytes are kept whole elsewhere (a command's OutputLog).
 ///
 /// Thread-safe: one or more producers append, many readers read.
 class EventLog final : public EventSource {
@@ -28,6 +33,7 @@ class EventLog final : public EventSource {
   struct Options {
     size_t memory_bytes = 256 * 1024;
     std::string spill_dir;  ///< empty: $TMPDIR or /tmp
+    uint64_t max_bytes = 0;  ///< events kept per log, memory + disk; 0: unlimited
   };
 
   explicit EventLog(Options options);
@@ -35,7 +41,7 @@ class EventLog final : public EventSource {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  /// Appends and returns the event's seq; returns 0 (and drops it) once closed.
+  /// Appends and returns the event's seq; returns 0 (and drops it) once closed or full.
   uint64_t append(Event event);
   /// Appends `terminal` as the last event and closes the log. No-op if already closed.
   uint64_t close(Event terminal);
@@ -43,6 +49,8 @@ class EventLog final : public EventSource {
   void close();
 
   [[nodiscard]] bool is_closed() const;
+  /// False once closed or full: producers may skip building events nobody keeps.
+  [[nodiscard]] bool accepting() const;
   [[nodiscard]] uint64_t last_seq() const;
   /// Bytes of event data held in memory now (for tests and metrics).
   [[nodiscard]] size_t memory_bytes() const;
@@ -69,6 +77,7 @@ class EventLog final : public EventSource {
   size_t memory_bytes_ = 0;
   uint64_t last_seq_ = 0;
   bool closed_ = false;
+  bool full_ = false;               // max_bytes reached: only the terminal event gets in
 
   core::UniqueFd spill_fd_;
   bool spill_failed_ = false;

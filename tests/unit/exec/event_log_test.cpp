@@ -177,3 +177,26 @@ TEST_CASE("the registry evicts finished executions after the retention, never ru
   auto clash = reg.create("session", "my-id");
   CHECK(clash->id() != "my-id");
 }
+
+TEST_CASE("past max_bytes events are dropped after one notice; the terminal event still gets in") {
+  execd::test::TempDir dir;
+  execd::exec::EventLog log({1024, dir.str(), 8 * 1024});
+  uint64_t accepted = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (log.append(execd::exec::events::stdout_text("line " + std::to_string(i))) != 0) ++accepted;
+  }
+  CHECK(accepted > 10);
+  CHECK(accepted < 1000);
+  CHECK(log.close(execd::exec::events::execution_complete(1)) != 0);
+  execd::exec::Cursor cursor;
+  std::vector<execd::exec::Event> all;
+  for (;;) {
+    auto r = log.read(cursor, 10000, std::chrono::milliseconds(0));
+    all.insert(all.end(), r.events.begin(), r.events.end());
+    if (r.end) break;
+  }
+  REQUIRE(all.size() == accepted + 2);
+  CHECK(all[all.size() - 2].type == "status");
+  CHECK(all[all.size() - 2].json.find("event log full") != std::string::npos);
+  CHECK(all.back().type == "execution_complete");
+}
