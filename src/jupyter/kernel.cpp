@@ -75,6 +75,18 @@ struct Kernel::Waiter {
 core::Result<std::unique_ptr<Kernel>> Kernel::start(const KernelSpec& spec, const std::string& cwd,
                                                     std::shared_ptr<process::ChildReaper> reaper,
                                                     std::chrono::milliseconds timeout) {
+  // Ports are picked free and bound by the kernel a moment later; a kernel starting at
+  // the same time can take one first. That start is simply tried again with new ports.
+  for (int attempt = 1;; ++attempt) {
+    auto k = start_once(spec, cwd, reaper, timeout);
+    if (k || attempt == 3 || k.error().message.find("Address already in use") == std::string::npos) return k;
+    spdlog::info("kernel {}: a port was taken meanwhile; starting again", spec.name);
+  }
+}
+
+core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec, const std::string& cwd,
+                                                         std::shared_ptr<process::ChildReaper> reaper,
+                                                         std::chrono::milliseconds timeout) {
   std::unique_ptr<Kernel> k(new Kernel());
   k->spec_ = spec;
   k->reaper_ = std::move(reaper);

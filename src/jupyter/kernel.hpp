@@ -50,6 +50,9 @@ class Kernel {
  private:
   struct Waiter;
   Kernel() = default;
+  static core::Result<std::unique_ptr<Kernel>> start_once(const KernelSpec& spec, const std::string& cwd,
+                                                          std::shared_ptr<process::ChildReaper> reaper,
+                                                          std::chrono::milliseconds timeout);
 
   KernelSpec spec_;
   std::shared_ptr<process::ChildReaper> reaper_;

@@ -356,10 +356,19 @@ TEST_CASE("output is bounded in memory and none of it is lost") {
   for (uint64_t k = 199999983; k < 200000000; ++k) expected += "0123456789abcdef\n"[k % 17];
   CHECK(tail->body == expected);
   CHECK(tail->get_header_value("EXECD-COMMANDS-TAIL-CURSOR") == "200000000");
-  // The events are all there too (spilled to disk): the last ones replay.
+  // Millions of line events were kept (spilled to disk) up to --event-log-max; then one
+  // notice, and the terminal event last.
   auto ev = d.client()->Get("/executions/" + id);
   REQUIRE(ev);
-  CHECK(json::parse(ev->body)["last_event_id"].get<uint64_t>() > 11000000);
+  const auto last = json::parse(ev->body)["last_event_id"].get<uint64_t>();
+  CHECK(last > 1000000);
+  SseRequest tail_events;
+  tail_events.path = "/command/" + id + "/events";
+  tail_events.headers = {{"Last-Event-ID", std::to_string(last - 2)}};
+  auto end = sse_request(d.port(), tail_events);
+  REQUIRE(end.events.size() == 2);
+  CHECK(end.events[0].json["text"].get<std::string>().find("event log full") == 0);
+  CHECK(end.events[1].type() == "execution_complete");
 }
 
 TEST_CASE("bad input is a 4xx JSON error naming the problem") {
