@@ -9,25 +9,8 @@ source "$here/lib.sh"
 
 work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 trap 'stop_execd; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${JPID:-}" ] && kill $JPID 2>/dev/null; rm -rf "$work"' EXIT
-mkdir -p "$work/www" "$work/tmp" "$work/execd" "$work/jupyter" "$work/src"
-chmod 755 "$work"; chmod 777 "$work/www" "$work/tmp"  # nginx's workers run as www-data
-
-NGINX_PORT=$(free_port)
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
-  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
-  client_max_body_size 0;
-  server { listen 127.0.0.1:$NGINX_PORT; location / { root $work/www; dav_methods PUT; create_full_put_path on; } }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work"
+mkdir -p "$work/execd" "$work/jupyter" "$work/src"
+start_nginx "$work" "dav_methods PUT; create_full_put_path on;"
 
 start_execd "$BUILD"
 

@@ -12,24 +12,8 @@ work=$(mktemp -d)
 trap 'stop_execd; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 # nginx as the reference for a good native HTTP server on this machine.
-NGINX_PORT=$(free_port)
-mkdir -p "$work/www" "$work/tmp"
+start_nginx "$work"
 printf '0123456789abcde\n' > "$work/www/ping"
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
-  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
-  server { listen 127.0.0.1:$NGINX_PORT; location / { root $work/www; } }
-}
-CONF
-nginx -c "$work/nginx.conf" -p "$work"
-sleep 0.3
 
 start_execd "$BUILD"
 sleep 1

@@ -41,3 +41,29 @@ to_ms() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
 # verdict "1.3 <= 1.5" -> PASS / MISS (the expression is evaluated by awk).
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
+
+# Starts nginx (one worker, the peer for HTTP and files) serving WORK/www on a free port;
+# sets NGINX_PORT. Extra directives for `location /` come as the second argument.
+# Directories are opened to the workers, which run as www-data.
+start_nginx() {
+  local work=$1 location_extra=${2:-}
+  NGINX_PORT=$(free_port)
+  mkdir -p "$work/www" "$work/tmp"
+  chmod 755 "$work"; chmod 777 "$work/www" "$work/tmp"
+  cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
+  client_max_body_size 0;
+  server { listen 127.0.0.1:$NGINX_PORT; location / { root $work/www; $location_extra } }
+}
+CONF
+  nginx -c "$work/nginx.conf" -p "$work"
+  sleep 0.3
+}

@@ -2,6 +2,7 @@
 
 #include "api/command_routes.hpp"
 #include "api/request_fields.hpp"
+#include "core/utf8.hpp"
 #include "http/json_io.hpp"
 
 namespace execd::api {
@@ -16,19 +17,6 @@ nlohmann::json context_json(const jupyter::CodeContext& c) {
   return j;
 }
 
-bool valid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -113,7 +101,7 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     if (!code->has_value() || (*code)->empty()) {
       return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is required and must not be empty"));
     }
-    if (!valid_utf8(**code)) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is not valid UTF-8"));
+    if (!core::valid_utf8(**code)) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is not valid UTF-8"));
     std::string id, language;
     if (auto it = body->find("context"); it != body->end() && !it->is_null()) {
       if (!it->is_object()) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'context' must be an object"));

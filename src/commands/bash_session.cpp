@@ -34,7 +34,6 @@ while IFS= read -r -d '' __execd_seq && IFS= read -r -d '' __execd_cwd && IFS= r
 done
 )";
 
-constexpr size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerWakeup = 16;
 constexpr std::chrono::seconds kSubmitTimeout{10};
 
@@ -117,7 +116,13 @@ core::Result<void> BashSession::run(const SessionRunSpec& spec, std::shared_ptr<
     std::weak_ptr<BashSession> weak = weak_from_this();
     const uint64_t seq = r.seq;
     r.timer = reactor_->after(spec.timeout, [weak, seq] {
-      if (auto s = weak.lock()) s->escalate(seq, 0);
+      auto s = weak.lock();
+      if (!s) return;
+      {
+        std::lock_guard<std::mutex> lock(s->mu_);
+        if (s->run_ && s->run_->seq == seq) s->run_->timed_out = true;
+      }
+      s->escalate(seq, 0);
     });
   }
   run_ = std::move(r);
@@ -146,7 +151,6 @@ void BashSession::escalate(uint64_t seq, int step) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!run_ || run_->seq != seq || !alive_) return;
-    if (step == 0) run_->timed_out = run_->timeout.count() > 0 && run_->timer.has_value();
   }
   switch (step) {
     case 0: process::signal_group(pid_, SIGINT); break;  // the shell traps it and ends the run
@@ -166,11 +170,11 @@ void BashSession::escalate(uint64_t seq, int step) {
 }
 
 void BashSession::on_output() {
-  std::string buf(kReadChunk, '\0');
   for (int i = 0; i < kReadsPerWakeup; ++i) {
-    const ssize_t n = ::read(out_fd_.get(), buf.data(), buf.size());
+    ssize_t n = 0;
+    const std::string_view chunk = reactor_->read_into_scratch(out_fd_.get(), n);
     if (n > 0) {
-      for (const auto& line : lines_.feed(std::string_view(buf.data(), static_cast<size_t>(n)))) handle_line(line);
+      for (const auto& line : lines_.feed(chunk)) handle_line(line);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

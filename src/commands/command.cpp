@@ -15,7 +15,6 @@
 namespace execd::commands {
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
 // Reads per readiness callback, so one chatty command cannot starve the others.
 constexpr int kReadsPerWakeup = 16;
 
@@ -85,11 +84,10 @@ void Command::emit_lines(const std::vector<std::string>& lines, bool is_stderr) 
 }
 
 void Command::drain(int fd, bool is_stderr) {
-  std::string buf(kReadChunk, '\0');
   for (int i = 0; i < kReadsPerWakeup; ++i) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = 0;
+    const std::string_view chunk = reactor_->read_into_scratch(fd, n);
     if (n > 0) {
-      const std::string_view chunk(buf.data(), static_cast<size_t>(n));
       output_->append(chunk);
       // A full event log takes no more lines: skip splitting them (the bytes are kept).
       if (execution_->log()->accepting()) emit_lines((is_stderr ? stderr_lines_ : stdout_lines_).feed(chunk), is_stderr);

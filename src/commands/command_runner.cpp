@@ -11,9 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/path_expand.hpp"
 #include "process/spawn.hpp"
-
-extern char** environ;
 
 namespace execd::commands {
 namespace {
@@ -21,38 +20,6 @@ namespace {
 const char* shell_path() {
   static const char* kShell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
   return kShell;
-}
-
-// `$VAR` / `${VAR}` in `text` from the daemon's environment.
-core::Result<std::string> expand_vars(const std::string& text) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '$' || i + 1 >= text.size()) {
-      out += text[i];
-      continue;
-    }
-    size_t start = i + 1;
-    size_t end = start;
-    std::string name;
-    if (text[start] == '{') {
-      end = text.find('}', start);
-      if (end == std::string::npos) return core::make_error(core::Errc::invalid_argument, "unclosed ${ in '" + text + "'");
-      name = text.substr(start + 1, end - start - 1);
-      i = end;
-    } else {
-      while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) != 0 || text[end] == '_')) ++end;
-      name = text.substr(start, end - start);
-      if (name.empty()) {
-        out += '$';
-        continue;
-      }
-      i = end - 1;
-    }
-    const char* v = std::getenv(name.c_str());
-    if (v == nullptr) return core::make_error(core::Errc::invalid_argument, "undefined variable $" + name + " in '" + text + "'");
-    out += v;
-  }
-  return out;
 }
 
 }  // namespace
@@ -70,17 +37,9 @@ void escalate(process::Reactor& reactor, const std::shared_ptr<Command>& cmd, st
   }
 }
 
-core::Result<std::string> expand_path(const std::string& path) {
-  std::string p = path;
-  if (!p.empty() && p[0] == '~' && (p.size() == 1 || p[1] == '/')) {
-    const char* home = std::getenv("HOME");
-    p = std::string(home != nullptr ? home : "/") + p.substr(1);
-  }
-  return expand_vars(p);
-}
 
 core::Result<std::string> existing_directory(const std::string& cwd_in) {
-  auto cwd = expand_path(cwd_in);
+  auto cwd = core::expand_path(cwd_in);
   if (!cwd) return cwd.error();
   struct stat st {};
   if (::stat(cwd->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -92,11 +51,6 @@ core::Result<std::string> existing_directory(const std::string& cwd_in) {
 std::vector<std::string> command_environment(const std::string& envs_file,
                                              const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv(*e);
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
   if (!envs_file.empty()) {
     std::ifstream in(envs_file);
     std::string line;
@@ -104,15 +58,12 @@ std::vector<std::string> command_environment(const std::string& envs_file,
       if (line.empty() || line[0] == '#') continue;
       const auto eq = line.find('=');
       if (eq == std::string::npos || eq == 0) continue;
-      auto value = expand_vars(line.substr(eq + 1));
+      auto value = core::expand_vars(line.substr(eq + 1));
       env[line.substr(0, eq)] = value ? *value : line.substr(eq + 1);
     }
   }
   for (const auto& [k, v] : extra) env[k] = v;
-  std::vector<std::string> out;
-  out.reserve(env.size());
-  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
-  return out;
+  return process::environment_with(env);
 }
 
 CommandRunner::CommandRunner(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,

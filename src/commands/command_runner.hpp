@@ -59,11 +59,7 @@ void escalate(process::Reactor& reactor, const std::shared_ptr<Command>& cmd, st
 std::vector<std::string> command_environment(const std::string& envs_file,
                                              const std::map<std::string, std::string>& extra);
 
-/// Expands a leading `~` and `$VAR` / `${VAR}` against the daemon's environment;
-/// invalid_argument for an undefined variable.
-core::Result<std::string> expand_path(const std::string& path);
-
-/// `cwd` expanded (expand_path); invalid_argument unless it names an existing directory.
+/// `cwd` expanded (core::expand_path); invalid_argument unless it names an existing directory.
 core::Result<std::string> existing_directory(const std::string& cwd);
 
 }  // namespace execd::commands

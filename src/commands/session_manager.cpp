@@ -8,6 +8,7 @@
 
 #include "commands/command_runner.hpp"
 #include "core/id.hpp"
+#include "core/path_expand.hpp"
 
 namespace execd::commands {
 namespace {
@@ -28,7 +29,7 @@ SessionManager::~SessionManager() { shutdown(); }
 core::Result<std::shared_ptr<BashSession>> SessionManager::create(const std::string& cwd_in) {
   std::string cwd;
   if (!cwd_in.empty()) {
-    auto expanded = expand_path(cwd_in);
+    auto expanded = core::expand_path(cwd_in);
     if (!expanded) return expanded.error();
     cwd = *expanded;
     std::error_code ec;

@@ -1,5 +1,7 @@
 #include "files/path_resolver.hpp"
 
+#include "core/path_expand.hpp"
+
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,41 +22,6 @@ int sys_openat2(int dirfd, const char* path, int flags, uint64_t resolve) {
   return static_cast<int>(syscall(SYS_openat2, dirfd, path, &how, sizeof how));
 }
 
-// `~`, `$VAR`, `${VAR}` from the daemon's environment.
-core::Result<std::string> expand(const std::string& in) {
-  std::string p = in;
-  if (!p.empty() && p[0] == '~' && (p.size() == 1 || p[1] == '/')) {
-    const char* home = std::getenv("HOME");
-    p = std::string(home != nullptr ? home : "/") + p.substr(1);
-  }
-  std::string out;
-  for (size_t i = 0; i < p.size(); ++i) {
-    if (p[i] != '$' || i + 1 >= p.size()) {
-      out += p[i];
-      continue;
-    }
-    std::string name;
-    if (p[i + 1] == '{') {
-      const auto end = p.find('}', i + 2);
-      if (end == std::string::npos) return core::make_error(core::Errc::invalid_argument, "unclosed ${ in path " + in);
-      name = p.substr(i + 2, end - i - 2);
-      i = end;
-    } else {
-      size_t end = i + 1;
-      while (end < p.size() && (std::isalnum(static_cast<unsigned char>(p[end])) != 0 || p[end] == '_')) ++end;
-      name = p.substr(i + 1, end - i - 1);
-      if (name.empty()) {
-        out += '$';
-        continue;
-      }
-      i = end - 1;
-    }
-    const char* v = std::getenv(name.c_str());
-    if (v == nullptr) return core::make_error(core::Errc::invalid_argument, "undefined variable $" + name + " in path " + in);
-    out += v;
-  }
-  return out;
-}
 
 // Lexical normalisation of an absolute path: no ".", "..", "//".
 std::string normalise(const std::string& abs) {
@@ -117,7 +84,7 @@ core::Result<std::string> PathResolver::absolute(const std::string& user_path) c
   if (user_path.find('\0') != std::string::npos) {
     return core::make_error(core::Errc::invalid_argument, "path contains a NUL byte");
   }
-  auto expanded = expand(user_path);
+  auto expanded = core::expand_path(user_path);
   if (!expanded) return expanded.error();
   std::string p = *expanded;
   if (p[0] != '/') {

@@ -23,8 +23,6 @@
 #include "core/id.hpp"
 #include "exec/event.hpp"
 
-extern char** environ;
-
 namespace execd::jupyter {
 namespace {
 
@@ -48,18 +46,12 @@ int free_port() {
 }
 
 std::vector<std::string> kernel_environment(const KernelSpec& spec) {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv(*e);
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : spec.env) env[k] = v;
+  std::map<std::string, std::string> env = spec.env;
   // Plots come back as image/png display_data instead of trying to open a window.
-  if (env.count("MPLBACKEND") == 0) env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline";
-  std::vector<std::string> out;
-  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
-  return out;
+  if (env.count("MPLBACKEND") == 0 && std::getenv("MPLBACKEND") == nullptr) {
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline";
+  }
+  return process::environment_with(env);
 }
 
 }  // namespace

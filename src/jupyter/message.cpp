@@ -8,39 +8,13 @@
 
 #include "core/clock.hpp"
 #include "core/id.hpp"
+#include "core/utf8.hpp"
 
 namespace execd::jupyter {
 namespace {
 
 constexpr const char* kDelimiter = "<IDS|MSG>";
 
-// Valid UTF-8 (ASCII fast path): what may be spliced into event JSON unchecked.
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    // Eight ASCII bytes at a time: output is mostly ASCII.
-    if (i + 8 <= s.size()) {
-      uint64_t word = 0;
-      std::memcpy(&word, s.data() + i, 8);
-      if ((word & 0x8080808080808080ULL) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    const size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 // A flat JSON object whose values are all strings, as stream content is: each key with
 // the raw literal of its value. nullopt for anything else (the caller parses fully).
@@ -135,7 +109,7 @@ core::Result<Message> decode(std::vector<std::string> frames, const HmacSigner& 
     if (m.type() == "stream") {
       const std::string& raw = frames[delim + 5];
       auto fields = flat_string_object(raw);
-      if (fields && fields->count("text") != 0 && fields->count("name") != 0 && valid_utf8((*fields)["text"])) {
+      if (fields && fields->count("text") != 0 && fields->count("name") != 0 && core::valid_utf8((*fields)["text"])) {
         m.stream_text_literal = std::string((*fields)["text"]);
         m.content = {{"name", nlohmann::json::parse((*fields)["name"])}};
         done = true;

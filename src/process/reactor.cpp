@@ -130,4 +130,9 @@ void Reactor::run() {
   }
 }
 
+std::string_view Reactor::read_into_scratch(int fd, ssize_t& n) {
+  n = ::read(fd, scratch_.data(), scratch_.size());
+  return n > 0 ? std::string_view(scratch_.data(), static_cast<size_t>(n)) : std::string_view();
+}
+
 }  // namespace execd::process

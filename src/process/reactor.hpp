@@ -1,11 +1,15 @@
 #pragma once
 
+#include <sys/types.h>
+
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -34,6 +38,9 @@ class Reactor {
   /// Runs `fn` on the reactor thread after `delay`.
   TimerId after(std::chrono::milliseconds delay, std::function<void()> fn);
   void cancel(TimerId id);
+  /// Scratch space for callbacks to read pipes into. Callbacks run one at a time on the
+  /// reactor thread, so they share it instead of allocating a buffer per wake-up.
+  [[nodiscard]] std::string_view read_into_scratch(int fd, ssize_t& n);
 
  private:
   void run();
@@ -47,6 +54,7 @@ class Reactor {
   TimerId next_timer_ = 1;
   bool stop_ = false;
   std::thread thread_;
+  std::array<char, 64 * 1024> scratch_{};  // reactor thread only
 };
 
 }  // namespace execd::process

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <memory>
 
+extern char** environ;
+
 namespace execd::process {
 namespace {
 
@@ -106,6 +108,20 @@ int run_child(void* arg) {
 }
 
 }  // namespace
+
+std::vector<std::string> environment_with(const std::map<std::string, std::string>& overrides) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  for (const auto& [k, v] : overrides) env[k] = v;
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
 
 bool signal_group(pid_t pgid, int sig) { return pgid > 0 && ::kill(-pgid, sig) == 0; }
 

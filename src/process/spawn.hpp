@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +39,9 @@ struct Child {
 /// fork + exec with the options above. Failures before exec (chdir, setuid, exec itself)
 /// come back as errors naming the step, not as a child that exits 127.
 core::Result<Child> spawn(const SpawnOptions& options);
+
+/// The daemon's own environment with `overrides` on top, as KEY=VALUE for SpawnOptions.
+std::vector<std::string> environment_with(const std::map<std::string, std::string>& overrides);
 
 /// Sends `sig` to the child's whole process group; false if it is already gone.
 bool signal_group(pid_t pgid, int sig);

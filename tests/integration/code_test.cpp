@@ -152,6 +152,20 @@ TEST_CASE("DELETE /code interrupts a running cell within a second; timeout does 
   check_error(d.client()->Delete(("/code?id=" + id).c_str()), 409, "CONFLICT", "not running");
 }
 
+TEST_CASE("different contexts run in parallel") {
+  DaemonProcess d;
+  const auto a = create_context(d);
+  const auto b = create_context(d);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string out_b;
+  std::thread other([&] { out_b = stdout_of(run(d, "import time\ntime.sleep(1)\nprint('b')", {{"id", b}})); });
+  const auto out_a = stdout_of(run(d, "import time\ntime.sleep(1)\nprint('a')", {{"id", a}}));
+  other.join();
+  CHECK(out_a == "a\n");
+  CHECK(out_b == "b\n");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1800));  // not one after the other
+}
+
 TEST_CASE("a kernel that dies ends its stream with an error; the next run restarts it and says so") {
   DaemonProcess d;
   const auto id = create_context(d);
