@@ -43,7 +43,10 @@ kernels: packages
 	  echo "make kernels: installing tslab $(TSLAB_VERSION) into $(TSLAB_DIR)"; \
 	  npm install --prefix "$(TSLAB_DIR)" --no-audit --no-fund --loglevel=error tslab@$(TSLAB_VERSION) @types/node@20; \
 	fi
-	@if ! grep -qs "$(TSLAB_BIN)" "$(KERNELSPECS)/tslab/kernel.json" "$(KERNELSPECS)/jslab/kernel.json"; then \
+	@# Both specs must name this checkout's binary, quoted whole: a spec left by a checkout
+	@# elsewhere (/other/work/main/.kernels/...) contains our path as a substring.
+	@if ! { grep -qsF '"$(TSLAB_BIN)"' "$(KERNELSPECS)/tslab/kernel.json" && \
+	        grep -qsF '"$(TSLAB_BIN)"' "$(KERNELSPECS)/jslab/kernel.json"; }; then \
 	  "$(TSLAB_BIN)" install --python /usr/bin/python3 --binary "$(TSLAB_BIN)" --prefix "$(HOME)/.local" >/dev/null; \
 	fi
 
