@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "http/buffered_server.hpp"
 #include "http/elastic_thread_pool.hpp"
 #include "http/json_io.hpp"
 
@@ -49,7 +50,7 @@ bool constant_time_equals(const std::string& expected, const std::string& given)
   return diff == 0;
 }
 
-HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<BufferedServer>()) {
   auto& s = *server_;
   const size_t max_threads = options_.max_threads;
   s.new_task_queue = [max_threads] { return new ElasticThreadPool(2, max_threads, std::chrono::seconds(5)); };

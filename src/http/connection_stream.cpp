@@ -1,0 +1,106 @@
+#include "http/connection_stream.hpp"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace execd::http {
+namespace {
+
+constexpr std::chrono::milliseconds kWaitSlice{100};
+
+void address_of(int fd, bool peer, std::string& ip, int& port) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  const int r = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len)
+                     : ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (r != 0) return;
+  char host[NI_MAXHOST];
+  char serv[NI_MAXSERV];
+  if (::getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return;
+  }
+  ip = host;
+  port = std::atoi(serv);
+}
+
+}  // namespace
+
+ConnectionStream::ConnectionStream(int fd, std::chrono::milliseconds read_timeout,
+                                   std::chrono::milliseconds write_timeout)
+    : fd_(fd), read_timeout_(read_timeout), write_timeout_(write_timeout), buffer_(new char[kBufferSize]) {}
+
+int ConnectionStream::poll_for(short events, std::chrono::milliseconds timeout) const {
+  pollfd p{fd_, events, 0};
+  for (;;) {
+    const int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    if (r < 0 && errno == EINTR) continue;
+    return r < 0 ? -1 : r;
+  }
+}
+
+bool ConnectionStream::is_readable() const { return buffered() > 0 || poll_for(POLLIN, read_timeout_) > 0; }
+
+bool ConnectionStream::is_writable() const { return !broken_; }
+
+bool ConnectionStream::wait_for_request(std::chrono::milliseconds timeout,
+                                        const std::function<bool()>& keep_waiting) const {
+  if (buffered() > 0) return true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (keep_waiting()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    const int r = poll_for(POLLIN, std::min(left, kWaitSlice));
+    if (r != 0) return r > 0;
+  }
+  return false;
+}
+
+ssize_t ConnectionStream::receive(char* ptr, size_t size) {
+  for (;;) {
+    const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
+    if (n >= 0) return n > 0 ? n : -1;  // 0: the peer closed
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+    if (poll_for(POLLIN, read_timeout_) <= 0) return -1;
+  }
+}
+
+ssize_t ConnectionStream::read(char* ptr, size_t size) {
+  if (size == 0) return 0;
+  if (buffered() == 0) {
+    if (size >= kBufferSize) return receive(ptr, size);
+    const ssize_t n = receive(buffer_.get(), kBufferSize);
+    if (n <= 0) return n;
+    begin_ = 0;
+    end_ = static_cast<size_t>(n);
+  }
+  const size_t n = std::min(size, buffered());
+  std::memcpy(ptr, buffer_.get() + begin_, n);
+  begin_ += n;
+  return static_cast<ssize_t>(n);
+}
+
+ssize_t ConnectionStream::write(const char* ptr, size_t size) {
+  if (broken_) return -1;
+  for (;;) {
+    const ssize_t n = ::send(fd_, ptr, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && poll_for(POLLOUT, write_timeout_) > 0) continue;
+    broken_ = true;
+    return -1;
+  }
+}
+
+void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const { address_of(fd_, true, ip, port); }
+
+void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const { address_of(fd_, false, ip, port); }
+
+}  // namespace execd::http

@@ -1,0 +1,93 @@
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "core/unique_fd.hpp"
+#include "http/connection_stream.hpp"
+
+using namespace execd;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct SocketPair {
+  core::UniqueFd ours;
+  core::UniqueFd peer;
+  SocketPair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    ours.reset(fds[0]);
+    peer.reset(fds[1]);
+  }
+  void send(const std::string& s) const { REQUIRE(::write(peer.get(), s.data(), s.size()) == static_cast<ssize_t>(s.size())); }
+};
+
+std::string read_exactly(http::ConnectionStream& stream, size_t n, size_t piece) {
+  std::string out;
+  char buf[8192];
+  while (out.size() < n) {
+    const ssize_t got = stream.read(buf, std::min(piece, n - out.size()));
+    if (got <= 0) break;
+    out.append(buf, static_cast<size_t>(got));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("ConnectionStream serves small reads from one receive and keeps what follows for the next request") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+  s.send("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  CHECK(read_exactly(stream, 19, 1) == "GET /a HTTP/1.1\r\n\r\n");
+  // The second request is already buffered: nothing more is sent, yet it is there.
+  CHECK(stream.wait_for_request(10ms, [] { return true; }));
+  CHECK(stream.is_readable());
+  CHECK(read_exactly(stream, 19, 4096) == "GET /b HTTP/1.1\r\n\r\n");
+}
+
+TEST_CASE("ConnectionStream passes large bodies through whole") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+  std::string body;
+  for (int i = 0; body.size() < 200000; ++i) body += std::to_string(i) + ",";
+  std::thread writer([&] { s.send(body); });
+  CHECK(read_exactly(stream, body.size(), 4096) == body);
+  writer.join();
+}
+
+TEST_CASE("ConnectionStream reads time out, and end of stream and a broken peer are errors") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 50ms, 50ms);
+  char buf[16];
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(stream.read(buf, sizeof buf) == -1);  // nothing arrives within the read timeout
+  CHECK(std::chrono::steady_clock::now() - t0 >= 45ms);
+  CHECK_FALSE(stream.wait_for_request(30ms, [] { return true; }));
+  CHECK_FALSE(stream.wait_for_request(5000ms, [] { return false; }));  // server stopping: no wait
+  CHECK(stream.write("hi", 2) == 2);
+  CHECK(stream.is_writable());
+  s.peer.reset();
+  CHECK(stream.read(buf, sizeof buf) == -1);
+  // Writing to a closed peer fails (EPIPE, no SIGPIPE) and marks the stream broken.
+  ssize_t r = 0;
+  for (int i = 0; i < 3 && r >= 0; ++i) r = stream.write("x", 1);
+  CHECK(r == -1);
+  CHECK_FALSE(stream.is_writable());
+}
+
+TEST_CASE("ConnectionStream waits for room up to the write timeout") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 50ms, 50ms);
+  const std::string chunk(1 << 16, 'x');
+  ssize_t r = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (r >= 0 && std::chrono::steady_clock::now() - t0 < 5s) r = stream.write(chunk.data(), chunk.size());
+  CHECK(r == -1);  // the peer never reads: the socket fills and the write times out
+  CHECK_FALSE(stream.is_writable());
+}
