@@ -11,7 +11,7 @@
 namespace execd::files {
 
 core::Result<AtomicWriter> AtomicWriter::open(const PathResolver& resolver, const std::string& user_path,
-                                              uint64_t max_bytes) {
+                                              uint64_t max_bytes, core::BackgroundCloser* closer) {
   auto target = resolver.resolve_creating_parents(user_path);
   if (!target) return target.error();
   if (target->leaf.empty()) return core::make_error(core::Errc::invalid_argument, "cannot write to a directory: " + target->abs);
@@ -26,6 +26,7 @@ core::Result<AtomicWriter> AtomicWriter::open(const PathResolver& resolver, cons
   w.fd_.reset(fd);
   w.target_ = std::move(*target);
   w.max_bytes_ = max_bytes;
+  w.closer_ = closer;
   w.done_ = false;
   return w;
 }
@@ -39,6 +40,9 @@ AtomicWriter& AtomicWriter::operator=(AtomicWriter&& o) noexcept {
     temp_name_ = std::move(o.temp_name_);
     fd_ = std::move(o.fd_);
     written_ = o.written_;
+    in_file_ = o.in_file_;
+    writeback_started_ = o.writeback_started_;
+    closer_ = o.closer_;
     buffer_ = std::move(o.buffer_);
     max_bytes_ = o.max_bytes_;
     done_ = o.done_;
@@ -65,6 +69,7 @@ core::Result<void> AtomicWriter::write(std::string_view bytes) {
   // Request bodies arrive in small pieces (a few KiB); batching them into large writes
   // halves the cost of an upload.
   written_ += bytes.size();
+  if (buffer_.capacity() < kBuffer) buffer_.reserve(kBuffer);  // grown once, not by doubling
   if (buffer_.size() + bytes.size() < kBuffer) {
     buffer_.append(bytes);
     return {};
@@ -91,6 +96,14 @@ core::Result<void> AtomicWriter::write_fd(std::string_view bytes) {
       return errno_error(errno, "cannot write", target_.abs);
     }
     done += static_cast<size_t>(n);
+  }
+  in_file_ += bytes.size();
+  if (in_file_ - writeback_started_ >= kWritebackEvery) {
+    // Only a start (SYNC_FILE_RANGE_WRITE does not wait): the disk works while more of
+    // the body arrives. Advisory; fsync in commit() is what reports errors.
+    ::sync_file_range(fd_.get(), static_cast<off_t>(writeback_started_),
+                      static_cast<off_t>(in_file_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
+    writeback_started_ = in_file_;
   }
   return {};
 }
@@ -134,6 +147,9 @@ core::Result<void> AtomicWriter::commit(const FileAttributes& attrs) {
       return errno_error(err, "cannot set the owner of", target_.abs);
     }
   }
+  // Held across the rename, the replaced file is freed when this is closed, not inside
+  // renameat (freeing 1 MiB of blocks costs ~0.4 ms).
+  core::UniqueFd replaced(existed ? ::openat(target_.parent.get(), target_.leaf.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1);
   if (::renameat(target_.parent.get(), temp_name_.c_str(), target_.parent.get(), target_.leaf.c_str()) != 0) {
     const int err = errno;
     abort();
@@ -141,6 +157,7 @@ core::Result<void> AtomicWriter::commit(const FileAttributes& attrs) {
   }
   done_ = true;
   fd_.reset();
+  if (closer_ != nullptr) closer_->close(std::move(replaced));
   return {};
 }
 

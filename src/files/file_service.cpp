@@ -125,6 +125,10 @@ bool glob_match(const std::string& pattern_in, const std::string& name) {
 
 FileService::FileService(Options options) : resolver_(options.root), options_(std::move(options)) {}
 
+core::Result<AtomicWriter> FileService::open_writer(const std::string& path, uint64_t max_bytes) const {
+  return AtomicWriter::open(resolver_, path, max_bytes, closer_.get());
+}
+
 core::Result<FileAttributes> FileService::attributes(const AttributeRequest& req) {
   FileAttributes a;
   if (req.mode != 0) {
@@ -251,7 +255,7 @@ core::Result<uint64_t> FileService::replace(const std::string& path, const std::
   }
   if (count == 0) return count;
   out.append(content, pos, std::string::npos);
-  auto w = AtomicWriter::open(resolver_, p->abs);
+  auto w = open_writer(p->abs);
   if (!w) return w.error();
   if (auto r = w->write(out); !r) return r.error();
   FileAttributes keep;

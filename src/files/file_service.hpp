@@ -1,10 +1,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/background_closer.hpp"
 #include "core/result.hpp"
 #include "files/atomic_writer.hpp"
 #include "files/file_info.hpp"
@@ -35,6 +37,10 @@ class FileService {
 
   [[nodiscard]] const PathResolver& resolver() const { return resolver_; }
   [[nodiscard]] const Options& options() const { return options_; }
+
+  /// An AtomicWriter for `path` under this service's root (`max_bytes` 0: unlimited);
+  /// the files its commit replaces are freed on this service's closer thread.
+  core::Result<AtomicWriter> open_writer(const std::string& path, uint64_t max_bytes = 0) const;
 
   core::Result<FileInfo> info(const std::string& path) const;
   /// Removes files (a missing one is fine); a directory is refused.
@@ -71,6 +77,7 @@ class FileService {
  private:
   PathResolver resolver_;
   Options options_;
+  std::unique_ptr<core::BackgroundCloser> closer_ = std::make_unique<core::BackgroundCloser>();
 };
 
 /// Glob match of one name (doublestar's rules for a base name).

@@ -73,7 +73,7 @@ core::Result<void> MultipartUpload::begin_part(const std::string& name) {
   FilePart part;
   const size_t index = file_parts_.size();
   if (index < metadata_.size()) {
-    auto w = AtomicWriter::open(files_.resolver(), metadata_[index].path, files_.options().max_upload_bytes);
+    auto w = files_.open_writer(metadata_[index].path, files_.options().max_upload_bytes);
     if (!w) return w.error();
     part.writer.emplace(std::move(*w));
   } else {
@@ -126,7 +126,7 @@ core::Result<std::vector<std::string>> MultipartUpload::finish() {
   for (size_t i = 0; i < file_parts_.size(); ++i) {
     auto& part = file_parts_[i];
     if (part.writer) continue;
-    auto w = AtomicWriter::open(files_.resolver(), metadata_[i].path, files_.options().max_upload_bytes);
+    auto w = files_.open_writer(metadata_[i].path, files_.options().max_upload_bytes);
     if (!w) return w.error();
     ::lseek(part.spool.get(), 0, SEEK_SET);
     if (auto r = w->copy_from(part.spool.get()); !r) return r.error();

@@ -33,7 +33,7 @@ core::Result<ResumableUploads::Status> ResumableUploads::create(const std::strin
     return core::make_error(core::Errc::too_large, "upload of " + std::to_string(length) + " bytes exceeds the limit of " +
                                                        std::to_string(max) + " bytes (--max-upload-bytes)");
   }
-  auto writer = AtomicWriter::open(files_.resolver(), path, max);
+  auto writer = files_.open_writer(path, max);
   if (!writer) return writer.error();
   auto u = std::make_shared<Upload>();
   u->id = core::new_id();

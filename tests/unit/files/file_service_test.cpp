@@ -68,3 +68,23 @@ TEST_CASE("AtomicWriter leaves the target alone until commit, and nothing behind
   REQUIRE(w->commit({}));
   CHECK(test::read_file(target) == "12345");
 }
+
+TEST_CASE("AtomicWriter replaces a large file exactly, through the service's closer") {
+  test::TempDir dir;
+  files::FileService::Options options;
+  files::FileService service(options);
+  const auto target = dir.write("big.bin", std::string(3 << 20, 'o'));
+  // Odd-sized pieces across the 64 KiB batches and 256 KiB writeback starts.
+  std::string expected;
+  for (size_t i = 0; expected.size() < (1 << 20) + 12345; ++i) expected += std::string(1000 + i % 7000, static_cast<char>('a' + i % 26));
+  auto w = service.open_writer(target.string());
+  REQUIRE(w);
+  for (size_t at = 0; at < expected.size(); at += 4093) REQUIRE(w->write(std::string_view(expected).substr(at, 4093)));
+  CHECK(w->written() == expected.size());
+  CHECK(test::read_file(target) == std::string(3 << 20, 'o'));
+  REQUIRE(w->commit({}));
+  CHECK(test::read_file(target) == expected);
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++entries;
+  CHECK(entries == 1);
+}
