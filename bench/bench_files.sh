@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 
 work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
-trap 'stop_execd; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${JPID:-}" ] && kill $JPID 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_execd; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${JPID:-}" ] && kill $JPID 2>/dev/null; [ -n "${SINK_PID:-}" ] && kill $SINK_PID 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/execd" "$work/jupyter" "$work/src"
 start_nginx "$work" "dav_methods PUT; create_full_put_path on;"
 
@@ -70,6 +70,14 @@ PY
     "$([ "$jd" = - ] && echo '' || echo ms)" "${DOWN[$size]}"
   [ $size = 1M ] && up1m_p50=$(t_ms "$eu")
 done
+# The floor: the same 1 MiB multipart upload with curl to a server that discards it.
+SPORT=$(free_port)
+python3 "$here/discard_server.py" "$SPORT" & SINK_PID=$!
+sleep 0.3
+floor=$(for _ in $(seq 50); do curl -sf -o /dev/null -w '%{time_total}\n' \
+          -F "metadata={};filename=metadata" -F "file=@$work/src/1M;filename=f" "http://127.0.0.1:$SPORT/"; done | median)
+kill $SINK_PID; SINK_PID=""
+echo "1 MiB upload floor (curl to a server that discards the body): $(t_ms "$floor")ms; execd adds $(awk -v a="$up1m_p50" -v f="$(t_ms "$floor")" 'BEGIN { printf "%.1f", a - f }')ms"
 growth=$(awk -v a="$hwm_after" -v b="$hwm_before" 'BEGIN { printf "%.1f", (a - b) / 1024 }')
 echo "== targets"
 echo "10 MiB upload within 1.5x nginx: ${UP[10M]} -> $(verdict "${UP[10M]} <= 1.5")"

@@ -136,8 +136,11 @@ def main():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    time.sleep(3)  # the first context asked the pool for a warm kernel
-    _, _, warm = execd_context()
+    warms = []
+    for _ in range(3):  # one creation is noisy here: the median of three
+        time.sleep(3)  # the previous context asked the pool for a warm kernel
+        warms.append(execd_context()[2])
+    warm = sorted(warms)[1]
     js = jupyter_server_runs("1+1", min(RUNS, 200))
     (e50, e99), (r50, r99), (j50, j99) = pct(e), pct(r), pct(js)
     (b50, _), (br50, _) = pct(big_e), pct(big_r)
@@ -149,10 +152,10 @@ def main():
     print(f"context creation: cold (a new ipykernel) {cold * 1000:.0f} ms, from the warm pool {warm * 1000:.2f} ms")
     print("== targets")
     verdict = lambda ok: "PASS" if ok else "MISS"
-    print(f"p50 within 0.5 ms of the raw kernel: +{e50 - r50:.2f} ms -> {verdict(e50 - r50 <= 0.5)}")
-    print(f"p99 within 2 ms of the raw kernel's p99: +{e99 - r99:.2f} ms -> {verdict(e99 - r99 <= 2)}")
+    print(f"p50 within 0.5 ms of the raw kernel: {e50 - r50:+.2f} ms -> {verdict(e50 - r50 <= 0.5)}")
+    print(f"p99 within 2 ms of the raw kernel's p99: {e99 - r99:+.2f} ms -> {verdict(e99 - r99 <= 2)}")
     print(f"faster than Jupyter Server: {j50 / e50:.1f}x")
-    print(f"1 MiB output within 2 ms of the raw kernel: +{b50 - br50:.2f} ms -> {verdict(b50 - br50 <= 2)}")
+    print(f"1 MiB output within 2 ms of the raw kernel: {b50 - br50:+.2f} ms -> {verdict(b50 - br50 <= 2)}")
     print(f"context creation from the warm pool < 5 ms: {warm * 1000:.2f} ms -> {verdict(warm * 1000 < 5)}")
     if XPY_PORT:
         xpython_compare()
