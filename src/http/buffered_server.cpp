@@ -1,5 +1,6 @@
 #include "http/buffered_server.hpp"
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,13 +17,20 @@ std::chrono::milliseconds to_ms(time_t sec, time_t usec) {
 
 }  // namespace
 
+BufferedServer::BufferedServer() : stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+void BufferedServer::end_idle_connections() {
+  const uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);  // never read: stays readable
+}
+
 bool BufferedServer::process_and_close_socket(socket_t sock) {
   ConnectionStream stream(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
                           to_ms(write_timeout_sec_, write_timeout_usec_));
-  const auto running = [this] { return svr_sock_ != INVALID_SOCKET; };
   const auto keep_alive = to_ms(keep_alive_timeout_sec_, 0);
   bool ok = false;
-  for (size_t left = keep_alive_max_count_; left > 0 && stream.wait_for_request(keep_alive, running); --left) {
+  for (size_t left = keep_alive_max_count_;
+       left > 0 && svr_sock_ != INVALID_SOCKET && stream.wait_for_request(keep_alive, stop_fd_.get()); --left) {
     bool closed = false;
     ok = process_request(stream, left == 1, closed, nullptr);
     if (!ok || closed) break;

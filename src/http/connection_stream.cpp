@@ -12,8 +12,6 @@
 namespace execd::http {
 namespace {
 
-constexpr std::chrono::milliseconds kWaitSlice{100};
-
 void address_of(int fd, bool peer, std::string& ip, int& port) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
@@ -49,18 +47,20 @@ bool ConnectionStream::is_readable() const { return buffered() > 0 || poll_for(P
 
 bool ConnectionStream::is_writable() const { return !broken_; }
 
-bool ConnectionStream::wait_for_request(std::chrono::milliseconds timeout,
-                                        const std::function<bool()>& keep_waiting) const {
+bool ConnectionStream::wait_for_request(std::chrono::milliseconds timeout, int stop_fd) const {
+  pollfd p[2] = {{stop_fd, POLLIN, 0}, {fd_, POLLIN, 0}};
+  if (::poll(p, 1, 0) > 0) return false;  // stopping: not even a buffered request
   if (buffered() > 0) return true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (keep_waiting()) {
+  for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    const int r = poll_for(POLLIN, std::min(left, kWaitSlice));
-    if (r != 0) return r > 0;
+    const int r = ::poll(p, 2, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || p[0].revents != 0) return false;
+    return true;
   }
-  return false;
 }
 
 ssize_t ConnectionStream::receive(char* ptr, size_t size) {

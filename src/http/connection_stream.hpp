@@ -1,7 +1,6 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,8 +36,9 @@ class ConnectionStream final : public httplib::Stream {
   socket_t socket() const override { return fd_; }
 
   /// Waits up to `timeout` for the first byte of the next request on a kept-alive
-  /// connection, checking `keep_waiting` (the server still running) every 100 ms.
-  bool wait_for_request(std::chrono::milliseconds timeout, const std::function<bool()>& keep_waiting) const;
+  /// connection. False on timeout, end of stream, or once `stop_fd` (an eventfd, -1:
+  /// none) is readable — the server stopping — so idle connections cost no wake-ups.
+  bool wait_for_request(std::chrono::milliseconds timeout, int stop_fd) const;
 
  private:
   size_t buffered() const { return end_ - begin_; }

@@ -6,7 +6,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "http/buffered_server.hpp"
 #include "http/elastic_thread_pool.hpp"
 #include "http/json_io.hpp"
 
@@ -178,6 +177,7 @@ void HttpServer::run() { server_->listen_after_bind(); }
 void HttpServer::stop() {
   stopping_.store(true);
   server_->stop();
+  server_->end_idle_connections();
 }
 
 SseOptions HttpServer::sse_options(bool ends_at_terminal) const {

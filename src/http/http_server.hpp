@@ -11,6 +11,7 @@
 #include <httplib.h>
 
 #include "core/result.hpp"
+#include "http/buffered_server.hpp"
 #include "http/sse_writer.hpp"
 
 namespace execd::http {
@@ -62,7 +63,7 @@ class HttpServer {
   bool path_matches_other_method(const std::string& path, Method except, std::string& allow) const;
 
   ServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<BufferedServer> server_;
   std::atomic<bool> stopping_{false};
   int listen_fd_ = -1;
   struct RouteEntry {

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,7 +47,7 @@ TEST_CASE("ConnectionStream serves small reads from one receive and keeps what f
   s.send("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
   CHECK(read_exactly(stream, 19, 1) == "GET /a HTTP/1.1\r\n\r\n");
   // The second request is already buffered: nothing more is sent, yet it is there.
-  CHECK(stream.wait_for_request(10ms, [] { return true; }));
+  CHECK(stream.wait_for_request(10ms, -1));
   CHECK(stream.is_readable());
   CHECK(read_exactly(stream, 19, 4096) == "GET /b HTTP/1.1\r\n\r\n");
 }
@@ -68,8 +69,8 @@ TEST_CASE("ConnectionStream reads time out, and end of stream and a broken peer 
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(stream.read(buf, sizeof buf) == -1);  // nothing arrives within the read timeout
   CHECK(std::chrono::steady_clock::now() - t0 >= 45ms);
-  CHECK_FALSE(stream.wait_for_request(30ms, [] { return true; }));
-  CHECK_FALSE(stream.wait_for_request(5000ms, [] { return false; }));  // server stopping: no wait
+  CHECK_FALSE(stream.wait_for_request(30ms, -1));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 75ms);
   CHECK(stream.write("hi", 2) == 2);
   CHECK(stream.is_writable());
   s.peer.reset();
@@ -79,6 +80,23 @@ TEST_CASE("ConnectionStream reads time out, and end of stream and a broken peer 
   for (int i = 0; i < 3 && r >= 0; ++i) r = stream.write("x", 1);
   CHECK(r == -1);
   CHECK_FALSE(stream.is_writable());
+}
+
+TEST_CASE("ConnectionStream stops waiting for a next request once the stop eventfd is readable") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+  core::UniqueFd stop(::eventfd(0, EFD_CLOEXEC));
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    const uint64_t one = 1;
+    CHECK(::write(stop.get(), &one, sizeof one) == sizeof one);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(stream.wait_for_request(10000ms, stop.get()));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5000ms);
+  stopper.join();
+  s.send("GET / HTTP/1.1\r\n\r\n");  // even a waiting request is not served once stopping
+  CHECK_FALSE(stream.wait_for_request(10000ms, stop.get()));
 }
 
 TEST_CASE("ConnectionStream waits for room up to the write timeout") {
