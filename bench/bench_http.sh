@@ -18,7 +18,7 @@ printf '0123456789abcde\n' > "$work/www/ping"
 start_execd "$BUILD"
 sleep 1
 idle_rss=$(rss_mib "$EXECD_PID")
-idle_private=$(private_mib "$EXECD_PID")
+idle_anon=$(anon_mib "$EXECD_PID")
 
 echo "== HTTP: /ping vs nginx 16-byte file (wrk, ${DUR}s each)"
 printf '%-28s %12s %10s %10s\n' "" "req/s" "p50 ms" "p99 ms"
@@ -42,7 +42,7 @@ streams_rss=$(rss_mib "$EXECD_PID")
 pong=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "http://127.0.0.1:$EXECD_PORT/ping")
 exec {STREAMS[1]}>&-
 wait "$STREAMS_PID" 2>/dev/null || true
-echo "idle RSS: ${idle_rss} MiB (private: ${idle_private} MiB; the rest is shared library pages the kernel maps in)"
+echo "idle RSS: ${idle_rss} MiB (anonymous: ${idle_anon} MiB; the rest is the binary and libraries mapped from the page cache)"
 echo "RSS with ${opened} open /metrics/watch streams (all had their first event after ${secs}s): ${streams_rss} MiB; /ping meanwhile: ${pong}s"
 
 echo "== targets"

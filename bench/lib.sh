@@ -20,8 +20,9 @@ start_execd() {
 stop_execd() { kill "$EXECD_PID" 2>/dev/null; wait "$EXECD_PID" 2>/dev/null; rm -f "$EXECD_LOG"; }
 
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-# Memory only this process holds (RSS without shared library pages): private clean + dirty.
-private_mib() { awk '/^Private_(Clean|Dirty):/ {k += $2} END {printf "%.1f", k/1024}' "/proc/$1/smaps_rollup"; }
+# Memory the process allocated (heap, stacks): RSS without the pages of mapped files
+# (binary, libraries), whose count depends on the page cache and on other processes.
+anon_mib() { awk '/RssAnon/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # wrk's figures as "req_per_s p50_ms p99_ms".
 wrk_figures() {
