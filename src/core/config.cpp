@@ -74,7 +74,7 @@ const std::vector<Option>& options() {
       {"http-threads", "EXECD_HTTP_THREADS", "N",
        "most HTTP connections served at once; each open stream holds one (default 4096)",
        set_count(&Config::http_threads, 4, 65536)},
-      {"http-read-timeout", "EXECD_HTTP_READ_TIMEOUT", "DUR", "request read timeout (default 30s)",
+      {"http-read-timeout", "EXECD_HTTP_READ_TIMEOUT", "DUR", "limit for a request's headers to arrive, and for each wait for body bytes (default 30s)",
        set_duration(&Config::http_read_timeout)},
       {"sse-keepalive", "EXECD_SSE_KEEPALIVE", "DUR",
        "keepalive comment on idle streams (default 3s; clients time out at about 10s)",

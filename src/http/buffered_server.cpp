@@ -32,8 +32,9 @@ bool BufferedServer::process_and_close_socket(socket_t sock) {
   for (size_t left = keep_alive_max_count_;
        left > 0 && svr_sock_ != INVALID_SOCKET && stream.wait_for_request(keep_alive, stop_fd_.get()); --left) {
     bool closed = false;
+    stream.begin_request();
     ok = process_request(stream, left == 1, closed, nullptr);
-    if (!ok || closed) break;
+    if (!ok || closed || stream.head_timed_out()) break;
   }
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);

@@ -62,20 +62,48 @@ bool ConnectionStream::wait_for_request(std::chrono::milliseconds timeout, int s
   }
 }
 
+void ConnectionStream::begin_request() {
+  in_head_ = true;
+  head_line_length_ = 1;  // a leading blank line does not end the head
+  head_deadline_ = std::chrono::steady_clock::now() + read_timeout_;
+}
+
+void ConnectionStream::track_head(const char* p, size_t n) {
+  for (size_t i = 0; i < n && in_head_; ++i) {
+    if (p[i] == '\n') {
+      if (head_line_length_ == 0) in_head_ = false;  // the blank line: the body follows
+      head_line_length_ = 0;
+    } else if (p[i] != '\r') {
+      ++head_line_length_;
+    }
+  }
+}
+
 ssize_t ConnectionStream::receive(char* ptr, size_t size) {
   for (;;) {
     const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
     if (n >= 0) return n > 0 ? n : -1;  // 0: the peer closed
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-    if (poll_for(POLLIN, read_timeout_) <= 0) return -1;
+    auto wait = read_timeout_;
+    const bool head_bound = in_head_ && head_deadline_ - std::chrono::steady_clock::now() < read_timeout_;
+    if (head_bound) {
+      wait = std::chrono::ceil<std::chrono::milliseconds>(head_deadline_ - std::chrono::steady_clock::now());
+      if (wait.count() <= 0) {
+        head_timed_out_ = true;
+        return -1;
+      }
+    }
+    const int r = poll_for(POLLIN, wait);
+    if (r == 0 && head_bound) head_timed_out_ = true;
+    if (r <= 0) return -1;
   }
 }
 
 ssize_t ConnectionStream::read(char* ptr, size_t size) {
   if (size == 0) return 0;
   if (buffered() == 0) {
-    if (size >= kBufferSize) return receive(ptr, size);
+    if (size >= kBufferSize && !in_head_) return receive(ptr, size);
     const ssize_t n = receive(buffer_.get(), kBufferSize);
     if (n <= 0) return n;
     begin_ = 0;
@@ -84,6 +112,7 @@ ssize_t ConnectionStream::read(char* ptr, size_t size) {
   const size_t n = std::min(size, buffered());
   std::memcpy(ptr, buffer_.get() + begin_, n);
   begin_ += n;
+  if (in_head_) track_head(ptr, n);
   return static_cast<ssize_t>(n);
 }
 

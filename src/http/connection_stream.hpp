@@ -16,6 +16,10 @@ namespace execd::http {
 /// are tried first, and a poll happens only when the socket is empty (or full). The
 /// stream lives as long as the connection, so bytes of a pipelined next request are
 /// kept rather than dropped between requests.
+///
+/// The read timeout bounds each wait for bytes; a request's line and headers must also
+/// arrive, all of them, within one read timeout of the request's start, so a client
+/// trickling a byte now and then cannot hold a connection (and its thread) for ever.
 class ConnectionStream final : public httplib::Stream {
  public:
   static constexpr size_t kBufferSize = 64 * 1024;
@@ -35,6 +39,13 @@ class ConnectionStream final : public httplib::Stream {
   void get_local_ip_and_port(std::string& ip, int& port) const override;
   socket_t socket() const override { return fd_; }
 
+  /// Marks the start of a request: from now until the blank line that ends its headers,
+  /// reads fail once the read timeout has passed since this call.
+  void begin_request();
+  /// True when a read failed because the head's deadline passed (the connection should
+  /// close: httplib answers 400 and would otherwise wait for another request).
+  [[nodiscard]] bool head_timed_out() const { return head_timed_out_; }
+
   /// Waits up to `timeout` for the first byte of the next request on a kept-alive
   /// connection. False on timeout, end of stream, or once `stop_fd` (an eventfd, -1:
   /// none) is readable — the server stopping — so idle connections cost no wake-ups.
@@ -44,8 +55,11 @@ class ConnectionStream final : public httplib::Stream {
   size_t buffered() const { return end_ - begin_; }
   /// poll(2) on the socket: 1 ready, 0 timed out, -1 error.
   int poll_for(short events, std::chrono::milliseconds timeout) const;
-  /// recv(2) without blocking; when the socket is empty, waits up to the read timeout.
+  /// recv(2) without blocking; when the socket is empty, waits up to the read timeout
+  /// (or to the head deadline, while reading the head).
   ssize_t receive(char* ptr, size_t size);
+  /// Follows the bytes handed out while reading the head, to see where it ends.
+  void track_head(const char* p, size_t n);
 
   int fd_;
   std::chrono::milliseconds read_timeout_;
@@ -54,6 +68,10 @@ class ConnectionStream final : public httplib::Stream {
   size_t begin_ = 0;
   size_t end_ = 0;
   bool broken_ = false;
+  bool in_head_ = false;
+  bool head_timed_out_ = false;
+  size_t head_line_length_ = 0;  // characters since the last '\n', '\r' not counted
+  std::chrono::steady_clock::time_point head_deadline_;
 };
 
 }  // namespace execd::http

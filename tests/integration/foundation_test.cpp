@@ -225,6 +225,56 @@ TEST_CASE("1,000 open /metrics/watch streams are served at once while /ping stil
   CHECK(r2->status == 200);
 }
 
+TEST_CASE("headers trickled byte by byte are cut off at --http-read-timeout; a slow body is not") {
+  DaemonProcess d({"--http-read-timeout", "1s"});
+  const int fd = connect_to(d.port());
+  REQUIRE(fd >= 0);
+  const std::string head = "GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a');
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string answer;
+  bool closed = false;
+  for (char c : head) {  // one byte every 50 ms: each well within the timeout, the whole 10 s
+    if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) break;  // reset by the daemon's close
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) == 1) break;
+  }
+  // The daemon answers 400 and closes the connection (reading on would only wait again).
+  timeval five{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five, sizeof five);
+  char reply[4096];
+  ssize_t n;
+  while ((n = recv(fd, reply, sizeof reply, 0)) > 0) answer.append(reply, static_cast<size_t>(n));
+  closed = n == 0 || errno == ECONNRESET;  // not EAGAIN: that would be the 5 s timeout
+  const auto took = std::chrono::steady_clock::now() - t0;
+  close(fd);
+  CHECK(closed);
+  CHECK((answer.empty() || answer.rfind("HTTP/1.1 400", 0) == 0));
+  CHECK(took < std::chrono::seconds(3));
+
+  // An upload whose body pauses 0.6 s twice (1.2 s, past the 1 s) still lands whole.
+  execd::test::TempDir dir;
+  const std::string target = (dir.path() / "slow.txt").string();
+  const std::string part1 = "--B\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"metadata\"\r\n\r\n{\"path\":\"" +
+                            target + "\"}\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nhello ";
+  const std::string part2 = "slow ";
+  const std::string part3 = "world\r\n--B--\r\n";
+  const int up = connect_to(d.port());
+  REQUIRE(up >= 0);
+  const std::string request = "POST /files/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+                              "Content-Length: " + std::to_string(part1.size() + part2.size() + part3.size()) + "\r\n\r\n" + part1;
+  REQUIRE(send(up, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  for (const std::string* piece : {&part2, &part3}) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    REQUIRE(send(up, piece->data(), piece->size(), MSG_NOSIGNAL) == static_cast<ssize_t>(piece->size()));
+  }
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = recv(up, buf, sizeof buf, 0)) > 0;) response.append(buf, static_cast<size_t>(n));
+  close(up);
+  CHECK(response.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(execd::test::read_file(target) == "hello slow world");
+}
+
 TEST_CASE("SIGTERM ends open streams and exits 0 within the grace period") {
   DaemonProcess d({"--graceful-shutdown-timeout", "3s"});
   std::atomic<bool> stream_ended{false};

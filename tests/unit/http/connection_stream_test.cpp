@@ -82,6 +82,47 @@ TEST_CASE("ConnectionStream reads time out, and end of stream and a broken peer 
   CHECK_FALSE(stream.is_writable());
 }
 
+TEST_CASE("ConnectionStream bounds a request's head as a whole, and each body read on its own") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 300ms, 300ms);
+  // Head trickled a byte every 50 ms: each wait is short, but the whole takes too long.
+  std::thread trickler([&] {
+    for (char c : std::string("GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaa")) {
+      if (::write(s.peer.get(), &c, 1) != 1) return;
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  stream.begin_request();
+  const auto t0 = std::chrono::steady_clock::now();
+  char c;
+  while (stream.read(&c, 1) == 1) {
+  }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= 250ms);
+  CHECK(took < 1000ms);
+  CHECK(stream.head_timed_out());
+  trickler.join();
+}
+
+TEST_CASE("ConnectionStream: once the head has ended, a slow body is fine") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 300ms, 300ms);
+  stream.begin_request();
+  s.send("POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nab");
+  CHECK(read_exactly(stream, 38, 1) == "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\n");
+  CHECK(read_exactly(stream, 2, 4096) == "ab");
+  for (const char* piece : {"cd", "ef"}) {  // 0.4 s in all: past a head deadline, each wait within the timeout
+    std::this_thread::sleep_for(200ms);
+    s.send(piece);
+    CHECK(read_exactly(stream, 2, 4096) == piece);
+  }
+  CHECK_FALSE(stream.head_timed_out());
+  // The next request on the connection gets a deadline of its own.
+  stream.begin_request();
+  s.send("GET / HTTP/1.1\r\n\r\n");
+  CHECK(read_exactly(stream, 18, 1) == "GET / HTTP/1.1\r\n\r\n");
+}
+
 TEST_CASE("ConnectionStream stops waiting for a next request once the stop eventfd is readable") {
   SocketPair s;
   http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
