@@ -70,15 +70,13 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
   });
 
   server.route(Method::del, R"(/code/contexts)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
-    const std::string language = req.get_param_value("language");
-    if (language.empty()) {
-      return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'language' is required"));
-    }
+    auto language = required_query(req, "language");
+    if (!language) return http::write_error(res, language.error());
     size_t deleted = 0;
-    if (language == kBash) {
+    if (*language == kBash) {
       for (const auto& id : sessions->ids()) deleted += sessions->remove(id) ? 1 : 0;
     } else {
-      deleted = contexts->remove_language(language);
+      deleted = contexts->remove_language(*language);
     }
     http::write_json(res, {{"deleted", deleted}});
   });
@@ -142,13 +140,13 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
   });
 
   server.route(Method::del, R"(/code)", [contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.get_param_value("id");
-    if (id.empty()) return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'id' is required"));
-    if (auto c = contexts->find(id)) {
+    auto id = required_query(req, "id");
+    if (!id) return http::write_error(res, id.error());
+    if (auto c = contexts->find(*id)) {
       if (auto r = c->interrupt(); !r) return http::write_error(res, r.error());
-      return http::write_json(res, {{"id", id}, {"interrupted", true}});
+      return http::write_json(res, {{"id", *id}, {"interrupted", true}});
     }
-    interrupt_command_or_session(id, res, *runner, *sessions);
+    interrupt_command_or_session(*id, res, *runner, *sessions);
   });
 }
 

@@ -170,10 +170,9 @@ void register_command_routes(http::HttpServer& server, std::shared_ptr<commands:
   });
 
   server.route(Method::del, R"(/command)", [runner, sessions](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("id") || req.get_param_value("id").empty()) {
-      return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'id' is required"));
-    }
-    interrupt_command_or_session(req.get_param_value("id"), res, *runner, *sessions);
+    auto id = required_query(req, "id");
+    if (!id) return http::write_error(res, id.error());
+    interrupt_command_or_session(*id, res, *runner, *sessions);
   });
 }
 

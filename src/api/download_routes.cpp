@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "api/request_fields.hpp"
 #include "http/json_io.hpp"
 
 namespace execd::api {
@@ -119,10 +120,9 @@ core::Result<std::optional<ByteRange>> parse_range(const std::string& header, ui
 
 void register_download_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files) {
   server.route(http::HttpServer::Method::get, R"(/files/download)", [files](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("path") || req.get_param_value("path").empty()) {
-      return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'path' is required"));
-    }
-    auto file = files->open_read(req.get_param_value("path"));
+    auto path = required_query(req, "path");
+    if (!path) return http::write_error(res, path.error());
+    auto file = files->open_read(*path);
     if (!file) return http::write_error(res, file.error());
     auto fd = std::make_shared<core::UniqueFd>(std::move(file->fd));
     const bool has_range = req.has_header("Range");

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <functional>
 
 #include "core/clock.hpp"
 #include "http/json_io.hpp"
@@ -24,27 +25,25 @@ core::Result<std::vector<std::string>> paths_param(const httplib::Request& req) 
   return out;
 }
 
-core::Result<files::AttributeRequest> attribute_request(const std::string& path, const nlohmann::json& v) {
-  if (!v.is_object()) return core::make_error(core::Errc::invalid_argument, "entry for " + path + " must be an object");
-  files::AttributeRequest a;
-  if (auto m = v.find("mode"); m != v.end() && !m->is_null()) {
-    if (!m->is_number_integer()) return core::make_error(core::Errc::invalid_argument, "mode of " + path + " must be an integer like 755");
-    a.mode = m->get<int64_t>();
-  }
-  for (const char* key : {"owner", "group"}) {
-    auto it = v.find(key);
-    if (it == v.end() || it->is_null()) continue;
-    if (!it->is_string()) return core::make_error(core::Errc::invalid_argument, std::string(key) + " of " + path + " must be a string");
-    (std::string(key) == "owner" ? a.owner : a.group) = it->get<std::string>();
-  }
-  return a;
-}
-
 core::Result<nlohmann::json> object_body(const httplib::Request& req) {
   auto body = http::parse_json_body(req);
   if (!body) return body.error();
   if (!body->is_object()) return core::make_error(core::Errc::invalid_argument, "request body must be a JSON object keyed by path");
   return body;
+}
+
+/// For a body `{ "<path>": {"mode", "owner", "group"} }`: `apply(path, attributes)` per
+/// entry in order, stopping at the first error; an empty JSON object when all succeed.
+void apply_attribute_entries(const httplib::Request& req, httplib::Response& res,
+                             const std::function<core::Result<void>(const std::string&, const files::AttributeRequest&)>& apply) {
+  auto body = object_body(req);
+  if (!body) return http::write_error(res, body.error());
+  for (const auto& [path, v] : body->items()) {
+    auto a = files::FileService::attribute_request(v, "the entry for " + path);
+    if (!a) return http::write_error(res, a.error());
+    if (auto r = apply(path, *a); !r) return http::write_error(res, r.error());
+  }
+  http::write_json(res, nlohmann::json::object());
 }
 
 }  // namespace
@@ -97,14 +96,9 @@ void register_file_routes(http::HttpServer& server, std::shared_ptr<files::FileS
   });
 
   server.route(Method::post, R"(/files/permissions)", [files](const httplib::Request& req, httplib::Response& res) {
-    auto body = object_body(req);
-    if (!body) return http::write_error(res, body.error());
-    for (const auto& [path, v] : body->items()) {
-      auto a = attribute_request(path, v);
-      if (!a) return http::write_error(res, a.error());
-      if (auto r = files->set_attributes(path, *a); !r) return http::write_error(res, r.error());
-    }
-    http::write_json(res, nlohmann::json::object());
+    apply_attribute_entries(req, res, [&](const std::string& path, const files::AttributeRequest& a) {
+      return files->set_attributes(path, a);
+    });
   });
 
   server.route(Method::get, R"(/files/search)", [files](const httplib::Request& req, httplib::Response& res) {
@@ -156,14 +150,9 @@ void register_file_routes(http::HttpServer& server, std::shared_ptr<files::FileS
   });
 
   server.route(Method::post, R"(/directories)", [files](const httplib::Request& req, httplib::Response& res) {
-    auto body = object_body(req);
-    if (!body) return http::write_error(res, body.error());
-    for (const auto& [path, v] : body->items()) {
-      auto a = attribute_request(path, v);
-      if (!a) return http::write_error(res, a.error());
-      if (auto r = files->make_directories(path, *a); !r) return http::write_error(res, r.error());
-    }
-    http::write_json(res, nlohmann::json::object());
+    apply_attribute_entries(req, res, [&](const std::string& path, const files::AttributeRequest& a) {
+      return files->make_directories(path, a);
+    });
   });
 
   server.route(Method::del, R"(/directories)", [files](const httplib::Request& req, httplib::Response& res) {

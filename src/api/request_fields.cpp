@@ -62,4 +62,10 @@ core::Result<std::map<std::string, std::string>> string_map_field(const nlohmann
   return out;
 }
 
+core::Result<std::string> required_query(const httplib::Request& req, const std::string& name) {
+  std::string value = req.get_param_value(name);
+  if (value.empty()) return core::make_error(core::Errc::missing_parameter, "query parameter '" + name + "' is required");
+  return value;
+}
+
 }  // namespace execd::api

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
@@ -22,5 +23,8 @@ core::Result<std::optional<int64_t>> int_field(const nlohmann::json& body, const
                                                int64_t max);
 /// An object of string values.
 core::Result<std::map<std::string, std::string>> string_map_field(const nlohmann::json& body, const std::string& key);
+
+/// A query parameter that must be present and non-empty (missing_parameter otherwise).
+core::Result<std::string> required_query(const httplib::Request& req, const std::string& name);
 
 }  // namespace execd::api

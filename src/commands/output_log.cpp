@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/fd_io.hpp"
 #include "core/temp_file.hpp"
 
 namespace execd::commands {
@@ -22,18 +23,9 @@ int open_temp(const std::string& dir) {
 }
 
 bool pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      spdlog::error("command output log: write failed ({}); further output is not kept for /logs",
-                    std::strerror(errno));
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
+  if (core::pwrite_all(fd, bytes, offset)) return true;
+  spdlog::error("command output log: write failed ({}); further output is not kept for /logs", std::strerror(errno));
+  return false;
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include "core/bytes.hpp"
+
 namespace execd::core {
 namespace {
 
@@ -19,16 +21,6 @@ void fill_random(unsigned char* p, size_t n) {
     p += got;
     n -= static_cast<size_t>(got);
   }
-}
-
-std::string to_hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    out[2 * i] = kDigits[p[i] >> 4];
-    out[2 * i + 1] = kDigits[p[i] & 0xf];
-  }
-  return out;
 }
 
 std::array<unsigned char, 16> uuid_v4_bytes() {

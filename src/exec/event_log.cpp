@@ -1,5 +1,6 @@
 #include "exec/event_log.hpp"
 
+#include "core/fd_io.hpp"
 #include "core/temp_file.hpp"
 #include "exec/event.hpp"
 
@@ -20,19 +21,6 @@ constexpr size_t kMaxReadBytes = 512 * 1024;             // one read() batch
 
 size_t cost(const Event& e) { return e.json.size() + e.type.size() + kEventOverhead; }
 
-
-bool write_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -145,7 +133,7 @@ void EventLog::spill_locked() {
     ++n;
   }
   if (n == 0) return;
-  if (!write_all(spill_fd_.get(), buf)) {
+  if (!core::write_all(spill_fd_.get(), buf)) {
     spill_failed_ = true;
     spdlog::error("event log: spill write failed ({}); keeping events in memory", std::strerror(errno));
     // The file may hold a partial tail past spill_end_; it is never read.

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "core/fd_io.hpp"
 #include "core/id.hpp"
 
 namespace execd::files {
@@ -40,7 +41,6 @@ AtomicWriter& AtomicWriter::operator=(AtomicWriter&& o) noexcept {
     temp_name_ = std::move(o.temp_name_);
     fd_ = std::move(o.fd_);
     written_ = o.written_;
-    in_file_ = o.in_file_;
     writeback_started_ = o.writeback_started_;
     closer_ = o.closer_;
     buffer_ = std::move(o.buffer_);
@@ -75,9 +75,23 @@ core::Result<void> AtomicWriter::write(std::string_view bytes) {
     return {};
   }
   if (auto f = flush(); !f) return f;
-  if (bytes.size() >= kBuffer) return write_fd(bytes);
-  buffer_.append(bytes);
+  if (bytes.size() >= kBuffer) {
+    if (auto w = write_fd(bytes); !w) return w;
+  } else {
+    buffer_.append(bytes);
+  }
+  start_writeback();
   return {};
+}
+
+void AtomicWriter::start_writeback() {
+  const uint64_t in_file = written_ - buffer_.size();
+  if (in_file - writeback_started_ < kWritebackEvery) return;
+  // Only a start (SYNC_FILE_RANGE_WRITE does not wait): the disk works while more of
+  // the body arrives. Advisory; fsync in commit() is what reports errors.
+  ::sync_file_range(fd_.get(), static_cast<off_t>(writeback_started_), static_cast<off_t>(in_file - writeback_started_),
+                    SYNC_FILE_RANGE_WRITE);
+  writeback_started_ = in_file;
 }
 
 core::Result<void> AtomicWriter::flush() {
@@ -88,23 +102,7 @@ core::Result<void> AtomicWriter::flush() {
 }
 
 core::Result<void> AtomicWriter::write_fd(std::string_view bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd_.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(errno, "cannot write", target_.abs);
-    }
-    done += static_cast<size_t>(n);
-  }
-  in_file_ += bytes.size();
-  if (in_file_ - writeback_started_ >= kWritebackEvery) {
-    // Only a start (SYNC_FILE_RANGE_WRITE does not wait): the disk works while more of
-    // the body arrives. Advisory; fsync in commit() is what reports errors.
-    ::sync_file_range(fd_.get(), static_cast<off_t>(writeback_started_),
-                      static_cast<off_t>(in_file_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
-    writeback_started_ = in_file_;
-  }
+  if (!core::write_all(fd_.get(), bytes)) return errno_error(errno, "cannot write", target_.abs);
   return {};
 }
 

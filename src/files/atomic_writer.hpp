@@ -55,6 +55,9 @@ class AtomicWriter {
   AtomicWriter() = default;
   core::Result<void> flush();
   core::Result<void> write_fd(std::string_view bytes);
+  /// Starts writeback of what reached the temp file since the last start, once that is
+  /// kWritebackEvery or more.
+  void start_writeback();
   static constexpr size_t kBuffer = 64 * 1024;
   static constexpr uint64_t kWritebackEvery = 256 * 1024;
 
@@ -62,8 +65,7 @@ class AtomicWriter {
   std::string temp_name_;
   core::UniqueFd fd_;
   uint64_t written_ = 0;  // accepted bytes, buffered ones included
-  uint64_t in_file_ = 0;  // bytes written to the temp file
-  uint64_t writeback_started_ = 0;  // bytes whose writeback has been started
+  uint64_t writeback_started_ = 0;  // bytes of the temp file whose writeback has started
   core::BackgroundCloser* closer_ = nullptr;
   std::string buffer_;
   uint64_t max_bytes_ = 0;

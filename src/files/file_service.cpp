@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <functional>
 
+#include <nlohmann/json.hpp>
+
 namespace execd::files {
 namespace {
 
@@ -129,6 +131,22 @@ core::Result<AtomicWriter> FileService::open_writer(const std::string& path, uin
   return AtomicWriter::open(resolver_, path, max_bytes, closer_.get());
 }
 
+core::Result<AttributeRequest> FileService::attribute_request(const nlohmann::json& v, const std::string& subject) {
+  if (!v.is_object()) return core::make_error(core::Errc::invalid_argument, subject + " must be an object");
+  AttributeRequest a;
+  if (auto m = v.find("mode"); m != v.end() && !m->is_null()) {
+    if (!m->is_number_integer()) return core::make_error(core::Errc::invalid_argument, "mode of " + subject + " must be an integer like 755");
+    a.mode = m->get<int64_t>();
+  }
+  for (const char* key : {"owner", "group"}) {
+    auto it = v.find(key);
+    if (it == v.end() || it->is_null()) continue;
+    if (!it->is_string()) return core::make_error(core::Errc::invalid_argument, std::string(key) + " of " + subject + " must be a string or null");
+    (std::string(key) == "owner" ? a.owner : a.group) = it->get<std::string>();
+  }
+  return a;
+}
+
 core::Result<FileAttributes> FileService::attributes(const AttributeRequest& req) {
   FileAttributes a;
   if (req.mode != 0) {
@@ -169,6 +187,9 @@ core::Result<FileService::OpenFile> FileService::open_read(const std::string& pa
   f.size = static_cast<uint64_t>(st.st_size);
   f.abs = p->abs;
   f.modified_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  f.mode = st.st_mode;
+  f.uid = st.st_uid;
+  f.gid = st.st_gid;
   return f;
 }
 
@@ -229,18 +250,15 @@ core::Result<void> FileService::set_attributes(const std::string& path, const At
 core::Result<uint64_t> FileService::replace(const std::string& path, const std::string& old_text,
                                             const std::string& new_text) const {
   if (old_text.empty()) return core::make_error(core::Errc::invalid_argument, "'old' must not be empty");
-  auto p = resolver_.resolve(path);
-  if (!p) return p.error();
-  auto fd = resolver_.open_at(*p, O_RDONLY);
-  if (!fd) return fd.error();
-  struct stat st {};
-  ::fstat(fd->get(), &st);
-  if (!S_ISREG(st.st_mode)) return core::make_error(core::Errc::invalid_argument, "not a regular file: " + p->abs);
-  std::string content(static_cast<size_t>(st.st_size), '\0');
+  auto file = open_read(path);
+  if (!file) return file.error();
+  std::string content(file->size, '\0');
   size_t got = 0;
   while (got < content.size()) {
-    const ssize_t n = ::read(fd->get(), content.data() + got, content.size() - got);
-    if (n <= 0) break;
+    const ssize_t n = ::read(file->fd.get(), content.data() + got, content.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(errno, "cannot read", file->abs);  // never rewrite a partial read
+    if (n == 0) break;
     got += static_cast<size_t>(n);
   }
   content.resize(got);
@@ -255,13 +273,13 @@ core::Result<uint64_t> FileService::replace(const std::string& path, const std::
   }
   if (count == 0) return count;
   out.append(content, pos, std::string::npos);
-  auto w = open_writer(p->abs);
+  auto w = open_writer(file->abs);
   if (!w) return w.error();
   if (auto r = w->write(out); !r) return r.error();
   FileAttributes keep;
-  keep.mode = st.st_mode & 07777;
-  if (st.st_uid != ::geteuid()) keep.uid = st.st_uid;
-  if (st.st_gid != ::getegid()) keep.gid = st.st_gid;
+  keep.mode = file->mode & 07777;
+  if (file->uid != ::geteuid()) keep.uid = file->uid;
+  if (file->gid != ::getegid()) keep.gid = file->gid;
   if (auto r = w->commit(keep); !r) return r.error();
   return count;
 }

@@ -1,10 +1,14 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "core/background_closer.hpp"
 #include "core/result.hpp"
@@ -68,11 +72,18 @@ class FileService {
     uint64_t size = 0;
     std::string abs;
     int64_t modified_ns = 0;
+    mode_t mode = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
   };
   core::Result<OpenFile> open_read(const std::string& path) const;
 
   /// Attribute values checked and converted (unknown user -> invalid_argument).
   static core::Result<FileAttributes> attributes(const AttributeRequest& req);
+  /// `mode` (an integer), `owner` and `group` (strings) of a JSON object, as requests
+  /// and upload metadata carry them; absent or null fields are left unset. `subject`
+  /// names the object in errors (invalid_argument).
+  static core::Result<AttributeRequest> attribute_request(const nlohmann::json& v, const std::string& subject);
 
  private:
   PathResolver resolver_;

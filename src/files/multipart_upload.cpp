@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/fd_io.hpp"
 #include "core/temp_file.hpp"
 
 namespace execd::files {
@@ -31,18 +32,9 @@ core::Result<MultipartUpload::Metadata> MultipartUpload::parse_metadata(const st
     return bad_metadata("metadata needs a non-empty string 'path'");
   }
   m.path = path->get<std::string>();
-  AttributeRequest req;
-  if (auto mode = j.find("mode"); mode != j.end() && !mode->is_null()) {
-    if (!mode->is_number_integer()) return bad_metadata("metadata 'mode' must be an integer like 644");
-    req.mode = mode->get<int64_t>();
-  }
-  for (const char* key : {"owner", "group"}) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) continue;
-    if (!it->is_string()) return bad_metadata(std::string("metadata '") + key + "' must be a string or null");
-    (std::string(key) == "owner" ? req.owner : req.group) = it->get<std::string>();
-  }
-  auto attrs = FileService::attributes(req);
+  auto req = FileService::attribute_request(j, "the metadata for " + m.path);
+  if (!req) return bad_metadata(req.error().message);
+  auto attrs = FileService::attributes(*req);
   if (!attrs) return bad_metadata("metadata for " + m.path + ": " + attrs.error().message);
   m.attrs = *attrs;
   return m;
@@ -98,13 +90,7 @@ core::Result<void> MultipartUpload::append(std::string_view bytes) {
       if (max > 0 && part.bytes > max) {
         return core::make_error(core::Errc::too_large, "upload part exceeds the limit of " + std::to_string(max) + " bytes (--max-upload-bytes)");
       }
-      size_t done = 0;
-      while (done < bytes.size()) {
-        const ssize_t n = ::write(part.spool.get(), bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return errno_error(errno, "cannot spool the upload", "");
-        done += static_cast<size_t>(n);
-      }
+      if (!core::write_all(part.spool.get(), bytes)) return errno_error(errno, "cannot spool the upload", "");
       return {};
     }
     default: return {};

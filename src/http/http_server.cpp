@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/bytes.hpp"
 #include "http/elastic_thread_pool.hpp"
 #include "http/json_io.hpp"
 
@@ -37,17 +38,6 @@ HttpServer::Method method_of(const std::string& m) {
 }
 
 }  // namespace
-
-bool constant_time_equals(const std::string& expected, const std::string& given) {
-  // Walk `expected` in full whatever `given` is; fold the length difference in too.
-  unsigned char diff = expected.size() == given.size() ? 0 : 1;
-  const size_t n = expected.size();
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char g = given.empty() ? 0 : static_cast<unsigned char>(given[i % given.size()]);
-    diff |= static_cast<unsigned char>(static_cast<unsigned char>(expected[i]) ^ g);
-  }
-  return diff == 0;
-}
 
 HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<BufferedServer>()) {
   auto& s = *server_;
@@ -116,7 +106,7 @@ HttpServer::~HttpServer() = default;
 
 bool HttpServer::is_authorized(const httplib::Request& req) const {
   if (options_.access_token.empty()) return true;
-  return constant_time_equals(options_.access_token, req.get_header_value(kTokenHeader));
+  return core::constant_time_equals(options_.access_token, req.get_header_value(kTokenHeader));
 }
 
 bool HttpServer::path_matches_other_method(const std::string& path, Method except, std::string& allow) const {

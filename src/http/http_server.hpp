@@ -73,7 +73,4 @@ class HttpServer {
   std::vector<RouteEntry> routes_;
 };
 
-/// Equal-time comparison: the time taken depends only on `expected`'s length.
-bool constant_time_equals(const std::string& expected, const std::string& given);
-
 }  // namespace execd::http

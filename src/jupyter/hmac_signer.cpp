@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "core/bytes.hpp"
+
 namespace execd::jupyter {
 
 std::string HmacSigner::sign(const std::vector<std::string_view>& frames) const {
@@ -20,21 +22,11 @@ std::string HmacSigner::sign(const std::vector<std::string_view>& frames) const 
   EVP_MAC_final(ctx, digest, &len, sizeof digest);
   EVP_MAC_CTX_free(ctx);
   EVP_MAC_free(mac);
-  static const char* kHex = "0123456789abcdef";
-  std::string out(len * 2, '0');
-  for (size_t i = 0; i < len; ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 15];
-  }
-  return out;
+  return core::to_hex(digest, len);
 }
 
 bool HmacSigner::verify(const std::vector<std::string_view>& frames, std::string_view signature) const {
-  const std::string expected = sign(frames);
-  if (expected.size() != signature.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < expected.size(); ++i) diff |= static_cast<unsigned char>(expected[i] ^ signature[i]);
-  return diff == 0;
+  return core::constant_time_equals(sign(frames), signature);
 }
 
 }  // namespace execd::jupyter

@@ -12,14 +12,13 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/fd_io.hpp"
 #include "core/id.hpp"
 #include "exec/event.hpp"
 
@@ -112,7 +111,7 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
                                             {"signature_scheme", "hmac-sha256"},
                                             {"kernel_name", spec.name}}
                                  .dump();
-    const bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size());
+    const bool ok = core::write_all(fd, body);
     ::close(fd);
     if (!ok) return core::make_error(core::Errc::unavailable, "cannot write the connection file of kernel " + spec.name);
   }
@@ -181,8 +180,7 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
     k->client_->forget(id);
     if (ok) break;
     if (dead) {
-      std::ifstream in(k->runtime_dir_ + "/kernel.log");
-      std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::string log = core::read_file(k->runtime_dir_ + "/kernel.log");
       if (log.size() > 600) log = "..." + log.substr(log.size() - 600);
       return core::make_error(core::Errc::unavailable, "kernel " + spec.name + " (" + spec.argv.front() +
                                                            ") died while starting: " + death + (log.empty() ? "" : "; its output: " + log));

@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <sstream>
 
 #include "core/clock.hpp"
+#include "core/fd_io.hpp"
+#include "core/keyed_text.hpp"
 
 namespace execd::metrics {
 namespace {
@@ -17,23 +18,8 @@ int64_t monotonic_usec() {
   return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
-// Value of "Key:  123 kB" in /proc/meminfo, in KiB; 0 when absent.
-uint64_t meminfo_kib(const std::string& meminfo, const std::string& key) {
-  const auto pos = meminfo.find(key + ":");
-  if (pos == std::string::npos) return 0;
-  return std::strtoull(meminfo.c_str() + pos + key.size() + 1, nullptr, 10);
-}
-
-// "key value" lines (cgroup cpu.stat, memory.stat).
-uint64_t stat_value(const std::string& text, const std::string& key) {
-  std::istringstream in(text);
-  std::string k;
-  uint64_t v = 0;
-  while (in >> k >> v) {
-    if (k == key) return v;
-  }
-  return 0;
-}
+// "Key: 123 kB" (/proc/meminfo) and "key 123" (cgroup cpu.stat, memory.stat); 0 when absent.
+uint64_t value_of(const std::string& text, const std::string& key) { return core::keyed_value(text, key).value_or(0); }
 
 }  // namespace
 
@@ -70,12 +56,7 @@ HostReader::HostReader(std::string root) : root_(std::move(root)) {
   }
 }
 
-std::string HostReader::read(const std::string& path) const {
-  std::ifstream in(root_ + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string HostReader::read(const std::string& path) const { return core::read_file(root_ + path); }
 
 CpuCounters HostReader::read_cpu() const {
   CpuCounters c;
@@ -90,7 +71,7 @@ CpuCounters HostReader::read_cpu() const {
   const uint64_t total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
   c.total_ticks = total;
   c.busy_ticks = total - idle;
-  if (cgroup_cpus_) c.cgroup_usage_usec = stat_value(read(cgroup_dir_ + "/cpu.stat"), "usage_usec");
+  if (cgroup_cpus_) c.cgroup_usage_usec = value_of(read(cgroup_dir_ + "/cpu.stat"), "usage_usec");
   return c;
 }
 
@@ -109,8 +90,8 @@ HostMetrics HostReader::compute(const CpuCounters& before, const CpuCounters& af
   m.cpu_used_pct = std::clamp(pct, 0.0, 100.0);
 
   const std::string meminfo = read("/proc/meminfo");
-  const double total_kib = static_cast<double>(meminfo_kib(meminfo, "MemTotal"));
-  const double avail_kib = static_cast<double>(meminfo_kib(meminfo, "MemAvailable"));
+  const double total_kib = static_cast<double>(value_of(meminfo, "MemTotal"));
+  const double avail_kib = static_cast<double>(value_of(meminfo, "MemAvailable"));
   m.mem_total_mib = total_kib / 1024.0;
   m.mem_used_mib = std::max(0.0, total_kib - avail_kib) / 1024.0;
   if (!cgroup_dir_.empty()) {
@@ -119,7 +100,7 @@ HostMetrics HostReader::compute(const CpuCounters& before, const CpuCounters& af
     if (!limit.empty() && limit.rfind("max", 0) != 0 && limit_bytes > 0 && limit_bytes / 1048576.0 < m.mem_total_mib) {
       // Like `docker stats`: usage minus reclaimable page cache.
       const double current = std::strtod(read(cgroup_dir_ + "/memory.current").c_str(), nullptr);
-      const double inactive = static_cast<double>(stat_value(read(cgroup_dir_ + "/memory.stat"), "inactive_file"));
+      const double inactive = static_cast<double>(value_of(read(cgroup_dir_ + "/memory.stat"), "inactive_file"));
       m.mem_total_mib = limit_bytes / 1048576.0;
       m.mem_used_mib = std::max(0.0, current - inactive) / 1048576.0;
     }

@@ -13,16 +13,13 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "core/fd_io.hpp"
+#include "core/keyed_text.hpp"
+
 namespace execd::process {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string slurp(const std::string& path) { return core::read_file(path); }
 
 // The parts of /proc/<pid>/stat we use. The command name is in parentheses and may hold
 // spaces and ')', so fields are counted from the last ')'.
@@ -63,16 +60,7 @@ double uptime_seconds(const std::string& proc_root) {
 }
 
 int64_t boot_time_ms(const std::string& proc_root) {
-  std::istringstream in(slurp(proc_root + "/stat"));
-  std::string key;
-  while (in >> key) {
-    if (key == "btime") {
-      int64_t s = 0;
-      in >> s;
-      return s * 1000;
-    }
-  }
-  return 0;
+  return static_cast<int64_t>(core::keyed_value(slurp(proc_root + "/stat"), "btime").value_or(0)) * 1000;
 }
 
 std::string user_name(uid_t uid, std::unordered_map<uid_t, std::string>& cache) {
@@ -194,15 +182,7 @@ bool reset_peak_rss(pid_t pid, const std::string& proc_root) {
 }
 
 core::Result<uint64_t> peak_rss_kib(pid_t pid, const std::string& proc_root) {
-  std::istringstream in(slurp(proc_root + "/" + std::to_string(pid) + "/status"));
-  std::string key;
-  while (in >> key) {
-    if (key == "VmHWM:") {
-      uint64_t kib = 0;
-      in >> kib;
-      return kib;
-    }
-  }
+  if (auto kib = core::keyed_value(slurp(proc_root + "/" + std::to_string(pid) + "/status"), "VmHWM")) return *kib;
   return core::make_error(core::Errc::not_found, "no VmHWM for process " + std::to_string(pid));
 }
 

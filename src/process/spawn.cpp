@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 extern char** environ;
 
@@ -258,27 +259,15 @@ core::Result<Child> spawn(const SpawnOptions& o) {
   Child child;
   child.pid = pid;
   child.pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (o.stdin_pipe) {
-    child.stdin_fd.reset(in_pipe[1]);
-    in_pipe[1] = -1;
-    ::close(in_pipe[0]);
-    in_pipe[0] = -1;
-    fcntl(child.stdin_fd.get(), F_SETFL, O_NONBLOCK);
-  }
-  if (!to_file) {
-    child.stdout_fd.reset(out_pipe[0]);
-    out_pipe[0] = -1;
-    ::close(out_pipe[1]);
-    out_pipe[1] = -1;
-    fcntl(child.stdout_fd.get(), F_SETFL, O_NONBLOCK);
-  }
-  if (!to_file && !o.merge_stderr) {
-    child.stderr_fd.reset(err_pipe[0]);
-    err_pipe[0] = -1;
-    ::close(err_pipe[1]);
-    err_pipe[1] = -1;
-    fcntl(child.stderr_fd.get(), F_SETFL, O_NONBLOCK);
-  }
+  // The daemon keeps its end of each pipe, non-blocking; close_all() closes the child's.
+  auto keep = [](int& end) {
+    core::UniqueFd fd(std::exchange(end, -1));
+    fcntl(fd.get(), F_SETFL, O_NONBLOCK);
+    return fd;
+  };
+  if (o.stdin_pipe) child.stdin_fd = keep(in_pipe[1]);
+  if (!to_file) child.stdout_fd = keep(out_pipe[0]);
+  if (!to_file && !o.merge_stderr) child.stderr_fd = keep(err_pipe[0]);
   close_all();
   return child;
 }

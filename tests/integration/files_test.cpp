@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -330,6 +331,47 @@ TEST_CASE("--files-root confines every path: .., absolute paths and symlinks lea
   check_error(d.client()->Post("/files/mv", json::array({{{"src", root.str() + "/in/ok.txt"}, {"dest", outside.str() + "/x"}}}).dump(), "application/json"),
               403, "FORBIDDEN", "outside");
   CHECK(read_file(secret) == "do not read");
+}
+
+TEST_CASE("--files-root: a symlink swapped in during requests never leads out") {
+  TempDir root;
+  TempDir outside;
+  outside.write("f.txt", "secret");
+  root.write("d/f.txt", "inside");
+  fs::create_directory_symlink(outside.path(), root.path() / "l");
+  DaemonProcess d({"--files-root", root.str()});
+  // Another thread keeps moving a real directory and a symlink to `outside` in and out
+  // of root/sw, so a check-then-open resolver would sooner or later follow the link.
+  std::atomic<bool> stop{false};
+  std::thread swapper([&] {
+    const auto sw = root.path() / "sw";
+    while (!stop) {
+      for (const char* name : {"d", "l"}) {
+        std::error_code ec;
+        fs::rename(root.path() / name, sw, ec);
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+        fs::rename(sw, root.path() / name, ec);
+      }
+    }
+  });
+  int inside = 0;
+  int refused = 0;
+  int leaked = 0;
+  auto c = d.client();
+  for (int i = 0; i < 400; ++i) {
+    auto r = c->Get(("/files/download?path=" + root.str() + "/sw/f.txt").c_str());
+    REQUIRE(r);
+    if (r->body == "secret") ++leaked;
+    if (r->status == 200 && r->body == "inside") ++inside;
+    if (r->status == 403) ++refused;
+    CHECK((r->status == 200 || r->status == 403 || r->status == 404));
+  }
+  stop = true;
+  swapper.join();
+  CHECK(leaked == 0);
+  // The race was real: the directory and the link were each in place some of the time.
+  CHECK(inside > 0);
+  CHECK(refused > 0);
 }
 
 TEST_CASE("a 200 MB upload and download stream through without growing the daemon") {

@@ -16,9 +16,11 @@
 #include <thread>
 
 #include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::shell_output;
 using execd::test::sse_request;
@@ -26,16 +28,6 @@ using execd::test::SseRequest;
 using nlohmann::json;
 
 namespace {
-
-void check_error_body(const httplib::Result& r, int status, const std::string& code) {
-  REQUIRE(r);
-  CHECK(r->status == status);
-  CHECK(r->get_header_value("Content-Type").find("application/json") == 0);
-  const auto body = json::parse(r->body, nullptr, false);
-  REQUIRE(body.is_object());
-  CHECK(body.value("code", "") == code);
-  CHECK_FALSE(body.value("message", "").empty());
-}
 
 int connect_to(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -79,22 +71,22 @@ TEST_CASE("ping answers 200 with an empty body") {
 TEST_CASE("unknown route is a JSON 404 and a wrong method a JSON 405") {
   DaemonProcess d;
   auto c = d.client();
-  check_error_body(c->Get("/no/such/route"), 404, "NOT_FOUND");
+  check_error(c->Get("/no/such/route"), 404, "NOT_FOUND", "no route for GET /no/such/route");
   auto r = c->Post("/ping", "{}", "application/json");
-  check_error_body(r, 405, "METHOD_NOT_ALLOWED");
+  check_error(r, 405, "METHOD_NOT_ALLOWED", "method POST is not allowed on /ping");
   CHECK(r->get_header_value("Allow").find("GET") != std::string::npos);
-  check_error_body(c->Delete("/metrics"), 405, "METHOD_NOT_ALLOWED");
+  check_error(c->Delete("/metrics"), 405, "METHOD_NOT_ALLOWED", "method DELETE is not allowed");
 }
 
 TEST_CASE("with an access token every route answers 401 unless the header matches") {
   DaemonProcess d({"--access-token", "s3cret"});
   auto c = d.client();
-  check_error_body(c->Get("/ping"), 401, "UNAUTHORIZED");
-  check_error_body(c->Get("/metrics"), 401, "UNAUTHORIZED");
-  check_error_body(c->Get("/no/such/route"), 401, "UNAUTHORIZED");
-  check_error_body(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "s3cre"}}), 401, "UNAUTHORIZED");
-  check_error_body(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "s3cret!"}}), 401, "UNAUTHORIZED");
-  check_error_body(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", ""}}), 401, "UNAUTHORIZED");
+  check_error(c->Get("/ping"), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
+  check_error(c->Get("/metrics"), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
+  check_error(c->Get("/no/such/route"), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
+  check_error(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "s3cre"}}), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
+  check_error(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "s3cret!"}}), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
+  check_error(c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", ""}}), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
   auto ok = c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "s3cret"}});
   REQUIRE(ok);
   CHECK(ok->status == 200);
@@ -105,7 +97,7 @@ TEST_CASE("with an access token every route answers 401 unless the header matche
 TEST_CASE("the token can come from EXECD_ACCESS_TOKEN") {
   DaemonProcess d({}, {"EXECD_ACCESS_TOKEN=fromenv"});
   auto c = d.client();
-  check_error_body(c->Get("/ping"), 401, "UNAUTHORIZED");
+  check_error(c->Get("/ping"), 401, "UNAUTHORIZED", "X-EXECD-ACCESS-TOKEN");
   auto ok = c->Get("/ping", {{"X-EXECD-ACCESS-TOKEN", "fromenv"}});
   REQUIRE(ok);
   CHECK(ok->status == 200);
