@@ -5,21 +5,32 @@ import socket
 import sys
 
 
-def serve(conn):
+def read_head(sock):
+    """An HTTP message's head from `sock`: (first line, {lowercase name: value}, body bytes
+    already received); None if the peer closes first. Shared with upload_latency.py."""
     buf = b""
     while b"\r\n\r\n" not in buf:
-        data = conn.recv(65536)
+        data = sock.recv(65536)
         if not data:
-            return
+            return None
         buf += data
     head, _, rest = buf.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-        if name.strip().lower() == b"expect":
-            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, rest
+
+
+def serve(conn):
+    message = read_head(conn)
+    if message is None:
+        return
+    _, headers, rest = message
+    if b"expect" in headers:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    length = int(headers.get(b"content-length", b"0"))
     got = len(rest)
     while got < length:
         data = conn.recv(1 << 20)

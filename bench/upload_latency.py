@@ -8,30 +8,25 @@ import socket
 import sys
 import time
 
+from discard_server import read_head
+
 
 def upload(port, request):
     t0 = time.perf_counter()
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.sendall(request)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = s.recv(65536)
-        if not data:
-            raise SystemExit("connection closed before the response")
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
+    message = read_head(s)
+    if message is None:
+        raise SystemExit("connection closed before the response")
+    status, headers, rest = message
+    length = int(headers.get(b"content-length", b"0"))
     while len(rest) < length:
         rest += s.recv(65536)
     elapsed = time.perf_counter() - t0
     s.close()
-    if not head.startswith(b"HTTP/1.1 20"):
-        raise SystemExit(head.decode(errors="replace"))
+    if not status.startswith(b"HTTP/1.1 20"):
+        raise SystemExit(status.decode(errors="replace"))
     return elapsed
 
 
