@@ -81,6 +81,26 @@ const std::vector<Option>& options() {
        set_duration(&Config::sse_keepalive)},
       {"graceful-shutdown-timeout", "EXECD_API_GRACE_SHUTDOWN", "DUR",
        "time open streams get to end on SIGTERM (default 3s)", set_duration(&Config::graceful_shutdown_timeout)},
+      {"max-request-bytes", "EXECD_MAX_REQUEST_BYTES", "SIZE",
+       "largest JSON request body; larger is 413 before it is read (uploads stream; default 4MiB)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         auto n = parse_size(v);
+         if (!n || *n < 1024) return make_error(Errc::invalid_argument, "must be >= 1KiB, got '" + v + "'");
+         c.max_request_bytes = *n;
+         return {};
+       }},
+      {"max-header-count", "EXECD_MAX_HEADER_COUNT", "N", "most headers in one request; more is 431 (default 100)",
+       set_count(&Config::max_header_count, 8, 10000)},
+      {"max-header-bytes", "EXECD_MAX_HEADER_BYTES", "SIZE",
+       "largest request line + headers; more is 431 (default 64KiB)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         auto n = parse_size(v);
+         if (!n || *n < 1024 || *n > (64u << 20)) {
+           return make_error(Errc::invalid_argument, "must be 1KiB..64MiB, got '" + v + "'");
+         }
+         c.max_header_bytes = static_cast<size_t>(*n);
+         return {};
+       }},
       {"log-level", "EXECD_LOG_LEVEL", "LEVEL", "trace|debug|info|warn|error|critical|off (default info)",
        [](Config& c, const std::string& v) -> Result<void> {
          static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -150,6 +170,12 @@ const std::vector<Option>& options() {
        }},
       {"kernel-start-timeout", "EXECD_KERNEL_START_TIMEOUT", "DUR", "a kernel that is not ready by then fails (default 30s)",
        set_duration(&Config::kernel_start_timeout)},
+      {"kernel-start-concurrency", "EXECD_KERNEL_START_CONCURRENCY", "N",
+       "kernels starting at once; later starts wait their turn (default: one per CPU core)",
+       set_count(&Config::kernel_start_concurrency, 0, 1024)},
+      {"search-timeout", "EXECD_SEARCH_TIMEOUT", "DUR",
+       "a file search ends by then with what it found, marked as cut (default 10s)",
+       set_duration(&Config::search_timeout)},
   };
   return kOptions;
 }

@@ -21,6 +21,9 @@ struct Config {
   std::chrono::seconds http_read_timeout{30};
   std::chrono::milliseconds sse_keepalive{3000};
   std::chrono::milliseconds graceful_shutdown_timeout{3000};
+  uint64_t max_request_bytes = 4ull << 20;  ///< JSON request bodies; larger is 413 before it is read
+  size_t max_header_count = 100;            ///< request headers; more is 431
+  size_t max_header_bytes = 64 * 1024;      ///< request line + headers; more is 431
 
   // Logging
   std::string log_level = "info";          ///< trace, debug, info, warn, error, critical, off
@@ -46,6 +49,10 @@ struct Config {
   size_t kernel_pool_size = 1;                 ///< warm kernels kept per language used so far
   std::map<std::string, std::string> kernel_for_language;  ///< language -> kernelspec name
   std::chrono::milliseconds kernel_start_timeout{30000};
+  size_t kernel_start_concurrency = 0;         ///< kernels starting at once; 0: one per CPU core
+
+  // Files search
+  std::chrono::milliseconds search_timeout{10000};  ///< a search ends with what it found by then
 
   bool show_help = false;
 };
