@@ -40,6 +40,13 @@ http::ServerOptions server_options(const core::Config& c) {
 }  // namespace
 
 App::App(core::Config config) : config_(std::move(config)) {
+  auto runtime = core::RuntimeDir::create(
+      config_.runtime_base.empty() ? core::RuntimeDir::default_base() : config_.runtime_base);
+  if (runtime) {
+    runtime_.emplace(std::move(runtime).value());
+  } else {
+    runtime_error_ = runtime.error();
+  }
   executions_ = std::make_shared<exec::ExecutionRegistry>(
       exec::EventLog::Options{config_.event_log_memory_bytes, config_.spill_dir, config_.event_log_max_bytes}, config_.execution_retention);
   reactor_ = std::make_shared<process::Reactor>();
@@ -76,7 +83,10 @@ App::App(core::Config config) : config_(std::move(config)) {
 
 App::~App() = default;
 
-core::Result<int> App::start() { return server_->bind(); }
+core::Result<int> App::start() {
+  if (runtime_error_) return *runtime_error_;
+  return server_->bind();
+}
 
 void App::run() { server_->run(); }
 

@@ -1,9 +1,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "core/config.hpp"
 #include "core/result.hpp"
+#include "core/runtime_dir.hpp"
 
 namespace execd {
 
@@ -35,6 +37,8 @@ class App {
 
  private:
   core::Config config_;
+  std::optional<core::RuntimeDir> runtime_;  // first made, last removed
+  std::optional<core::Error> runtime_error_;
   std::shared_ptr<exec::ExecutionRegistry> executions_;
   std::shared_ptr<process::Reactor> reactor_;  // before the runners: they use it until they go
   std::shared_ptr<process::ChildReaper> reaper_;

@@ -132,6 +132,10 @@ const std::vector<Option>& options() {
        }},
       {"spill-dir", "EXECD_SPILL_DIR", "DIR", "where spilled events go (default $TMPDIR or /tmp)",
        set_string(&Config::spill_dir)},
+      {"runtime-base", "EXECD_RUNTIME_BASE", "DIR",
+       "where each daemon keeps a private directory of what must not outlive it; a daemon "
+       "removes what dead ones left there (default $TMPDIR/execd-<uid>)",
+       set_string(&Config::runtime_base)},
       {"execution-retention", "EXECD_EXECUTION_RETENTION", "DUR",
        "how long finished executions stay readable (default 10m)", set_duration(&Config::execution_retention)},
       {"kill-grace", "EXECD_KILL_GRACE", "DUR", "grace between SIGINT, SIGTERM and SIGKILL (default 3s)",

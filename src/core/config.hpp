@@ -33,6 +33,7 @@ struct Config {
   size_t event_log_memory_bytes = 256 * 1024;  ///< per log; older events spill to disk
   uint64_t event_log_max_bytes = 256ull << 20;  ///< per log, memory + disk; 0: unlimited
   std::string spill_dir;                       ///< empty: $TMPDIR or /tmp
+  std::string runtime_base;                    ///< empty: $TMPDIR/execd-<uid> (core::RuntimeDir)
   std::chrono::seconds execution_retention{600};  ///< finished executions kept this long
 
   // Commands
