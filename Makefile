@@ -9,7 +9,7 @@ APT_BUILD := meson ninja-build pkg-config g++ python3 \
 	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev
 # What the daemon drives at run time: shells and tools commands expect, and the Python
 # kernel (ipykernel) with the libraries users plot and compute with.
-APT_RUNTIME := bash procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
+APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 
 # JavaScript/TypeScript kernels: tslab from the npm registry, in a prefix this Makefile
@@ -74,7 +74,7 @@ fmt:
 
 # Layering (docs/ARCHITECTURE.md): HTTP stays in api/ and http/, ZeroMQ in its two files.
 lint:
-	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/files src/metrics src/jupyter src/commands || { echo "lint: HTTP below api/"; exit 1; }
+	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/isolation src/files src/metrics src/jupyter src/commands || { echo "lint: HTTP below api/"; exit 1; }
 	@! grep -rl 'zmq.hpp' src | grep -vE 'jupyter/(kernel_client|wire)\.(c|h)pp' || { echo "lint: zmq outside jupyter/kernel_client and jupyter/wire"; exit 1; }
 	@! grep -rl 'openssl/' src | grep -v 'jupyter/hmac_signer.cpp' || { echo "lint: OpenSSL outside jupyter/hmac_signer.cpp"; exit 1; }
 	@echo "lint: layering ok"

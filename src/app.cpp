@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "api/capabilities_routes.hpp"
 #include "api/code_routes.hpp"
 #include "api/command_routes.hpp"
 #include "api/download_routes.hpp"
@@ -69,6 +70,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
   api::register_ping_routes(*server_);
+  api::register_capabilities_routes(*server_, api::make_isolator(config_, runtime_ ? runtime_->path() : std::string()));
   api::register_metrics_routes(*server_, sampler_);
   api::register_execution_routes(*server_, executions_);
   api::register_command_routes(*server_, commands_, sessions_);

@@ -57,6 +57,15 @@ Setter set_count(size_t Config::*field, uint64_t min, uint64_t max) {
   };
 }
 
+Setter set_limit(uint64_t Config::*field, uint64_t max) {
+  return [field, max](Config& c, const std::string& v) -> Result<void> {
+    auto n = parse_uint(v, max);
+    if (!n) return make_error(Errc::invalid_argument, "expected 0 (no limit) to " + std::to_string(max) + ", got '" + v + "'");
+    c.*field = *n;
+    return {};
+  };
+}
+
 const std::vector<Option>& options() {
   static const std::vector<Option> kOptions = {
       {"host", "EXECD_HOST", "ADDR", "address to listen on (default 127.0.0.1; 0.0.0.0 for all)",
@@ -180,6 +189,29 @@ const std::vector<Option>& options() {
       {"search-timeout", "EXECD_SEARCH_TIMEOUT", "DUR",
        "a file search ends by then with what it found, marked as cut (default 10s)",
        set_duration(&Config::search_timeout)},
+      {"isolation", "EXECD_ISOLATION", "LEVEL",
+       "default isolation of executions: none|process|namespace (default none; GET /capabilities says what "
+       "this host supports)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (v != "none" && v != "process" && v != "namespace") {
+           return make_error(Errc::invalid_argument, "unknown isolation level '" + v + "' (use none, process or namespace)");
+         }
+         c.isolation = v;
+         return {};
+       }},
+      {"memory-limit-mb", "EXECD_MEMORY_LIMIT_MB", "N", "default memory limit per execution in MiB (default 0: none)",
+       set_limit(&Config::memory_limit_mb, uint64_t{1} << 30)},
+      {"max-processes", "EXECD_MAX_PROCESSES", "N", "default most processes per execution (default 0: no limit)",
+       set_limit(&Config::max_processes, uint64_t{1} << 22)},
+      {"cpu-time-limit", "EXECD_CPU_TIME_LIMIT", "SECONDS", "default CPU seconds per process (default 0: none)",
+       set_limit(&Config::cpu_time_limit_s, uint64_t{1} << 31)},
+      {"max-output-bytes", "EXECD_MAX_OUTPUT_BYTES", "N", "default output bytes kept per execution (default 0: no cap)",
+       set_limit(&Config::max_output_bytes, uint64_t{1} << 50)},
+      {"max-open-files", "EXECD_MAX_OPEN_FILES", "N", "default open files per process (default 0: inherited)",
+       set_limit(&Config::max_open_files, uint64_t{1} << 20)},
+      {"disk-limit-mb", "EXECD_DISK_LIMIT_MB", "N",
+       "default size in MiB of a namespace-level workspace tmpfs (default 0: no cap)",
+       set_limit(&Config::disk_limit_mb, uint64_t{1} << 30)},
   };
   return kOptions;
 }

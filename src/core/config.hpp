@@ -55,6 +55,15 @@ struct Config {
   // Files search
   std::chrono::milliseconds search_timeout{10000};  ///< a search ends with what it found by then
 
+  // Isolation defaults for every execution; a request's own fields override them
+  std::string isolation = "none";              ///< none | process | namespace
+  uint64_t memory_limit_mb = 0;                ///< 0: unlimited (same for every limit below)
+  uint64_t max_processes = 0;
+  uint64_t cpu_time_limit_s = 0;
+  uint64_t max_output_bytes = 0;
+  uint64_t max_open_files = 0;
+  uint64_t disk_limit_mb = 0;
+
   bool show_help = false;
 };
 

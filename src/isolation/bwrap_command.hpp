@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace execd::isolation {
+
+/// The host's system directories as the sandbox should see them, read once: which of
+/// /usr, /bin, /lib, ... are directories (bound read-only) or symlinks (recreated as the
+/// same symlink, as merged-/usr systems need), and which secrets under /etc exist and are
+/// masked (root in a user namespace is still the owner of root's 0600 files).
+struct SystemLayout {
+  std::vector<std::string> ro_dirs;                              ///< bound read-only at the same path
+  std::vector<std::pair<std::string, std::string>> symlinks;     ///< (target, path)
+  std::vector<std::string> masked_files;                         ///< /dev/null bound over them
+  std::vector<std::string> masked_dirs;                          ///< an empty tmpfs over them
+  bool tmpfs_size_supported = false;                             ///< bwrap has --size (0.5+)
+
+  /// The running host, probed on first call (thread-safe) with `bwrap --help`.
+  static const SystemLayout& host(const std::string& bwrap = "/usr/bin/bwrap");
+};
+
+/// The bubblewrap argv for one execution at namespace level: new user, pid, ipc, uts,
+/// mount (and unless `network`, network) namespaces; system directories read-only; a
+/// private /tmp, /dev and /proc; one writable workspace; all capabilities dropped;
+/// --die-with-parent and --new-session. A pure function of its inputs.
+///
+/// The sandbox's environment is exactly `env` (--clearenv, then --setenv each): whatever
+/// bwrap itself was started with never reaches the code. The values are on bwrap's
+/// command line, readable by processes that can read the daemon's children's
+/// /proc/<pid>/environ anyway; inside, bwrap is pid 1 and only the sandbox sees it.
+struct BwrapCommand {
+  struct Options {
+    std::string bwrap = "/usr/bin/bwrap";
+    bool network = false;
+    /// The writable workspace, bound at the same path inside; also the working directory
+    /// unless `cwd` is set.
+    std::string workspace;
+    /// When set, the workspace is instead a fresh tmpfs of this size at `workspace` (the
+    /// host directory is not shown): the disk limit.
+    std::optional<uint64_t> workspace_tmpfs_bytes;
+    std::string cwd;                       ///< inside the sandbox; empty: the workspace
+    std::vector<std::string> env;          ///< KEY=VALUE, the whole environment inside
+    std::vector<std::string> rw_binds;     ///< more host paths bound writable (a kernel's ipc dir)
+    std::vector<std::string> ro_binds;     ///< more host paths bound read-only
+    std::string hostname = "sandbox";
+  };
+
+  /// `bwrap <options> -- argv...`. invalid_argument if the workspace is missing or not
+  /// absolute, or argv is empty; not_supported for a tmpfs size on a bwrap without --size.
+  static core::Result<std::vector<std::string>> build(const Options& options, const std::vector<std::string>& argv,
+                                                      const SystemLayout& layout);
+};
+
+}  // namespace execd::isolation

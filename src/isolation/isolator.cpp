@@ -1,0 +1,117 @@
+#include "isolation/isolator.hpp"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "isolation/bwrap_command.hpp"
+
+namespace execd::isolation {
+namespace {
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+}  // namespace
+
+Isolator::Isolator(Options options) : options_(std::move(options)), cgroups_(CgroupRoot::open(options_.cgroups)) {
+  if (options_.workspace_base.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    options_.workspace_base = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
+  }
+}
+
+const Capabilities& Isolator::capabilities() {
+  std::call_once(probed_, [this] { caps_ = probe(*cgroups_, options_.bwrap); });
+  return caps_;
+}
+
+core::Result<void> Isolator::check(const Limits& limits) { return isolation::check(limits, capabilities()); }
+
+core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest request) {
+  if (auto r = check(limits); !r) return r.error();
+  if (request.argv.empty()) return core::make_error(core::Errc::invalid_argument, "nothing to run");
+  const Capabilities& caps = capabilities();
+  LaunchPlan plan;
+  plan.limits = limits;
+  plan.env = std::move(request.env);
+  plan.max_output_bytes = limits.get(Limit::output_bytes);
+  plan.child.no_new_privs = limits.level != Level::none;
+
+  const bool cgroup_memory = limits.get(Limit::memory_mb) && caps.limit(Limit::memory_mb).mechanism != Mechanism::rlimit;
+  const bool cgroup_pids = limits.get(Limit::processes) && caps.limit(Limit::processes).mechanism != Mechanism::rlimit;
+  // Any cgroup-capable host gets a group per isolated execution even without a limit:
+  // it is how every descendant is found and killed at the end.
+  if (cgroups_->version() != 0 && (cgroup_memory || cgroup_pids || limits.level != Level::none)) {
+    auto group = cgroups_->create(request.id.empty() ? "x" : request.id);
+    if (!group) return group.error();
+    plan.cgroup = std::move(group).value();
+    if (cgroup_memory) {
+      if (auto r = plan.cgroup->set_memory_limit(*limits.get(Limit::memory_mb) * kMiB); !r) return r.error();
+    }
+    if (cgroup_pids) {
+      if (auto r = plan.cgroup->set_pids_limit(*limits.get(Limit::processes)); !r) return r.error();
+    }
+    auto fds = plan.cgroup->procs_fds();
+    if (!fds) return fds.error();
+    plan.child.cgroup_procs_fds = *fds;
+  }
+  if (auto mb = limits.get(Limit::memory_mb); mb && !cgroup_memory) {
+    plan.child.rlimits.push_back({RLIMIT_AS, *mb * kMiB, *mb * kMiB});
+  }
+  if (auto n = limits.get(Limit::processes); n && !cgroup_pids) {
+    plan.child.rlimits.push_back({RLIMIT_NPROC, *n, *n});
+  }
+  if (auto s = limits.get(Limit::cpu_time_s)) {
+    // SIGXCPU at the soft limit names the cause; SIGKILL a second later if it is ignored.
+    plan.child.rlimits.push_back({RLIMIT_CPU, *s, *s + 1});
+  }
+  if (auto n = limits.get(Limit::open_files)) plan.child.rlimits.push_back({RLIMIT_NOFILE, *n, *n});
+
+  if (limits.level != Level::namespace_) {
+    plan.argv = std::move(request.argv);
+    plan.cwd = std::move(request.cwd);
+    return plan;
+  }
+
+  BwrapCommand::Options b;
+  b.bwrap = options_.bwrap;
+  b.network = limits.has_network();
+  b.rw_binds = std::move(request.rw_binds);
+  b.env = std::move(plan.env);
+  plan.env.clear();  // bwrap itself needs nothing; the sandbox gets b.env
+  if (auto mb = limits.get(Limit::disk_mb)) {
+    if (!request.cwd.empty()) {
+      return core::make_error(core::Errc::invalid_argument,
+                              "field 'disk_limit_mb' caps a fresh workspace and cannot be combined with 'cwd'");
+    }
+    b.workspace_tmpfs_bytes = *mb * kMiB;
+  }
+  if (!request.cwd.empty()) {
+    struct stat st {};
+    if (request.cwd.front() != '/' || ::stat(request.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return core::make_error(core::Errc::invalid_argument,
+                              "field 'cwd': '" + request.cwd + "' is not an existing absolute directory");
+    }
+    b.workspace = request.cwd;
+  } else {
+    const std::string base = options_.workspace_base + "/workspaces";
+    if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) {
+      return core::make_error(core::Errc::unavailable, "cannot create " + base + ": " + std::strerror(errno));
+    }
+    const std::string dir = base + "/" + (request.id.empty() ? "x" : request.id);
+    if (::mkdir(dir.c_str(), 0700) != 0) {
+      return core::make_error(core::Errc::unavailable, "cannot create workspace " + dir + ": " + std::strerror(errno));
+    }
+    plan.workspace = dir;
+    b.workspace = dir;
+  }
+  auto argv = BwrapCommand::build(b, request.argv, SystemLayout::host(options_.bwrap));
+  if (!argv) return argv.error();
+  plan.argv = std::move(argv).value();
+  return plan;
+}
+
+}  // namespace execd::isolation

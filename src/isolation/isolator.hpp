@@ -1,0 +1,64 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "isolation/capabilities.hpp"
+#include "isolation/cgroup_root.hpp"
+#include "isolation/launch_plan.hpp"
+#include "isolation/limits.hpp"
+
+namespace execd::isolation {
+
+/// What one execution wants to run, before isolation is applied.
+struct LaunchRequest {
+  std::vector<std::string> argv;
+  /// The whole environment. At process and namespace level it must be built from the
+  /// request and --envs-file only, never the daemon's own environment.
+  std::vector<std::string> env;
+  std::string cwd;                     ///< empty: the daemon's (none/process), a fresh workspace (namespace)
+  std::string id;                      ///< names the cgroup and workspace; unique per execution
+  std::vector<std::string> rw_binds;   ///< namespace level: host paths shared writable (a kernel's ipc dir)
+};
+
+/// The daemon's isolation service: the host's capabilities (probed once, on first use),
+/// the daemon-wide defaults (flags), its cgroup parent (made, and dead daemons' groups
+/// swept, at construction) and the per-execution workspaces. Thread-safe. One per
+/// daemon, built by the composition root.
+class Isolator {
+ public:
+  struct Options {
+    Limits defaults;
+    std::string bwrap = "/usr/bin/bwrap";
+    std::string workspace_base;          ///< where fresh namespace-level workspaces go; empty: $TMPDIR
+    CgroupRoot::Options cgroups;
+  };
+
+  explicit Isolator(Options options);
+
+  /// The probe's answer, made on the first call (tens of ms) and cached.
+  const Capabilities& capabilities();
+  [[nodiscard]] const Limits& defaults() const { return options_.defaults; }
+  [[nodiscard]] const CgroupRoot& cgroups() const { return *cgroups_; }
+
+  /// check() against this host.
+  core::Result<void> check(const Limits& limits);
+
+  /// The plan for one execution at `limits` (check()ed first): its cgroup made and
+  /// limited, rlimits and no_new_privs as child steps, at namespace level the bwrap argv
+  /// and workspace. Errors: invalid_argument (as check(), or a bad cwd), unavailable (a
+  /// cgroup or workspace could not be made).
+  core::Result<LaunchPlan> prepare(const Limits& limits, LaunchRequest request);
+
+ private:
+  Options options_;
+  std::unique_ptr<CgroupRoot> cgroups_;
+  std::once_flag probed_;
+  Capabilities caps_;
+};
+
+}  // namespace execd::isolation
