@@ -62,6 +62,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   files::FileService::Options file_options;
   file_options.root = config_.files_root;
   file_options.max_upload_bytes = config_.max_upload_bytes;
+  file_options.search_timeout = config_.search_timeout;
   files_ = std::make_shared<files::FileService>(file_options);
   uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
   contexts_ = std::make_shared<jupyter::ContextManager>(

@@ -1,9 +1,10 @@
 #include "api/file_routes.hpp"
 
-#include <charconv>
 #include <chrono>
 #include <functional>
+#include <limits>
 
+#include "api/query_params.hpp"
 #include "core/clock.hpp"
 #include "http/json_io.hpp"
 
@@ -105,13 +106,17 @@ void register_file_routes(http::HttpServer& server, std::shared_ptr<files::FileS
     if (!req.has_param("path")) {
       return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'path' is required"));
     }
-    bool truncated = false;
-    auto found = files->search(req.get_param_value("path"), req.get_param_value("pattern"), truncated);
+    auto found = files->search(req.get_param_value("path"), req.get_param_value("pattern"));
     if (!found) return http::write_error(res, found.error());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& f : *found) out.push_back(file_info_json(f));
-    // The contract's body is the bare array; a cut-off result says so in a header.
-    if (truncated) res.set_header("EXECD-RESULTS-TRUNCATED", std::to_string(found->size()));
+    for (const auto& f : found->entries) out.push_back(file_info_json(f));
+    // The contract's body is the bare array; a cut-off result says so in headers: how
+    // many entries it holds, and what cut it (the result bound or the time bound).
+    using Cut = files::FileService::SearchResult::Cut;
+    if (found->cut != Cut::none) {
+      res.set_header("EXECD-RESULTS-TRUNCATED", std::to_string(found->entries.size()));
+      res.set_header("EXECD-RESULTS-TRUNCATED-BY", found->cut == Cut::time ? "time" : "results");
+    }
     http::write_json(res, out);
   });
 
@@ -134,15 +139,9 @@ void register_file_routes(http::HttpServer& server, std::shared_ptr<files::FileS
     if (!req.has_param("path")) {
       return http::write_error(res, core::make_error(core::Errc::missing_parameter, "query parameter 'path' is required"));
     }
-    int depth = 1;
-    if (req.has_param("depth")) {
-      const std::string d = req.get_param_value("depth");
-      auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), depth);
-      if (ec != std::errc() || p != d.data() + d.size() || depth < 0) {
-        return http::write_error(res, core::make_error(core::Errc::invalid_argument, "depth must be a non-negative integer, got '" + d + "'"));
-      }
-    }
-    auto entries = files->list(req.get_param_value("path"), depth);
+    auto depth = uint_query(req, "depth", 0, std::numeric_limits<int>::max());
+    if (!depth) return http::write_error(res, depth.error());
+    auto entries = files->list(req.get_param_value("path"), static_cast<int>(depth->value_or(1)));
     if (!entries) return http::write_error(res, entries.error());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& f : *entries) out.push_back(file_info_json(f));

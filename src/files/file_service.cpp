@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,7 +60,12 @@ core::Result<void> walk(int dirfd, const std::string& abs, int depth,
   return {};
 }
 
-core::Result<void> remove_below(int dirfd, const std::string& abs) {
+core::Result<void> remove_below(int dirfd, const std::string& abs, int level) {
+  if (level > FileService::kMaxWalkDepth) {
+    return core::make_error(core::Errc::invalid_argument, "directory tree is nested deeper than " +
+                                                              std::to_string(FileService::kMaxWalkDepth) +
+                                                              " levels; not removed: " + abs);
+  }
   auto names = read_names(dirfd, abs);
   if (!names) return names.error();
   for (const auto& name : *names) {
@@ -71,7 +75,7 @@ core::Result<void> remove_below(int dirfd, const std::string& abs) {
       const int sub = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) return errno_error(errno, "cannot open", join(abs, name));
       core::UniqueFd holder(sub);
-      if (auto r = remove_below(sub, join(abs, name)); !r) return r;
+      if (auto r = remove_below(sub, join(abs, name), level + 1); !r) return r;
       if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
         return errno_error(errno, "cannot remove", join(abs, name));
       }
@@ -82,48 +86,7 @@ core::Result<void> remove_below(int dirfd, const std::string& abs) {
   return {};
 }
 
-// {a,b} alternatives expanded into plain fnmatch patterns.
-void expand_braces(const std::string& p, std::vector<std::string>& out) {
-  const auto open = p.find('{');
-  if (open == std::string::npos) {
-    out.push_back(p);
-    return;
-  }
-  int level = 0;
-  size_t close = std::string::npos;
-  std::vector<size_t> commas;
-  for (size_t i = open; i < p.size(); ++i) {
-    if (p[i] == '{') ++level;
-    if (p[i] == '}' && --level == 0) {
-      close = i;
-      break;
-    }
-    if (p[i] == ',' && level == 1) commas.push_back(i);
-  }
-  if (close == std::string::npos) {
-    out.push_back(p);
-    return;
-  }
-  size_t start = open + 1;
-  commas.push_back(close);
-  for (size_t c : commas) {
-    expand_braces(p.substr(0, open) + p.substr(start, c - start) + p.substr(close + 1), out);
-    start = c + 1;
-  }
-}
-
 }  // namespace
-
-bool glob_match(const std::string& pattern_in, const std::string& name) {
-  std::string pattern = pattern_in;
-  for (size_t pos; (pos = pattern.find("**")) != std::string::npos;) pattern.replace(pos, 2, "*");
-  std::vector<std::string> alternatives;
-  expand_braces(pattern, alternatives);
-  for (const auto& p : alternatives) {
-    if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
 
 FileService::FileService(Options options) : resolver_(options.root), options_(std::move(options)) {}
 
@@ -316,7 +279,7 @@ core::Result<void> FileService::remove_tree(const std::string& path) const {
   const int fd = ::openat(p->parent.get(), p->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno_error(errno, "cannot open", p->abs);
   core::UniqueFd holder(fd);
-  if (auto r = remove_below(fd, p->abs); !r) return r;
+  if (auto r = remove_below(fd, p->abs, 1); !r) return r;
   if (::unlinkat(p->parent.get(), p->leaf.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return errno_error(errno, "cannot remove", p->abs);
   }
@@ -336,7 +299,7 @@ core::Result<std::vector<FileInfo>> FileService::list(const std::string& path, i
   auto fd = resolver_.open_at(*p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!fd) return fd.error();
   bool stopped = false;
-  auto r = walk(fd->get(), p->abs, depth, [&](const FileInfo& f) {
+  auto r = walk(fd->get(), p->abs, std::min(depth, kMaxWalkDepth), [&](const FileInfo& f) {
     out.push_back(f);
     return out.size() < options_.max_list_entries;
   }, stopped);
@@ -344,24 +307,36 @@ core::Result<std::vector<FileInfo>> FileService::list(const std::string& path, i
   return out;
 }
 
-core::Result<std::vector<FileInfo>> FileService::search(const std::string& path, const std::string& pattern,
-                                                        bool& truncated) const {
+core::Result<FileService::SearchResult> FileService::search(const std::string& path, const std::string& pattern) const {
+  auto glob = GlobPattern::compile(pattern.empty() ? "**" : pattern);
+  if (!glob) return glob.error();
   auto p = resolver_.resolve(path);
   if (!p) return p.error();
   auto fd = resolver_.open_at(*p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!fd) return fd.error();
-  std::vector<FileInfo> out;
-  const std::string pat = pattern.empty() ? "**" : pattern;
-  truncated = false;
-  auto r = walk(fd->get(), p->abs, 1 << 20, [&](const FileInfo& f) {
-    if (f.type == "directory" || !glob_match(pat, f.path.substr(f.path.rfind('/') + 1))) return true;
-    if (out.size() >= options_.max_search_results) {
-      truncated = true;
+  SearchResult out;
+  const bool absolute = !pattern.empty() && pattern[0] == '/';
+  const size_t prefix = p->abs == "/" ? 1 : p->abs.size() + 1;  // "<root>/" before a relative path
+  const auto deadline = std::chrono::steady_clock::now() + options_.search_timeout;
+  size_t visited = 0;
+  bool stopped = false;
+  auto r = walk(fd->get(), p->abs, kMaxWalkDepth, [&](const FileInfo& f) {
+    // The clock is read every 64 entries: cheap, and a stat costs more than the read.
+    if (++visited % 64 == 0 && std::chrono::steady_clock::now() >= deadline) {
+      out.cut = SearchResult::Cut::time;
       return false;
     }
-    out.push_back(f);
+    if (f.type == "directory") return true;
+    std::string_view subject = f.path;
+    if (!absolute) subject.remove_prefix(glob->has_slash() ? prefix : f.path.rfind('/') + 1);
+    if (!glob->matches(subject)) return true;
+    if (out.entries.size() >= options_.max_search_results) {
+      out.cut = SearchResult::Cut::results;
+      return false;
+    }
+    out.entries.push_back(f);
     return true;
-  }, truncated);
+  }, stopped);
   if (!r) return r.error();
   return out;
 }

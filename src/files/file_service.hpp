@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "core/result.hpp"
 #include "files/atomic_writer.hpp"
 #include "files/file_info.hpp"
+#include "files/glob_pattern.hpp"
 #include "files/path_resolver.hpp"
 
 namespace execd::files {
@@ -30,11 +32,24 @@ struct AttributeRequest {
 /// paths through a PathResolver. Errors are values; nothing here knows HTTP.
 class FileService {
  public:
+  /// Walks (list, search, rm -rf) recurse with one descriptor per level; deeper trees
+  /// (a user can build them with mkdir/cd loops) are not descended (list, search) or
+  /// refused (rm -rf), so no request can exhaust the stack or the descriptor table.
+  static constexpr int kMaxWalkDepth = 1024;
+
   struct Options {
     std::string root;            ///< --files-root; empty: none
     uint64_t max_upload_bytes = 0;
     size_t max_search_results = 10000;
     size_t max_list_entries = 100000;
+    std::chrono::milliseconds search_timeout{10000};  ///< --search-timeout
+  };
+
+  /// What a search found, and whether (and why) it stopped before the end.
+  struct SearchResult {
+    enum class Cut { none, results, time };
+    std::vector<FileInfo> entries;
+    Cut cut = Cut::none;
   };
 
   explicit FileService(Options options);
@@ -62,9 +77,13 @@ class FileService {
   /// Entries below `path` to `depth` levels, pre-order, lexical per directory; symlinks
   /// reported and never descended.
   core::Result<std::vector<FileInfo>> list(const std::string& path, int depth) const;
-  /// Non-directory entries below `path` whose base name matches `pattern` (glob: *, ?,
-  /// [..], {a,b}; ** matches all), at most max_search_results (truncated set when more).
-  core::Result<std::vector<FileInfo>> search(const std::string& path, const std::string& pattern, bool& truncated) const;
+  /// Non-directory entries below `path` that match `pattern` (GlobPattern; empty: `**`):
+  /// a pattern without `/` matches the base name at any depth, one with `/` the path
+  /// relative to `path` (`**/*.txt`, `src/**/*.py`; doublestar's rules), one starting
+  /// with `/` the absolute path. Stops after max_search_results entries (cut `results`)
+  /// or search_timeout (cut `time`) with what it found so far; a walk deeper than
+  /// kMaxWalkDepth levels is not descended further. A bad pattern is invalid_argument.
+  core::Result<SearchResult> search(const std::string& path, const std::string& pattern) const;
 
   /// A regular file opened for reading (download); a directory is invalid_argument.
   struct OpenFile {
@@ -90,8 +109,5 @@ class FileService {
   Options options_;
   std::unique_ptr<core::BackgroundCloser> closer_ = std::make_unique<core::BackgroundCloser>();
 };
-
-/// Glob match of one name (doublestar's rules for a base name).
-bool glob_match(const std::string& pattern, const std::string& name);
 
 }  // namespace execd::files
