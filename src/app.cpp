@@ -22,10 +22,13 @@
 #include "metrics/metrics_sampler.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
+#include "process/session_ledger.hpp"
 
 namespace execd {
 
 namespace {
+
+constexpr const char* kSessionLedger = "sessions";
 
 http::ServerOptions server_options(const core::Config& c) {
   http::ServerOptions o;
@@ -41,20 +44,33 @@ http::ServerOptions server_options(const core::Config& c) {
 }  // namespace
 
 App::App(core::Config config) : config_(std::move(config)) {
+  // A daemon that died abruptly left its sessions' processes running (its direct
+  // children died with it, their descendants did not): end them before its directory goes.
   auto runtime = core::RuntimeDir::create(
-      config_.runtime_base.empty() ? core::RuntimeDir::default_base() : config_.runtime_base);
+      config_.runtime_base.empty() ? core::RuntimeDir::default_base() : config_.runtime_base,
+      [](const std::string& stale) { process::SessionLedger::end_recorded(stale + "/" + kSessionLedger); });
   if (runtime) {
     runtime_.emplace(std::move(runtime).value());
   } else {
     runtime_error_ = runtime.error();
   }
+  // Spill and output files live in the runtime directory unless --spill-dir says
+  // otherwise, so the next daemon removes what a crashed one left.
+  std::string spill_dir = config_.spill_dir;
+  std::string ledger;
+  if (runtime_) {
+    ledger = runtime_->path() + "/" + kSessionLedger;
+    if (spill_dir.empty()) {
+      if (auto dir = runtime_->subdir("spill")) spill_dir = *dir;
+    }
+  }
   executions_ = std::make_shared<exec::ExecutionRegistry>(
-      exec::EventLog::Options{config_.event_log_memory_bytes, config_.spill_dir, config_.event_log_max_bytes}, config_.execution_retention);
+      exec::EventLog::Options{config_.event_log_memory_bytes, spill_dir, config_.event_log_max_bytes}, config_.execution_retention);
   reactor_ = std::make_shared<process::Reactor>();
-  reaper_ = std::make_shared<process::ChildReaper>(reactor_);
+  reaper_ = std::make_shared<process::ChildReaper>(reactor_, ledger);
   commands_ = std::make_shared<commands::CommandRunner>(
       reactor_, reaper_, executions_,
-      commands::CommandRunner::Options{config_.kill_grace, config_.envs_file, config_.spill_dir,
+      commands::CommandRunner::Options{config_.kill_grace, config_.envs_file, spill_dir,
                                        config_.execution_retention});
   sessions_ = std::make_shared<commands::SessionManager>(
       reactor_, reaper_, executions_,
@@ -80,7 +96,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_process_routes(*server_);
   api::register_file_routes(*server_, files_);
   api::register_download_routes(*server_, files_);
-  api::register_upload_routes(*server_, files_, config_.spill_dir);
+  api::register_upload_routes(*server_, files_, spill_dir);
   api::register_tus_routes(*server_, uploads_, config_.max_upload_bytes);
 }
 

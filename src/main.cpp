@@ -1,4 +1,5 @@
 // execd: argv + environment -> Config -> App; signals; exit code.
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,12 @@ std::map<std::string, std::string> environment() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Descriptors 0-2 must be taken before anything opens a pipe: a daemon started with
+  // one of them closed would otherwise get a pipe there, and a child's dup2 onto its own
+  // stdio would leave it close-on-exec.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
+  }
   auto config = execd::core::parse_config(std::vector<std::string>(argv + 1, argv + argc), environment());
   if (!config) {
     std::fprintf(stderr, "execd: %s\n", config.error().message.c_str());

@@ -1,6 +1,7 @@
 #include "process/proc_table.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -8,9 +9,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/fd_io.hpp"
@@ -134,7 +137,53 @@ void for_each_pid(const std::string& proc_root, Fn fn) {
   closedir(d);
 }
 
+// Fields 5 (pgrp), 6 (session) and 22 (starttime) of a stat line, counted from the last
+// ')' as parse_stat does, without allocating: this runs on every spawn.
+bool parse_identity(std::string_view text, ProcessIdentity& out) {
+  const auto close = text.rfind(')');
+  if (close == std::string_view::npos) return false;
+  const char* p = text.data() + close + 1;
+  const char* end = text.data() + text.size();
+  for (int field = 3; field <= 22; ++field) {
+    while (p < end && *p == ' ') ++p;
+    const char* start = p;
+    while (p < end && *p != ' ' && *p != '\n') ++p;
+    if (start == p) return false;
+    if (field == 3) out.state = *start;
+    if (field == 5) std::from_chars(start, p, out.pgid);
+    if (field == 6) std::from_chars(start, p, out.sid);
+    if (field == 22) std::from_chars(start, p, out.start_ticks);
+  }
+  return true;
+}
+
 }  // namespace
+
+std::optional<ProcessIdentity> read_identity(pid_t pid, const std::string& proc_root) {
+  char path[64];
+  if (proc_root == "/proc") {
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  } else if (std::snprintf(path, sizeof path, "%s/%d/stat", proc_root.c_str(), static_cast<int>(pid)) >= 64) {
+    return std::nullopt;
+  }
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  ProcessIdentity id;
+  id.pid = pid;
+  if (n <= 0 || !parse_identity(std::string_view(buf, static_cast<size_t>(n)), id)) return std::nullopt;
+  return id;
+}
+
+std::vector<ProcessIdentity> list_identities(const std::string& proc_root) {
+  std::vector<ProcessIdentity> out;
+  for_each_pid(proc_root, [&](pid_t pid) {
+    if (auto id = read_identity(pid, proc_root)) out.push_back(*id);
+  });
+  return out;
+}
 
 std::vector<ProcessInfo> list_processes(const std::string& proc_root) {
   Context ctx = make_context(proc_root);

@@ -45,6 +45,23 @@ bool reset_peak_rss(pid_t pid, const std::string& proc_root = "/proc");
 /// VmHWM of `pid`: its peak resident set since start or the last reset, in KiB.
 core::Result<uint64_t> peak_rss_kib(pid_t pid, const std::string& proc_root = "/proc");
 
+/// Who a process is, beyond its pid: its session, its group and when it started (clock
+/// ticks since boot), which together tell a live process from a later one that reused
+/// its pid.
+struct ProcessIdentity {
+  pid_t pid = 0;
+  pid_t pgid = 0;
+  pid_t sid = 0;
+  uint64_t start_ticks = 0;
+  char state = '?';  ///< Z: a zombie, already dead
+};
+
+/// `pid`'s identity from one read of /proc/<pid>/stat; nullopt if it does not exist.
+/// Cheap enough for every spawn (one open, one read).
+std::optional<ProcessIdentity> read_identity(pid_t pid, const std::string& proc_root = "/proc");
+/// The identity of every process visible in `proc_root`.
+std::vector<ProcessIdentity> list_identities(const std::string& proc_root = "/proc");
+
 /// A signal by name ("TERM", "SIGKILL", "9"); invalid_argument otherwise.
 core::Result<int> parse_signal(const std::string& name);
 

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ struct ChildFailure {
   int err;
 };
 
-enum Stage { kSetsid = 1, kDup, kChdir, kGroups, kSetgid, kSetuid, kExec };
+enum Stage { kSetsid = 1, kDup, kChdir, kGroups, kSetgid, kSetuid, kExec, kParentGone, kCloseFds };
 
 const char* stage_name(int stage) {
   switch (stage) {
@@ -35,6 +36,8 @@ const char* stage_name(int stage) {
     case kSetgid: return "setting the group";
     case kSetuid: return "setting the user";
     case kExec: return "exec";
+    case kParentGone: return "watching the daemon (it is exiting)";
+    case kCloseFds: return "closing inherited descriptors";
   }
   return "starting";
 }
@@ -57,7 +60,57 @@ struct ChildPlan {
   int n_groups;
   gid_t primary_gid;
   const sigset_t* reset_signals;  // dispositions that are not SIG_DFL in the daemon
+  pid_t parent;                   // the daemon, to notice it died before PDEATHSIG was set
 };
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+// Marks every descriptor from 3 up close-on-exec, whoever opened it (httplib's sockets,
+// ZeroMQ's, whatever the daemon inherited): execve then leaves the child exactly its
+// stdio. Marking rather than closing keeps the error-report pipe usable until execve.
+// The child has its own copy of the descriptor table (no CLONE_FILES), so this does not
+// touch the daemon's. Async-signal-safe: raw syscalls and a buffer on this stack only.
+bool cloexec_from_3() {
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return true;
+  // Before Linux 5.11: walk /proc/self/fd with getdents64 (opendir would allocate).
+  const int dir = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir < 0) {
+    // No /proc: every possible descriptor, one fcntl each.
+    const long max = sysconf(_SC_OPEN_MAX);
+    for (int fd = 3; fd < (max > 0 ? max : 65536); ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return true;
+  }
+  alignas(8) char buf[2048];
+  for (;;) {
+    const long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+    if (n < 0) {
+      close(dir);
+      return false;
+    }
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[]
+      unsigned short reclen = 0;
+      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char* name = buf + off + 19;
+      int fd = 0;
+      bool digits = *name != '\0';
+      for (const char* c = name; *c != '\0'; ++c) {
+        if (*c < '0' || *c > '9') {
+          digits = false;
+          break;
+        }
+        fd = fd * 10 + (*c - '0');
+      }
+      if (digits && fd >= 3 && fd != dir) fcntl(fd, F_SETFD, FD_CLOEXEC);
+      off += reclen;
+    }
+  }
+  close(dir);
+  return true;
+}
 
 // Signals whose disposition in this process is not the default, so the child (which
 // runs while the parent waits) resets only those. Read once: the daemon sets its
@@ -92,12 +145,22 @@ int run_child(void* arg) {
     child_fail(p.report_fd, kDup);
   }
   if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(p.report_fd, kChdir);
+  if (!cloexec_from_3()) child_fail(p.report_fd, kCloseFds);
   if (o.uid) {
     if (setgroups(static_cast<size_t>(p.n_groups), p.groups) != 0) child_fail(p.report_fd, kGroups);
     if (setgid(p.primary_gid) != 0) child_fail(p.report_fd, kSetgid);
     if (setuid(*o.uid) != 0) child_fail(p.report_fd, kSetuid);
   } else if (o.gid) {
     if (setgid(*o.gid) != 0) child_fail(p.report_fd, kSetgid);
+  }
+  // Die with the daemon, even on SIGKILL. Set after the uid/gid switch, which clears
+  // it. Linux sends it when the *thread* that cloned us exits: ChildReaper spawns on a
+  // thread that lives as long as the daemon. If the daemon is already gone we were
+  // re-parented before the signal was armed: nobody would ever stop us.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(p.report_fd, kParentGone);
+  if (getppid() != p.parent) {
+    errno = ESRCH;
+    child_fail(p.report_fd, kParentGone);
   }
   int exec_errno = ENOENT;
   for (const auto& c : *p.candidates) {
@@ -220,7 +283,7 @@ core::Result<Child> spawn(const SpawnOptions& o) {
   const int child_out = to_file ? out_file : out_pipe[1];
   const int child_err = to_file ? out_file : o.merge_stderr ? out_pipe[1] : err_pipe[1];
   ChildPlan plan{&o,        argv.data(), envp.data(), &candidates, o.stdin_pipe ? in_pipe[0] : devnull,
-                 child_out, child_err,   report[1],   groups,      n_groups, primary_gid, &reset_signals};
+                 child_out, child_err,   report[1],   groups,      n_groups, primary_gid, &reset_signals, ::getpid()};
   constexpr size_t kChildStack = 64 * 1024;
   std::unique_ptr<char[]> stack(new char[kChildStack]);
   sigset_t all_signals, saved_mask;

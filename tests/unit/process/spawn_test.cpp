@@ -2,6 +2,7 @@
 // stdin, errors that name the failing step.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -114,4 +115,46 @@ TEST_CASE("parse_signal takes names with or without SIG, and numbers") {
   CHECK(process::parse_signal("2").value() == SIGINT);
   CHECK_FALSE(process::parse_signal("NOPE"));
   CHECK_FALSE(process::parse_signal("999"));
+}
+
+TEST_CASE("the child gets only its stdio, whatever the parent left open without CLOEXEC") {
+  int leaked[2];
+  REQUIRE(pipe(leaked) == 0);  // no O_CLOEXEC: as a library or a careless parent would
+  // ls lists its own: 0-2 and the directory it reads, which takes the lowest free number.
+  auto child = process::spawn(shell("exec ls /proc/self/fd"));
+  REQUIRE(child);
+  CHECK(read_all(child->stdout_fd.get()) == "0\n1\n2\n3\n");
+  waitpid(child->pid, nullptr, 0);
+  close(leaked[0]);
+  close(leaked[1]);
+}
+
+TEST_CASE("the child dies with the process that started it, even on SIGKILL") {
+  int report[2];
+  REQUIRE(pipe2(report, O_CLOEXEC) == 0);
+  const pid_t parent = fork();
+  REQUIRE(parent >= 0);
+  if (parent == 0) {
+    auto child = process::spawn(shell("exec sleep 1000"));
+    const pid_t pid = child ? child->pid : -1;
+    if (write(report[1], &pid, sizeof pid) != sizeof pid) _exit(1);
+    pause();  // killed below
+    _exit(0);
+  }
+  close(report[1]);
+  pid_t grandchild = -1;
+  REQUIRE(read(report[0], &grandchild, sizeof grandchild) == sizeof grandchild);
+  close(report[0]);
+  REQUIRE(grandchild > 0);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  // Re-parented to init or a subreaper, then killed: gone or a zombie within a second.
+  bool dead = false;
+  for (int i = 0; i < 100 && !dead; ++i) {
+    auto info = process::read_identity(grandchild);
+    dead = !info || info->state == 'Z';
+    if (!dead) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(dead);
+  if (!dead) kill(grandchild, SIGKILL);
 }
