@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 
+#include "api/query_params.hpp"
 #include "api/request_fields.hpp"
 #include "http/json_io.hpp"
 
@@ -13,9 +15,13 @@ namespace {
 
 constexpr size_t kChunk = 256 * 1024;
 
+// Digits only; a number too large for 64 bits saturates (a Range end or suffix past any
+// file size means "to the end", RFC 9110 §14.1.2).
 bool parse_u64(std::string_view s, uint64_t& v) {
+  if (s.empty() || s.find_first_not_of("0123456789") != std::string_view::npos) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+  if (ec == std::errc::result_out_of_range) v = UINT64_MAX;
+  return true;
 }
 
 std::string trim(std::string_view s) {
@@ -42,50 +48,63 @@ std::string content_disposition(const std::string& abs) {
   return "attachment; filename=\"" + enc + "\"; filename*=UTF-8''" + enc;
 }
 
-// Selected lines (1-based `offset`, at most `limit`), joined by '\n' without a trailing
-// one, "\r\n" read as one terminator; streamed so a huge file is never held whole.
 void serve_lines(httplib::Response& res, std::shared_ptr<core::UniqueFd> fd, uint64_t offset, uint64_t limit) {
   struct State {
-    std::string partial;
-    uint64_t line = 0;  // lines completed so far
-    uint64_t emitted = 0;
+    LineSelector lines;
     off_t pos = 0;
-    bool eof = false;
   };
-  auto st = std::make_shared<State>();
+  auto st = std::make_shared<State>(State{LineSelector(offset, limit), 0});
   res.status = 200;
-  res.set_chunked_content_provider("text/plain; charset=utf-8", [fd, st, offset, limit](size_t, httplib::DataSink& sink) {
-    auto emit = [&](std::string line, std::string& out) {
-      ++st->line;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (st->line < offset || (limit > 0 && st->emitted >= limit)) return;
-      if (st->emitted++ > 0) out += '\n';
-      out += line;
-    };
+  res.set_chunked_content_provider("text/plain; charset=utf-8", [fd, st](size_t, httplib::DataSink& sink) {
     std::string out;
-    if (!st->eof && (limit == 0 || st->emitted < limit)) {
-      std::string buf(kChunk, '\0');
-      const ssize_t n = ::pread(fd->get(), buf.data(), buf.size(), st->pos);
-      if (n > 0) {
-        st->pos += n;
-        std::string_view chunk(buf.data(), static_cast<size_t>(n));
-        for (size_t nl; (nl = chunk.find('\n')) != std::string_view::npos; chunk.remove_prefix(nl + 1)) {
-          emit(st->partial + std::string(chunk.substr(0, nl)), out);
-          st->partial.clear();
-        }
-        st->partial.append(chunk);
-      } else {
-        st->eof = true;
-        if (!st->partial.empty()) emit(std::move(st->partial), out);
-      }
+    std::string buf(kChunk, '\0');
+    const ssize_t n = ::pread(fd->get(), buf.data(), buf.size(), st->pos);
+    const bool eof = n <= 0;
+    if (eof) {
+      st->lines.finish(out);
+    } else {
+      st->pos += n;
+      st->lines.feed(std::string_view(buf.data(), static_cast<size_t>(n)), out);
     }
     if (!out.empty() && !sink.write(out.data(), out.size())) return false;
-    if (st->eof || (limit > 0 && st->emitted >= limit)) sink.done();
+    if (eof || st->lines.done()) sink.done();
     return true;
   });
 }
 
 }  // namespace
+
+void LineSelector::feed(std::string_view chunk, std::string& out) {
+  while (!chunk.empty() && !done()) {
+    const size_t nl = chunk.find('\n');
+    std::string_view text = chunk.substr(0, nl);
+    if (selected() && (!text.empty() || nl != std::string_view::npos || held_cr_)) {
+      if (!line_open_) {
+        if (emitted_++ > 0) out += '\n';
+        line_open_ = true;
+      }
+      if (held_cr_ && !text.empty()) out += '\r';  // it was text, not half of "\r\n"
+      held_cr_ = false;
+      if (!text.empty() && text.back() == '\r') {
+        text.remove_suffix(1);
+        held_cr_ = true;
+      }
+      out.append(text);
+    } else if (!text.empty()) {
+      held_cr_ = text.back() == '\r';
+    }
+    if (nl == std::string_view::npos) return;
+    held_cr_ = false;
+    line_open_ = false;
+    ++line_;
+    chunk.remove_prefix(nl + 1);
+  }
+}
+
+void LineSelector::finish(std::string& out) {
+  (void)out;  // a held '\r' ends the last line, as "\r\n" would
+  held_cr_ = false;
+}
 
 core::Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size) {
   const std::string h = trim(header);
@@ -134,16 +153,11 @@ void register_download_routes(http::HttpServer& server, std::shared_ptr<files::F
       if (has_range) {
         return http::write_error(res, core::make_error(core::Errc::invalid_argument, "use either Range or offset/limit, not both"));
       }
-      uint64_t offset = 1, limit = 0;
-      for (const char* key : {"offset", "limit"}) {
-        if (!req.has_param(key)) continue;
-        uint64_t v = 0;
-        if (!parse_u64(req.get_param_value(key), v) || v < 1) {
-          return http::write_error(res, core::make_error(core::Errc::invalid_argument, std::string(key) + " must be an integer >= 1, got '" + req.get_param_value(key) + "'"));
-        }
-        (std::string(key) == "offset" ? offset : limit) = v;
-      }
-      return serve_lines(res, fd, offset, limit);
+      auto offset = uint_query(req, "offset", 1);
+      if (!offset) return http::write_error(res, offset.error());
+      auto limit = uint_query(req, "limit", 1);
+      if (!limit) return http::write_error(res, limit.error());
+      return serve_lines(res, fd, offset->value_or(1), limit->value_or(0));
     }
 
     const uint64_t size = file->size;

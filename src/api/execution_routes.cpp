@@ -1,6 +1,8 @@
 #include "api/execution_routes.hpp"
 
-#include <charconv>
+#include <optional>
+
+#include "api/query_params.hpp"
 
 #include "core/clock.hpp"
 #include "http/json_io.hpp"
@@ -8,19 +10,20 @@
 namespace execd::api {
 namespace {
 
-constexpr int64_t kMaxPollWaitMs = 30000;
+constexpr uint64_t kMaxPollWaitMs = 30000;
 constexpr size_t kMaxPollEvents = 1000;
 
-core::Result<int64_t> int_param(const httplib::Request& req, const std::string& name, int64_t fallback) {
-  if (!req.has_param(name)) return fallback;
-  const std::string text = req.get_param_value(name);
-  int64_t v = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || p != text.data() + text.size() || v < 0) {
-    return core::make_error(core::Errc::invalid_argument,
-                            "query parameter '" + name + "' must be a non-negative integer, got '" + text + "'");
+// The page's start: `after`, or `cursor` (the name of the field a JSON page answers with,
+// so clients pass it back under that name); both at once is ambiguous.
+core::Result<std::optional<uint64_t>> after_param(const httplib::Request& req) {
+  auto after = uint_query(req, "after");
+  if (!after) return after.error();
+  auto cursor = uint_query(req, "cursor");
+  if (!cursor) return cursor.error();
+  if (*after && *cursor) {
+    return core::make_error(core::Errc::invalid_argument, "give either query parameter 'after' or 'cursor', not both");
   }
-  return v;
+  return *after ? *after : *cursor;
 }
 
 }  // namespace
@@ -50,16 +53,29 @@ void register_execution_routes(http::HttpServer& server, std::shared_ptr<exec::E
                             core::make_error(core::Errc::not_found, "execution not found: " + std::string(req.matches[1])));
           return;
         }
-        if (req.get_param_value("format") != "json") {
-          http::stream_events(res, e->log(), exec::Cursor{http::resume_after(req)}, server.sse_options());
+        // Every numeric parameter is checked whatever the format: a bad one is a 400
+        // naming it, never read as absent.
+        auto after = after_param(req);
+        if (!after) return http::write_error(res, after.error());
+        auto wait_ms = uint_query(req, "wait_ms");
+        if (!wait_ms) return http::write_error(res, wait_ms.error());
+        auto limit = uint_query(req, "limit", 1, kMaxPollEvents);
+        if (!limit) return http::write_error(res, limit.error());
+        const std::string format = req.get_param_value("format");
+        if (req.has_param("format") && format != "json") {
+          return http::write_error(res, core::make_error(core::Errc::invalid_argument,
+                                                         "query parameter 'format' must be 'json' (or absent for SSE), got '" +
+                                                             format.substr(0, 40) + "'"));
+        }
+        if (format != "json") {
+          const bool has_header = !req.get_header_value("Last-Event-ID").empty();
+          const uint64_t start = has_header ? http::resume_after(req) : after->value_or(0);
+          http::stream_events(res, e->log(), exec::Cursor{start}, server.sse_options());
           return;
         }
-        auto after = int_param(req, "after", 0);
-        auto wait_ms = int_param(req, "wait_ms", 0);
-        if (!after) return http::write_error(res, after.error());
-        if (!wait_ms) return http::write_error(res, wait_ms.error());
-        exec::Cursor cursor{static_cast<uint64_t>(*after)};
-        auto batch = e->log()->read(cursor, kMaxPollEvents, std::chrono::milliseconds(std::min(*wait_ms, kMaxPollWaitMs)));
+        exec::Cursor cursor{after->value_or(0)};
+        const auto wait = std::chrono::milliseconds(std::min<uint64_t>(wait_ms->value_or(0), kMaxPollWaitMs));
+        auto batch = e->log()->read(cursor, limit->value_or(kMaxPollEvents), wait);
         // Events are stored as their wire JSON; splice them into the array unparsed.
         std::string body = "{\"events\":[";
         for (size_t i = 0; i < batch.events.size(); ++i) {

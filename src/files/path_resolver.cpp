@@ -2,12 +2,14 @@
 
 #include "core/path_expand.hpp"
 
+#include <linux/limits.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -93,6 +95,23 @@ core::Result<std::string> PathResolver::absolute(const std::string& user_path) c
     p = std::string(cwd) + "/" + p;
   }
   p = normalise(p);
+  // The kernel would refuse these with ENAMETOOLONG at some step, and a step that
+  // answers "not found" instead would make a delete look successful: refuse them here,
+  // naming the limit.
+  if (p.size() >= PATH_MAX) {
+    return core::make_error(core::Errc::invalid_argument, "path is " + std::to_string(p.size()) + " bytes long; at most " +
+                                                              std::to_string(PATH_MAX - 1) + " are allowed (PATH_MAX)");
+  }
+  for (size_t i = 1; i < p.size();) {
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    if (j - i > NAME_MAX) {
+      return core::make_error(core::Errc::invalid_argument, "path component '" + p.substr(i, 40) + "...' is " +
+                                                                std::to_string(j - i) + " bytes long; at most " +
+                                                                std::to_string(NAME_MAX) + " are allowed (NAME_MAX)");
+    }
+    i = j + 1;
+  }
   if (!root_.empty() && !is_within(p, root_)) {
     return core::make_error(core::Errc::forbidden, "path is outside the files root " + root_ + ": " + user_path);
   }

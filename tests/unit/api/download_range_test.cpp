@@ -27,3 +27,17 @@ TEST_CASE("Range: closed, open, suffix, clamped, first of a list; errors outside
   CHECK_FALSE(parse_range("bytes=-0", 100));
   CHECK_FALSE(parse_range("bytes=-5", 0));
 }
+
+TEST_CASE("Range: numbers past 64 bits mean the end (or past it), never a malformed header") {
+  auto r = parse_range("bytes=10-99999999999999999999999", 100).value();
+  CHECK(r->start == 10);
+  CHECK(r->end == 99);
+  r = parse_range("bytes=-99999999999999999999999", 100).value();
+  CHECK(r->start == 0);
+  CHECK(r->end == 99);
+  auto past = parse_range("bytes=99999999999999999999999-", 100);
+  REQUIRE_FALSE(past);
+  CHECK(past.error().message.find("past the end") != std::string::npos);
+  CHECK_FALSE(parse_range("bytes=+1-2", 100));
+  CHECK_FALSE(parse_range("bytes=1--2", 100));
+}
