@@ -38,6 +38,9 @@ http::ServerOptions server_options(const core::Config& c) {
   o.max_threads = c.http_threads;
   o.read_timeout = c.http_read_timeout;
   o.sse_keepalive = c.sse_keepalive;
+  o.max_request_bytes = c.max_request_bytes;
+  o.max_header_count = c.max_header_count;
+  o.max_header_bytes = c.max_header_bytes;
   return o;
 }
 

@@ -64,8 +64,64 @@ bool ConnectionStream::wait_for_request(std::chrono::milliseconds timeout, int s
 
 void ConnectionStream::begin_request() {
   in_head_ = true;
+  body_bounded_ = false;
+  byte_run_ = 0;
   head_line_length_ = 1;  // a leading blank line does not end the head
-  head_deadline_ = std::chrono::steady_clock::now() + read_timeout_;
+  deadline_ = std::chrono::steady_clock::now() + read_timeout_;
+}
+
+void ConnectionStream::bound_body(std::chrono::milliseconds within) {
+  body_bounded_ = true;
+  deadline_ = std::chrono::steady_clock::now() + within;
+}
+
+ConnectionStream::HeadWait ConnectionStream::peek_head(size_t max_bytes, std::string_view& head) {
+  size_t scanned = 0;  // bytes from begin_ already searched for the end
+  for (;;) {
+    const std::string_view have(buffer_.get() + begin_, buffered());
+    const size_t from = scanned > 3 ? scanned - 3 : 0;
+    const size_t pos = have.find("\r\n\r\n", from);
+    if (pos != std::string_view::npos) {
+      head = have.substr(0, pos + 4);
+      return head.size() > max_bytes ? HeadWait::too_large : HeadWait::ready;
+    }
+    scanned = have.size();
+    if (have.size() >= max_bytes) return HeadWait::too_large;
+    if (end_ == capacity_) {
+      if (begin_ > 0) {
+        std::memmove(buffer_.get(), buffer_.get() + begin_, buffered());
+      } else {
+        // Only a head limit above kBufferSize gets here: grow towards it.
+        const size_t grown = std::min(std::max(capacity_ * 2, kBufferSize), max_bytes + 4);
+        std::unique_ptr<char[]> bigger(new char[grown]);
+        std::memcpy(bigger.get(), buffer_.get() + begin_, buffered());
+        buffer_ = std::move(bigger);
+        capacity_ = grown;
+      }
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    const ssize_t n = receive(buffer_.get() + end_, capacity_ - end_);
+    if (n <= 0) return HeadWait::failed;
+    end_ += static_cast<size_t>(n);
+  }
+}
+
+void ConnectionStream::drain(size_t max_bytes, std::chrono::milliseconds max_time) {
+  begin_ = end_ = 0;
+  const auto deadline = std::chrono::steady_clock::now() + max_time;
+  for (size_t dropped = 0; dropped < max_bytes;) {
+    const ssize_t n = ::recv(fd_, buffer_.get(), capacity_, MSG_DONTWAIT);
+    if (n == 0) return;
+    if (n > 0) {
+      dropped += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || poll_for(POLLIN, left) <= 0) return;
+  }
 }
 
 void ConnectionStream::track_head(const char* p, size_t n) {
@@ -86,16 +142,10 @@ ssize_t ConnectionStream::receive(char* ptr, size_t size) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
     auto wait = read_timeout_;
-    const bool head_bound = in_head_ && head_deadline_ - std::chrono::steady_clock::now() < read_timeout_;
-    if (head_bound) {
-      wait = std::chrono::ceil<std::chrono::milliseconds>(head_deadline_ - std::chrono::steady_clock::now());
-      if (wait.count() <= 0) {
-        head_timed_out_ = true;
-        return -1;
-      }
-    }
-    const int r = poll_for(POLLIN, wait);
-    if (r == 0 && head_bound) head_timed_out_ = true;
+    const bool bounded = is_bounded() && deadline_ - std::chrono::steady_clock::now() < read_timeout_;
+    if (bounded) wait = std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    const int r = wait.count() <= 0 ? 0 : poll_for(POLLIN, wait);
+    if (r == 0 && bounded) (in_head_ ? head_timed_out_ : body_timed_out_) = true;
     if (r <= 0) return -1;
   }
 }
@@ -103,8 +153,8 @@ ssize_t ConnectionStream::receive(char* ptr, size_t size) {
 ssize_t ConnectionStream::read(char* ptr, size_t size) {
   if (size == 0) return 0;
   if (buffered() == 0) {
-    if (size >= kBufferSize && !in_head_) return receive(ptr, size);
-    const ssize_t n = receive(buffer_.get(), kBufferSize);
+    if (size >= capacity_ && !in_head_) return receive(ptr, size);
+    const ssize_t n = receive(buffer_.get(), capacity_);
     if (n <= 0) return n;
     begin_ = 0;
     end_ = static_cast<size_t>(n);
@@ -113,6 +163,13 @@ ssize_t ConnectionStream::read(char* ptr, size_t size) {
   std::memcpy(ptr, buffer_.get() + begin_, n);
   begin_ += n;
   if (in_head_) track_head(ptr, n);
+  // httplib reads lines a byte at a time into a growing string; bound them.
+  if (in_head_ || n != 1 || *ptr == '\n') {
+    byte_run_ = 0;
+  } else if (++byte_run_ > kMaxLineBytes) {
+    line_too_long_ = true;
+    return -1;
+  }
   return static_cast<ssize_t>(n);
 }
 

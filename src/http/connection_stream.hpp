@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <httplib.h>
 
@@ -20,9 +21,13 @@ namespace execd::http {
 /// The read timeout bounds each wait for bytes; a request's line and headers must also
 /// arrive, all of them, within one read timeout of the request's start, so a client
 /// trickling a byte now and then cannot hold a connection (and its thread) for ever.
+///
+/// Lines httplib reads a byte at a time (chunk sizes, trailers) are bounded by
+/// kMaxLineBytes: past it a read fails, where httplib would grow a string for ever.
 class ConnectionStream final : public httplib::Stream {
  public:
   static constexpr size_t kBufferSize = 64 * 1024;
+  static constexpr size_t kMaxLineBytes = 64 * 1024;
 
   /// Takes no ownership of `fd` (the server closes it).
   ConnectionStream(int fd, std::chrono::milliseconds read_timeout, std::chrono::milliseconds write_timeout);
@@ -45,6 +50,27 @@ class ConnectionStream final : public httplib::Stream {
   /// True when a read failed because the head's deadline passed (the connection should
   /// close: httplib answers 400 and would otherwise wait for another request).
   [[nodiscard]] bool head_timed_out() const { return head_timed_out_; }
+  /// True when a read failed on the head's or the body's deadline, or on a line longer
+  /// than kMaxLineBytes: the connection must close.
+  [[nodiscard]] bool is_spoiled() const { return head_timed_out_ || body_timed_out_ || line_too_long_; }
+
+  /// Outcome of peek_head().
+  enum class HeadWait { ready, too_large, failed };
+  /// Reads (within the head's deadline) until the buffer holds a whole request head —
+  /// through the first "\r\n\r\n" — and sets `head` to it without consuming it; the
+  /// buffer grows up to `max_bytes` if that is more than kBufferSize. too_large when
+  /// `max_bytes` bytes hold no end; failed on end of stream, error or deadline. Costs no
+  /// system call beyond the receives httplib would have made.
+  HeadWait peek_head(size_t max_bytes, std::string_view& head);
+
+  /// From now on, reads fail once `within` has passed (a body must arrive in time, not a
+  /// byte every read timeout). begin_request() lifts it.
+  void bound_body(std::chrono::milliseconds within);
+
+  /// Reads and drops what the peer still sends, up to `max_bytes` or `max_time`, so that
+  /// closing after an early answer does not reset the connection before the peer has
+  /// read that answer.
+  void drain(size_t max_bytes, std::chrono::milliseconds max_time);
 
   /// Waits up to `timeout` for the first byte of the next request on a kept-alive
   /// connection. False on timeout, end of stream, or once `stop_fd` (an eventfd, -1:
@@ -60,18 +86,25 @@ class ConnectionStream final : public httplib::Stream {
   ssize_t receive(char* ptr, size_t size);
   /// Follows the bytes handed out while reading the head, to see where it ends.
   void track_head(const char* p, size_t n);
+  /// True while reads are bound to deadline_ (the head, or a bounded body).
+  bool is_bounded() const { return in_head_ || body_bounded_; }
 
   int fd_;
   std::chrono::milliseconds read_timeout_;
   std::chrono::milliseconds write_timeout_;
   std::unique_ptr<char[]> buffer_;
+  size_t capacity_ = kBufferSize;
   size_t begin_ = 0;
   size_t end_ = 0;
   bool broken_ = false;
   bool in_head_ = false;
   bool head_timed_out_ = false;
+  bool body_bounded_ = false;
+  bool body_timed_out_ = false;
+  bool line_too_long_ = false;
   size_t head_line_length_ = 0;  // characters since the last '\n', '\r' not counted
-  std::chrono::steady_clock::time_point head_deadline_;
+  size_t byte_run_ = 0;          // one-byte reads since the last '\n'
+  std::chrono::steady_clock::time_point deadline_;
 };
 
 }  // namespace execd::http

@@ -30,4 +30,27 @@ HttpError map_error(core::Errc errc) {
   return {500, "RUNTIME_ERROR"};
 }
 
+HttpError map_protocol_status(int status) {
+  switch (status) {
+    case 413: return map_error(core::Errc::too_large);
+    case 414: return {414, "URI_TOO_LONG"};
+    case 416: return map_error(core::Errc::range_not_satisfiable);
+    case 431: return {431, "HEADERS_TOO_LARGE"};
+    case 501: return map_error(core::Errc::not_supported);
+    default: return {status, map_error(core::Errc::invalid_argument).code};
+  }
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    default: return "Error";
+  }
+}
+
 }  // namespace execd::http

@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "core/bytes.hpp"
 #include "http/elastic_thread_pool.hpp"
 #include "http/json_io.hpp"
@@ -37,6 +39,11 @@ HttpServer::Method method_of(const std::string& m) {
   return HttpServer::Method::get;
 }
 
+bool has_body_to_read() {
+  const HeadInfo* head = BufferedServer::current_head();
+  return head == nullptr || head->has_body();
+}
+
 }  // namespace
 
 HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), server_(std::make_unique<BufferedServer>()) {
@@ -47,6 +54,10 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
   s.set_keep_alive_max_count(100000);
   s.set_keep_alive_timeout(5);
   s.set_read_timeout(options_.read_timeout);
+  HeadLimits limits;
+  limits.max_header_count = options_.max_header_count;
+  limits.max_head_bytes = options_.max_header_bytes;
+  s.set_head_limits(limits);
   s.set_write_timeout(std::chrono::seconds(30));
   s.set_socket_options([this](socket_t sock) {
     // Not httplib's default: it sets SO_REUSEPORT, which would let a second daemon
@@ -58,6 +69,7 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
 
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (is_authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
+    if (has_body_to_read()) BufferedServer::close_after_response(res);  // the body stays unread
     write_error(res, core::make_error(core::Errc::unauthorized,
                                       std::string("invalid or missing header ") + kTokenHeader));
     return httplib::Server::HandlerResponse::Handled;
@@ -120,32 +132,124 @@ bool HttpServer::path_matches_other_method(const std::string& path, Method excep
   return !allow.empty();
 }
 
+bool HttpServer::read_body(const httplib::Request& req, httplib::Response& res,
+                           const httplib::ContentReader& reader) const {
+  // RFC 9112 6.3: a request with neither Content-Length nor chunked has no body; httplib
+  // would read one until the peer closes.
+  if (!has_body_to_read()) return true;
+  const uint64_t cap = options_.max_request_bytes;
+  const HeadInfo* head = BufferedServer::current_head();
+  const uint64_t announced = head != nullptr ? head->content_length.value_or(0) : 0;
+  if (announced > cap) {
+    BufferedServer::close_after_response(res);
+    write_error(res, core::make_error(core::Errc::too_large, "request body of " + std::to_string(announced) +
+                                                                 " bytes is over the limit of " + std::to_string(cap) +
+                                                                 " (--max-request-bytes)"));
+    return false;
+  }
+  BufferedServer::bound_body(options_.read_timeout);
+  // httplib hands a multipart body to its own form parser even through a ContentReader;
+  // relabelled for the read, the body comes to us as bytes. The Request is httplib's own
+  // non-const object.
+  auto& request = const_cast<httplib::Request&>(req);
+  std::vector<std::string> content_types;
+  const bool relabel = req.is_multipart_form_data();
+  if (relabel) {
+    auto [first, last] = request.headers.equal_range("Content-Type");
+    for (auto it = first; it != last; ++it) content_types.push_back(std::exchange(it->second, "application/octet-stream"));
+  }
+  std::string body;
+  body.reserve(static_cast<size_t>(announced));
+  bool over = false;
+  const bool done = reader([&](const char* data, size_t len) {
+    if (body.size() + len > cap) {
+      over = true;
+      return false;
+    }
+    body.append(data, len);
+    return true;
+  });
+  if (relabel) {
+    auto [first, last] = request.headers.equal_range("Content-Type");
+    for (size_t i = 0; first != last && i < content_types.size(); ++first, ++i) first->second = content_types[i];
+  }
+  if (over || !done) {
+    BufferedServer::close_after_response(res);
+    write_error(res, over ? core::make_error(core::Errc::too_large, "request body is over the limit of " +
+                                                                        std::to_string(cap) + " bytes (--max-request-bytes)")
+                          : core::make_error(core::Errc::invalid_argument,
+                                             "request body was cut off, malformed, in an unsupported Content-Encoding, "
+                                             "or not received within the read timeout"));
+    return false;
+  }
+  request.body = std::move(body);
+  return true;
+}
+
 void HttpServer::route(Method method, const std::string& pattern, Handler handler) {
   routes_.push_back({method, std::regex(pattern)});
   auto& s = *server_;
+  if (method == Method::get || method == Method::options) {
+    if (method == Method::get) s.Get(pattern, std::move(handler));
+    else s.Options(pattern, std::move(handler));
+    return;
+  }
+  // Routes with a body read it through a ContentReader: httplib neither buffers it
+  // unbounded nor form-parses it (with an 8 KiB cap) when it is labelled urlencoded.
+  auto with_body = [this, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res,
+                                                         const httplib::ContentReader& reader) {
+    if (read_body(req, res, reader)) handler(req, res);
+  };
   switch (method) {
-    case Method::get: s.Get(pattern, std::move(handler)); break;
-    case Method::post: s.Post(pattern, std::move(handler)); break;
-    case Method::put: s.Put(pattern, std::move(handler)); break;
-    case Method::patch: s.Patch(pattern, std::move(handler)); break;
-    case Method::del: s.Delete(pattern, std::move(handler)); break;
-    case Method::options: s.Options(pattern, std::move(handler)); break;
+    case Method::post: s.Post(pattern, std::move(with_body)); break;
+    case Method::put: s.Put(pattern, std::move(with_body)); break;
+    case Method::patch: s.Patch(pattern, std::move(with_body)); break;
+    case Method::del: s.Delete(pattern, std::move(with_body)); break;
+    default: break;
   }
 }
 
 void HttpServer::route_streaming(Method method, const std::string& pattern, ReaderHandler handler) {
   routes_.push_back({method, std::regex(pattern)});
   auto& s = *server_;
+  auto tracked = [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res,
+                                                const httplib::ContentReader& reader) {
+    const bool has_body = has_body_to_read();
+    bool finished = !has_body;
+    httplib::ContentReader once(
+        [&](httplib::ContentReceiver receiver) {
+          if (!has_body) return true;
+          finished = reader(std::move(receiver));
+          return finished;
+        },
+        [&](httplib::MultipartContentHeader header, httplib::ContentReceiver receiver) {
+          if (!has_body) return true;
+          finished = reader(std::move(header), std::move(receiver));
+          return finished;
+        });
+    handler(req, res, once);
+    if (!finished) BufferedServer::close_after_response(res);  // the rest would read as a request
+  };
   switch (method) {
-    case Method::post: s.Post(pattern, std::move(handler)); break;
-    case Method::put: s.Put(pattern, std::move(handler)); break;
-    case Method::patch: s.Patch(pattern, std::move(handler)); break;
-    case Method::del: s.Delete(pattern, std::move(handler)); break;
+    case Method::post: s.Post(pattern, std::move(tracked)); break;
+    case Method::put: s.Put(pattern, std::move(tracked)); break;
+    case Method::patch: s.Patch(pattern, std::move(tracked)); break;
+    case Method::del: s.Delete(pattern, std::move(tracked)); break;
     default: spdlog::critical("http: streaming routes take a body; {} {} ignored", method_name(method), pattern);
   }
 }
 
 core::Result<int> HttpServer::bind() {
+  // Last in each list: a body-method request no route matched gets its 404/405 (from the
+  // error handler) without httplib reading its body into memory first.
+  auto unmatched = [](const httplib::Request&, httplib::Response& res, const httplib::ContentReader&) {
+    if (has_body_to_read()) BufferedServer::close_after_response(res);
+    res.status = 404;
+  };
+  server_->Post(".*", unmatched);
+  server_->Put(".*", unmatched);
+  server_->Patch(".*", unmatched);
+  server_->Delete(".*", unmatched);
   int port = options_.port;
   if (port == 0) {
     port = server_->bind_to_any_port(options_.host);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -23,6 +24,9 @@ struct ServerOptions {
   size_t max_threads = 4096;
   std::chrono::seconds read_timeout{30};
   std::chrono::milliseconds sse_keepalive{3000};
+  uint64_t max_request_bytes = 4ull << 20;  ///< bodies of route(): larger is 413, unread
+  size_t max_header_count = 100;            ///< more is 431
+  size_t max_header_bytes = 64 * 1024;      ///< request line + headers; more is 431
 };
 
 /// The HTTP transport: cpp-httplib wired the way every route needs it. It owns the
@@ -43,8 +47,13 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   /// `pattern` is a regex over the path (httplib's routing). GET routes also answer HEAD.
+  /// For methods with a body, the handler finds it in `req.body`, whatever the
+  /// Content-Type says (never form-parsed): read before the handler runs, at most
+  /// max_request_bytes (a larger Content-Length is 413 before a byte is read; a chunked
+  /// body is cut off at the cap with 413), all of it within the read timeout.
   void route(Method method, const std::string& pattern, Handler handler);
-  /// A route that reads its body as a stream (uploads) instead of buffering it.
+  /// A route that reads its body as a stream (uploads) instead of buffering it; no size
+  /// cap here. A body the handler leaves unread closes the connection after the answer.
   void route_streaming(Method method, const std::string& pattern, ReaderHandler handler);
 
   /// Binds the listener; returns the bound port (useful with port 0).
@@ -60,6 +69,9 @@ class HttpServer {
 
  private:
   bool is_authorized(const httplib::Request& req) const;
+  /// Reads the body of a route() request into req.body under the cap; false when it
+  /// wrote an error instead.
+  bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) const;
   bool path_matches_other_method(const std::string& path, Method except, std::string& allow) const;
 
   ServerOptions options_;

@@ -1,5 +1,6 @@
 #include "http/json_io.hpp"
 
+#include "core/json_parse.hpp"
 #include "exec/event.hpp"
 #include "http/error_mapping.hpp"
 
@@ -21,11 +22,9 @@ core::Result<nlohmann::json> parse_json_body(const httplib::Request& req, bool a
     if (allow_empty) return nlohmann::json::object();
     return core::make_error(core::Errc::invalid_argument, "request body is empty; expected a JSON object");
   }
-  try {
-    return nlohmann::json::parse(req.body);
-  } catch (const nlohmann::json::parse_error& e) {
-    return core::make_error(core::Errc::invalid_argument, std::string("request body is not valid JSON: ") + e.what());
-  }
+  auto parsed = core::parse_json(req.body);
+  if (!parsed) return core::make_error(core::Errc::invalid_argument, "request body: " + parsed.error().message);
+  return parsed;
 }
 
 }  // namespace execd::http
