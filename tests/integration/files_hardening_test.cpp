@@ -4,6 +4,8 @@
 // strict numeric query parameters, and a line read of a file without newlines.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -229,4 +231,37 @@ TEST_CASE("a line read of a file without newlines does not hold the file in memo
   const long after = peak_rss_kib(d.pid());
   INFO("peak RSS before " << before << " KiB, after " << after << " KiB");
   CHECK(after - before < 32 * 1024);
+}
+
+TEST_CASE("walks stop at 1024 levels: a deeper tree is listed and searched to there, and rm -rf refuses it") {
+  TempDir dir;
+  // 1100 levels, built one openat at a time as a user's mkdir/cd loop would.
+  fs::create_directory(dir.path() / "t");
+  int fd = ::open((dir.path() / "t").c_str(), O_RDONLY | O_DIRECTORY);
+  REQUIRE(fd >= 0);
+  for (int i = 0; i < 1100; ++i) {
+    REQUIRE(::mkdirat(fd, "d", 0755) == 0);
+    const int sub = ::openat(fd, "d", O_RDONLY | O_DIRECTORY);
+    REQUIRE(sub >= 0);
+    ::close(fd);
+    fd = sub;
+  }
+  const int bottom = ::openat(fd, "bottom.txt", O_CREAT | O_WRONLY, 0644);
+  REQUIRE(bottom >= 0);
+  ::close(bottom);
+  ::close(fd);
+  std::ofstream(dir.path() / "t" / "top.txt") << "x";
+  DaemonProcess d;
+  auto listed = d.client()->Get("/directories/list?path=" + enc((dir.path() / "t").string()) + "&depth=5000");
+  REQUIRE(listed);
+  REQUIRE(listed->status == 200);
+  CHECK(json::parse(listed->body).size() == 1025);  // top.txt and 1024 levels of d
+  CHECK(search(d, (dir.path() / "t").string(), "*.txt") == std::set<std::string>{"top.txt"});
+  check_error(d.client()->Delete("/directories?path=" + enc((dir.path() / "t").string())), 400, "INVALID_REQUEST_BODY",
+              "1024 levels");
+  CHECK(fs::exists(dir.path() / "t" / "d" / "d"));
+  auto ping = d.client()->Get("/ping");
+  REQUIRE(ping);
+  CHECK(ping->status == 200);
+  execd::test::shell_output("rm -rf '" + (dir.path() / "t").string() + "'");
 }
