@@ -136,6 +136,8 @@ void Command::finish(int wait_status, const rusage& usage) {
       fd.reset();
     }
   }
+  // No more output: a retained command keeps its bytes but no descriptor.
+  output_->seal();
   emit_lines(stdout_lines_.finish(), false);
   emit_lines(stderr_lines_.finish(), true);
   if (timeout_timer_) reactor_->cancel(*timeout_timer_);

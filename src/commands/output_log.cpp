@@ -16,10 +16,10 @@
 namespace execd::commands {
 namespace {
 
-int open_temp(const std::string& dir) {
-  const int fd = core::open_unlinked_temp(dir).release();
-  if (fd < 0) spdlog::error("cannot create a command output file in {}: {}", dir.empty() ? "$TMPDIR" : dir, std::strerror(errno));
-  return fd;
+std::unique_ptr<core::ReopenableFile> open_temp(const std::string& dir) {
+  auto file = core::ReopenableFile::create(dir);
+  if (!file) spdlog::error("cannot create a command output file in {}: {}", dir.empty() ? "$TMPDIR" : dir, std::strerror(errno));
+  return file;
 }
 
 bool pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
@@ -31,10 +31,9 @@ bool pwrite_all(int fd, std::string_view bytes, uint64_t offset) {
 }  // namespace
 
 bool OutputLog::spill() {
-  const int fd = open_temp(dir_);
-  if (fd < 0) return false;
-  fd_.reset(fd);
-  if (!pwrite_all(fd, head_, 0)) return false;
+  file_ = open_temp(dir_);
+  if (!file_) return false;
+  if (!pwrite_all(file_->write_fd(), head_, 0)) return false;
   head_.clear();
   head_.shrink_to_fit();
   spilled_.store(true, std::memory_order_release);
@@ -58,7 +57,7 @@ void OutputLog::append(std::string_view bytes) {
   }
   // Past the spill the file never changes identity, so writes need no lock; the size
   // is published only once the bytes are on disk.
-  if (!pwrite_all(fd_.get(), bytes, off)) {
+  if (!pwrite_all(file_->write_fd(), bytes, off)) {
     failed_ = true;
     return;
   }
@@ -75,10 +74,15 @@ std::string OutputLog::read(uint64_t offset, size_t max) const {
       return head_.substr(static_cast<size_t>(offset), want);
     }
   }
+  const auto fd = file_->reader();
+  if (!fd) {
+    spdlog::error("command output log: cannot open {}: {}", file_->path(), std::strerror(errno));
+    return {};
+  }
   std::string out(want, '\0');
   size_t got = 0;
   while (got < out.size()) {
-    const ssize_t n = ::pread(fd_.get(), out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
+    const ssize_t n = ::pread(fd->get(), out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       break;
@@ -87,6 +91,18 @@ std::string OutputLog::read(uint64_t offset, size_t max) const {
   }
   out.resize(got);
   return out;
+}
+
+}  // namespace execd::commands
+
+namespace execd::commands {
+
+void OutputLog::seal() {
+  if (file_) file_->seal();  // writer thread: file_ is its own
+}
+
+bool OutputLog::holds_descriptor() const {
+  return spilled_.load(std::memory_order_acquire) && file_->write_fd() >= 0;
 }
 
 }  // namespace execd::commands

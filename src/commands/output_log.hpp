@@ -8,16 +8,18 @@
 #include <string_view>
 
 #include "core/result.hpp"
-#include "core/unique_fd.hpp"
+#include "core/temp_file.hpp"
 
 namespace execd::commands {
 
 /// A command's combined stdout+stderr as raw bytes, in write order, for
 /// GET /command/{id}/logs?cursor=<byte offset>. The first kInMemory bytes stay in memory;
-/// past that everything moves to an unlinked temp file (page cache, not the daemon's
-/// heap), so gigabytes of output keep RSS flat and nothing is lost, while the common
-/// short command never pays for creating a file (inode allocation dominated the cost of
-/// a command start). One writer (the reactor thread), any number of readers.
+/// past that everything moves to a temp file (page cache, not the daemon's heap), so
+/// gigabytes of output keep RSS flat and nothing is lost, while the common short command
+/// never pays for creating a file (inode allocation dominated the cost of a command
+/// start). Once sealed (the command ended) it holds no descriptor: reads reopen the file
+/// (core::ReopenableFile), so retained commands cost none. One writer (the reactor
+/// thread), which also seals; any number of readers.
 class OutputLog {
  public:
   static constexpr size_t kInMemory = 16 * 1024;
@@ -31,6 +33,10 @@ class OutputLog {
   [[nodiscard]] uint64_t size() const { return size_.load(); }
   /// Up to `max` bytes from `offset`; empty at or past the end.
   [[nodiscard]] std::string read(uint64_t offset, size_t max) const;
+  /// No more output: gives up the file's descriptor (reads reopen it).
+  void seal();
+  /// True while a descriptor is held (for tests).
+  [[nodiscard]] bool holds_descriptor() const;
 
  private:
   bool spill();  // called with mu_ held
@@ -38,7 +44,7 @@ class OutputLog {
   std::string dir_;
   mutable std::mutex mu_;   // guards head_ and the switch to the file
   std::string head_;        // all bytes while not spilled
-  core::UniqueFd fd_;       // set once, when spilled; never changes after
+  std::unique_ptr<core::ReopenableFile> file_;  // set once, when spilled; never changes after
   std::atomic<bool> spilled_{false};
   std::atomic<uint64_t> size_{0};
   bool failed_ = false;     // writer only

@@ -26,6 +26,8 @@ size_t cost(const Event& e) { return e.json.size() + e.type.size() + kEventOverh
 
 EventLog::EventLog(Options options) : options_(std::move(options)) {}
 
+EventLog::~EventLog() = default;  // removes the spill file
+
 uint64_t EventLog::append(Event event) {
   uint64_t seq = 0;
   {
@@ -50,8 +52,14 @@ uint64_t EventLog::close(Event terminal) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return 0;
+    // A log that already spills moves the rest of its events to the file as it closes:
+    // it may be retained for many minutes, and thousands of retained logs must not each
+    // keep their memory budget. (One that never spilled keeps its few events in memory:
+    // creating a file now would cost more than it saves.)
+    if (spill_ && !spill_failed_) spill_locked(0);
     seq = append_locked(std::move(terminal), /*may_spill=*/false);
     closed_ = true;
+    if (spill_) spill_->seal();
   }
   cv_.notify_all();
   return seq;
@@ -61,6 +69,7 @@ void EventLog::close() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
+    if (spill_) spill_->seal();
   }
   cv_.notify_all();
 }
@@ -90,6 +99,11 @@ uint64_t EventLog::spilled_count() const {
   return spilled_upto_;
 }
 
+bool EventLog::holds_descriptor() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return spill_ && spill_->write_fd() >= 0;
+}
+
 void EventLog::notify_readers() { cv_.notify_all(); }
 
 uint64_t EventLog::append_locked(Event event, bool may_spill) {
@@ -98,20 +112,21 @@ uint64_t EventLog::append_locked(Event event, bool may_spill) {
   memory_.push_back(std::move(event));
   // The terminal event never spills: a short execution with one large output event then
   // never pays for a spill file (its creation dominated a 1 MiB cell).
-  if (may_spill && memory_bytes_ > options_.memory_bytes && !spill_failed_) spill_locked();
+  if (may_spill && memory_bytes_ > options_.memory_bytes && !spill_failed_) spill_locked(options_.memory_bytes / 2);
   return last_seq_;
 }
 
-void EventLog::spill_locked() {
-  if (!spill_fd_.valid()) {
-    spill_fd_ = core::open_unlinked_temp(options_.spill_dir);
-    if (!spill_fd_.valid()) {
+void EventLog::spill_locked(size_t keep_bytes) {
+  if (!spill_) {
+    spill_ = core::ReopenableFile::create(options_.spill_dir);
+    if (!spill_) {
       spill_failed_ = true;
       spdlog::error("event log: cannot open a spill file ({}); keeping events in memory", std::strerror(errno));
       return;
     }
   }
-  // Spill down to half the budget so spilling happens in batches, not per event.
+  // Spill down to `keep_bytes` (half the budget while running, so spilling happens in
+  // batches, not per event).
   std::string buf;
   size_t n = 0;
   size_t freed = 0;
@@ -119,7 +134,7 @@ void EventLog::spill_locked() {
   uint64_t offset = spill_end_;
   // The newest event stays in memory (it is what live readers are about to read): memory
   // is bounded by the budget plus one event.
-  while (n + 1 < memory_.size() && memory_bytes_ - freed > options_.memory_bytes / 2) {
+  while (n + 1 < memory_.size() && memory_bytes_ - freed > keep_bytes) {
     const Event& e = memory_[n];
     if ((e.seq - 1) % kIndexStride == 0) new_index.push_back(offset);
     // One line per event: "<type>\t<json>\n". Compact JSON never holds a raw newline.
@@ -133,7 +148,7 @@ void EventLog::spill_locked() {
     ++n;
   }
   if (n == 0) return;
-  if (!core::write_all(spill_fd_.get(), buf)) {
+  if (!core::pwrite_all(spill_->write_fd(), buf, spill_end_)) {
     spill_failed_ = true;
     spdlog::error("event log: spill write failed ({}); keeping events in memory", std::strerror(errno));
     // The file may hold a partial tail past spill_end_; it is never read.
@@ -166,8 +181,14 @@ ReadResult EventLog::read(Cursor& cursor, size_t max_events, std::chrono::millis
       scan_from = slot * kIndexStride + 1;
     }
     const uint64_t upto = spilled_upto_;
+    // The writer's descriptor while open, else the file reopened for this read only.
+    const auto fd = spill_->reader();
     lock.unlock();
-    return read_spilled(cursor, max_events, upto, start, scan_from);
+    if (!fd) {
+      spdlog::error("event log: cannot open the spill file {}: {}", spill_->path(), std::strerror(errno));
+      return {};
+    }
+    return read_spilled(fd->get(), cursor, max_events, upto, start, scan_from);
   }
 
   ReadResult out;
@@ -183,7 +204,7 @@ ReadResult EventLog::read(Cursor& cursor, size_t max_events, std::chrono::millis
   return out;
 }
 
-ReadResult EventLog::read_spilled(Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
+ReadResult EventLog::read_spilled(int fd, Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
                                   uint64_t scan_from_seq) {
   ReadResult out;
   const uint64_t want = cursor.after + 1;
@@ -195,7 +216,7 @@ ReadResult EventLog::read_spilled(Cursor& cursor, size_t max_events, uint64_t sp
   while (seq <= spilled_upto && out.events.size() < max_events && bytes < kMaxReadBytes) {
     const size_t nl = buf.find('\n');
     if (nl == std::string::npos) {
-      const ssize_t n = ::pread(spill_fd_.get(), chunk.data(), chunk.size(), static_cast<off_t>(offset + buf.size()));
+      const ssize_t n = ::pread(fd, chunk.data(), chunk.size(), static_cast<off_t>(offset + buf.size()));
       if (n <= 0) {
         spdlog::error("event log: spill read failed at offset {}", offset + buf.size());
         break;

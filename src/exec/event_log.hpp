@@ -2,12 +2,13 @@
 
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "core/result.hpp"
-#include "core/unique_fd.hpp"
+#include "core/temp_file.hpp"
 #include "exec/event_source.hpp"
 
 namespace execd::exec {
@@ -17,10 +18,11 @@ namespace execd::exec {
 /// terminal event closes the log.
 ///
 /// Memory is bounded: when the events held in memory exceed `memory_bytes`, the oldest
-/// are written to an unlinked spill file and read back from it on demand, so a reader
-/// that attaches late (replay, Last-Event-ID) still sees every event while the daemon's
-/// memory stays flat. If the spill file cannot be written (disk full), events stay in
-/// memory and the failure is logged once.
+/// are written to a spill file and read back from it on demand, so a reader that attaches
+/// late (replay, Last-Event-ID) still sees every event while the daemon's memory stays
+/// flat. If the spill file cannot be written (disk full), events stay in memory and the
+/// failure is logged once. Once closed, the log holds no descriptor: readers open the
+/// spill file by name per read (core::ReopenableFile), so retained logs cost none.
 ///
 /// Disk is bounded too: past `max_bytes` of events (memory and spill together; 0 means
 /// unlimited) further events are dropped, after one `status` event that says so; the
@@ -32,12 +34,12 @@ class EventLog final : public EventSource {
  public:
   struct Options {
     size_t memory_bytes = 256 * 1024;
-    std::string spill_dir;  ///< empty: $TMPDIR or /tmp
+    std::string spill_dir;  ///< empty: $TMPDIR or /tmp (the daemon passes its runtime dir)
     uint64_t max_bytes = 0;  ///< events kept per log, memory + disk; 0: unlimited
   };
 
   explicit EventLog(Options options);
-  ~EventLog() override = default;
+  ~EventLog() override;
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
@@ -56,6 +58,8 @@ class EventLog final : public EventSource {
   [[nodiscard]] size_t memory_bytes() const;
   /// Events written to the spill file so far.
   [[nodiscard]] uint64_t spilled_count() const;
+  /// True while the log holds an open spill descriptor (for tests).
+  [[nodiscard]] bool holds_descriptor() const;
 
   ReadResult read(Cursor& cursor, size_t max_events, std::chrono::milliseconds wait) override;
 
@@ -66,8 +70,8 @@ class EventLog final : public EventSource {
   static constexpr uint64_t kIndexStride = 256;  // one spill offset kept per this many events
 
   uint64_t append_locked(Event event, bool may_spill = true);
-  void spill_locked();
-  ReadResult read_spilled(Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
+  void spill_locked(size_t keep_bytes);
+  ReadResult read_spilled(int fd, Cursor& cursor, size_t max_events, uint64_t spilled_upto, uint64_t start_offset,
                           uint64_t scan_from_seq);
 
   Options options_;
@@ -79,7 +83,7 @@ class EventLog final : public EventSource {
   bool closed_ = false;
   bool full_ = false;               // max_bytes reached: only the terminal event gets in
 
-  core::UniqueFd spill_fd_;
+  std::unique_ptr<core::ReopenableFile> spill_;  // created on the first spill
   bool spill_failed_ = false;
   uint64_t spilled_upto_ = 0;       // events 1..spilled_upto_ live in the spill file
   uint64_t spill_end_ = 0;          // bytes written to the spill file

@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -43,4 +46,30 @@ TEST_CASE("a reader polling while the writer appends sees every byte once, in or
   while (seen.size() < kTotal) seen += log.read(seen.size(), 4096);
   writer.join();
   CHECK(seen == pattern(0, kTotal));
+}
+
+TEST_CASE("a sealed log holds no descriptor; reads reopen its file, which goes with the log") {
+  const std::string dir = std::filesystem::temp_directory_path() / ("output-log-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    OutputLog log(dir);
+    const size_t total = OutputLog::kInMemory * 3;
+    log.append(pattern(0, total));
+    CHECK(log.holds_descriptor());
+    log.seal();
+    CHECK(!log.holds_descriptor());
+    CHECK(log.read(0, total) == pattern(0, total));
+    CHECK(log.read(total - 7, 100) == pattern(total - 7, 7));
+    CHECK(!std::filesystem::is_empty(dir));
+  }
+  CHECK(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a short log never makes a file; sealing it is harmless") {
+  OutputLog log("");
+  log.append("hello\n");
+  log.seal();
+  CHECK(!log.holds_descriptor());
+  CHECK(log.read(0, 100) == "hello\n");
 }

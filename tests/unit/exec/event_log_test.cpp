@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "exec/event_log.hpp"
@@ -92,8 +93,8 @@ TEST_CASE("past the memory budget, old events spill to disk and are replayed exa
   log.close(events::execution_complete(1));
   CHECK(log.spilled_count() > kEvents / 2);
   CHECK(log.memory_bytes() <= 4096 + 512);  // bounded, whatever was written
-  // The spill file is unlinked: nothing is left behind in the directory.
-  CHECK(std::filesystem::is_empty(dir.path()));
+  // The spill file is named (a closed log reopens it per read instead of holding a
+  // descriptor); it goes with the log (tested below).
 
   // A reader from the start gets every event, in order, with the right payloads.
   Cursor c;
@@ -199,4 +200,44 @@ TEST_CASE("past max_bytes events are dropped after one notice; the terminal even
   CHECK(all[all.size() - 2].type == "status");
   CHECK(all[all.size() - 2].json.find("event log full") != std::string::npos);
   CHECK(all.back().type == "execution_complete");
+}
+
+TEST_CASE("a closed log holds no spill descriptor, and its spilled events still read back in full") {
+  execd::test::TempDir dir;
+  EventLog log({1024, dir.str(), 0});
+  for (int i = 1; i <= 500; ++i) log.append(events::stdout_text("line " + std::to_string(i)));
+  REQUIRE(log.spilled_count() > 0);
+  CHECK(log.holds_descriptor());  // the writer keeps its file open while running
+  log.close(events::execution_complete(1));
+  CHECK(!log.holds_descriptor());
+  // A retained log keeps (nearly) nothing in memory: the rest moved to its file.
+  CHECK(log.memory_bytes() < 1024);
+  // The spill file is a named file in the spill dir until the log goes.
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  CHECK(files == 1);
+  Cursor c;
+  auto all = read_all(log, c);
+  REQUIRE(all.size() == 501);
+  CHECK(all[0].json.find(R"("text":"line 1")") != std::string::npos);
+  CHECK(all[499].json.find(R"("text":"line 500")") != std::string::npos);
+  CHECK(all[500].type == "execution_complete");
+  // A reader resuming in the middle (a cursor carrying a file offset) too.
+  Cursor mid;
+  mid.after = 0;
+  auto first = log.read(mid, 10, 0ms);
+  REQUIRE(first.events.size() == 10);
+  auto rest = read_all(log, mid);
+  CHECK(rest.size() == 491);
+}
+
+TEST_CASE("the spill file goes with the log") {
+  execd::test::TempDir dir;
+  {
+    EventLog log({1024, dir.str(), 0});
+    for (int i = 1; i <= 200; ++i) log.append(events::stdout_text("line " + std::to_string(i)));
+    log.close();
+    REQUIRE(log.spilled_count() > 0);
+  }
+  CHECK(std::filesystem::is_empty(dir.path()));
 }
