@@ -13,11 +13,15 @@ APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib pytho
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 
 # JavaScript/TypeScript kernels: tslab from the npm registry, in a prefix this Makefile
-# owns, registered as kernelspecs where Jupyter looks (~/.local/share/jupyter/kernels).
+# owns, with their kernelspecs under the checkout too (never the user's global
+# ~/.local/share/jupyter, where two checkouts would re-point each other's specs). execd
+# finds them through JUPYTER_PATH, which run and test put first (the user's entries after).
 TSLAB_VERSION := 1.0.22
 TSLAB_DIR := $(CURDIR)/.kernels/tslab
 TSLAB_BIN := $(TSLAB_DIR)/node_modules/.bin/tslab
-KERNELSPECS := $(HOME)/.local/share/jupyter/kernels
+KERNELS_DATA := $(CURDIR)/.kernels/share/jupyter
+KERNELSPECS := $(KERNELS_DATA)/kernels
+export JUPYTER_PATH := $(KERNELS_DATA)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 
 .PHONY: all deps packages kernels build run test bench fmt lint clean
 
@@ -43,11 +47,11 @@ kernels: packages
 	  echo "make kernels: installing tslab $(TSLAB_VERSION) into $(TSLAB_DIR)"; \
 	  npm install --prefix "$(TSLAB_DIR)" --no-audit --no-fund --loglevel=error tslab@$(TSLAB_VERSION) @types/node@20; \
 	fi
-	@# Both specs must name this checkout's binary, quoted whole: a spec left by a checkout
-	@# elsewhere (/other/work/main/.kernels/...) contains our path as a substring.
+	@# Both specs must name this checkout's binary, quoted whole (a checkout that was moved
+	@# keeps specs naming its old path).
 	@if ! { grep -qsF '"$(TSLAB_BIN)"' "$(KERNELSPECS)/tslab/kernel.json" && \
 	        grep -qsF '"$(TSLAB_BIN)"' "$(KERNELSPECS)/jslab/kernel.json"; }; then \
-	  "$(TSLAB_BIN)" install --python /usr/bin/python3 --binary "$(TSLAB_BIN)" --prefix "$(HOME)/.local" >/dev/null; \
+	  "$(TSLAB_BIN)" install --python /usr/bin/python3 --binary "$(TSLAB_BIN)" --prefix "$(CURDIR)/.kernels" >/dev/null; \
 	fi
 
 $(BUILD)/build.ninja:

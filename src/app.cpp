@@ -84,8 +84,15 @@ App::App(core::Config config) : config_(std::move(config)) {
   file_options.search_timeout = config_.search_timeout;
   files_ = std::make_shared<files::FileService>(file_options);
   uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
+  // Kernel connection files and logs live in the runtime directory too.
+  std::string kernel_dir;
+  if (runtime_) {
+    if (auto dir = runtime_->subdir("kernels")) kernel_dir = *dir;
+  }
   contexts_ = std::make_shared<jupyter::ContextManager>(
-      reaper_, executions_, jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout, config_.kernel_pool_size});
+      reaper_, executions_,
+      jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout, config_.kernel_pool_size,
+                                       config_.kernel_start_concurrency, kernel_dir});
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 

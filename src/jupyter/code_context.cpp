@@ -8,10 +8,10 @@
 
 namespace execd::jupyter {
 
-CodeContext::CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<process::ChildReaper> reaper,
-                         std::chrono::milliseconds start_timeout, std::unique_ptr<Kernel> kernel)
-    : id_(std::move(id)), spec_(std::move(spec)), cwd_(std::move(cwd)), reaper_(std::move(reaper)),
-      start_timeout_(start_timeout), kernel_(std::move(kernel)) {
+CodeContext::CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<KernelLauncher> launcher,
+                         std::unique_ptr<Kernel> kernel)
+    : id_(std::move(id)), spec_(std::move(spec)), cwd_(std::move(cwd)), launcher_(std::move(launcher)),
+      kernel_(std::move(kernel)) {
   worker_ = std::thread([this] { work(); });
 }
 
@@ -44,9 +44,15 @@ void CodeContext::submit(std::shared_ptr<exec::Execution> execution, std::string
 
 core::Result<void> CodeContext::interrupt() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!busy_ || !kernel_) return core::make_error(core::Errc::conflict, "context " + id_ + " is not running a cell");
-  kernel_->interrupt();
-  return {};
+  if (busy_ && kernel_) {
+    kernel_->interrupt();
+    return {};
+  }
+  if (!queue_.empty()) {
+    interrupt_next_ = true;
+    return {};
+  }
+  return core::make_error(core::Errc::conflict, "context " + id_ + " is not running a cell");
 }
 
 void CodeContext::request_restart() {
@@ -74,6 +80,7 @@ void CodeContext::work() {
 void CodeContext::run(Job& job) {
   auto& log = *job.execution->log();
   Kernel* kernel = nullptr;
+  bool interrupt_at_start = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     const bool dead = !kernel_ || kernel_->is_dead();
@@ -87,7 +94,7 @@ void CodeContext::run(Job& job) {
         old = std::move(kernel_);
       }
       old.reset();  // shut down (or reap) the old kernel outside the lock
-      auto fresh = Kernel::start(spec_, cwd_, reaper_, start_timeout_);
+      auto fresh = launcher_->start(spec_, cwd_);
       if (!fresh) {
         log.close(exec::events::error("KernelStartError", fresh.error().message, {}));
         return;
@@ -101,11 +108,13 @@ void CodeContext::run(Job& job) {
       }
     }
     kernel = kernel_.get();
+    interrupt_at_start = interrupt_next_;
+    interrupt_next_ = false;
   }
   const auto started = std::chrono::steady_clock::now();
   auto cpu_before = process::cpu_time_with_children_ms(kernel->pid());
   const bool peak_reset = process::reset_peak_rss(kernel->pid());
-  const Kernel::Outcome outcome = kernel->execute(job.code, job.execution->log(), job.timeout);
+  const Kernel::Outcome outcome = kernel->execute(job.code, job.execution->log(), job.timeout, interrupt_at_start);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (outcome.died) {
     log.close(exec::events::error("DeadKernelError", "the kernel died (" + outcome.death + "); the next run starts a new one", {}));

@@ -11,6 +11,7 @@
 #include "core/result.hpp"
 #include "exec/execution.hpp"
 #include "jupyter/kernel.hpp"
+#include "jupyter/kernel_launcher.hpp"
 
 namespace execd::jupyter {
 
@@ -20,8 +21,8 @@ namespace execd::jupyter {
 /// which is told so (a `status` event: its state was lost).
 class CodeContext {
  public:
-  CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<process::ChildReaper> reaper,
-              std::chrono::milliseconds start_timeout, std::unique_ptr<Kernel> kernel);
+  CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<KernelLauncher> launcher,
+              std::unique_ptr<Kernel> kernel);
   ~CodeContext();  ///< ends queued cells with an error, shuts the kernel down
   CodeContext(const CodeContext&) = delete;
   CodeContext& operator=(const CodeContext&) = delete;
@@ -33,7 +34,9 @@ class CodeContext {
   /// Queues `code`; its events (init first, at once) go to `execution`'s log, which
   /// gets exactly one terminal event.
   void submit(std::shared_ptr<exec::Execution> execution, std::string code, std::chrono::milliseconds timeout);
-  /// Interrupts the running cell (KeyboardInterrupt in Python); conflict when idle.
+  /// Interrupts the running cell (KeyboardInterrupt in Python), or, when the context is
+  /// between cells with one queued, the next cell as soon as it starts (a client may send
+  /// the interrupt right after its run request). Conflict when nothing runs or waits.
   core::Result<void> interrupt();
   /// Replaces the kernel with a fresh one (state lost), after the running cell.
   void request_restart();
@@ -50,8 +53,7 @@ class CodeContext {
   std::string id_;
   KernelSpec spec_;
   std::string cwd_;
-  std::shared_ptr<process::ChildReaper> reaper_;
-  std::chrono::milliseconds start_timeout_;
+  std::shared_ptr<KernelLauncher> launcher_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -59,6 +61,7 @@ class CodeContext {
   bool stop_ = false;
   bool busy_ = false;
   bool restart_requested_ = false;
+  bool interrupt_next_ = false;  // an interrupt for the queued cell that starts next
   std::unique_ptr<Kernel> kernel_;  // replaced only by the worker, under mu_
   std::thread worker_;
 };

@@ -8,7 +8,9 @@ namespace execd::jupyter {
 
 ContextManager::ContextManager(std::shared_ptr<process::ChildReaper> reaper,
                                std::shared_ptr<exec::ExecutionRegistry> executions, Options options)
-    : reaper_(std::move(reaper)), executions_(std::move(executions)), options_(std::move(options)) {
+    : reaper_(std::move(reaper)), executions_(std::move(executions)), options_(std::move(options)),
+      launcher_(std::make_shared<KernelLauncher>(
+          reaper_, KernelLauncher::Options{options_.start_concurrency, options_.start_timeout, options_.runtime_dir})) {
   if (options_.pool_size > 0) pool_thread_ = std::thread([this] { pool_work(); });
 }
 
@@ -47,11 +49,11 @@ core::Result<std::shared_ptr<CodeContext>> ContextManager::create(const std::str
   // A warm kernel serves a context in the daemon's directory; a cwd needs its own start.
   std::unique_ptr<Kernel> kernel = cwd.empty() ? take_warm(language) : nullptr;
   if (!kernel) {
-    auto cold = Kernel::start(*spec, cwd, reaper_, options_.start_timeout);
+    auto cold = launcher_->start(*spec, cwd);
     if (!cold) return cold.error();
     kernel = std::move(*cold);
   }
-  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, reaper_, options_.start_timeout, std::move(kernel));
+  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, launcher_, std::move(kernel));
   std::lock_guard<std::mutex> lock(mu_);
   contexts_[ctx->id()] = ctx;
   return ctx;
@@ -150,7 +152,7 @@ void ContextManager::pool_work() {
     while (!pool_stop_ && pool_[language].size() < options_.pool_size) {
       lock.unlock();
       auto spec = spec_for(language);
-      auto k = spec ? Kernel::start(*spec, {}, reaper_, options_.start_timeout)
+      auto k = spec ? launcher_->start(*spec, {})
                     : core::Result<std::unique_ptr<Kernel>>(spec.error());
       lock.lock();
       if (!k) break;  // the next take asks again

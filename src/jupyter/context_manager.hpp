@@ -13,6 +13,7 @@
 #include "core/result.hpp"
 #include "exec/execution_registry.hpp"
 #include "jupyter/code_context.hpp"
+#include "jupyter/kernel_launcher.hpp"
 #include "jupyter/kernelspec.hpp"
 #include "process/child_reaper.hpp"
 
@@ -27,6 +28,8 @@ class ContextManager {
     std::map<std::string, std::string> kernel_for_language;  ///< --kernel LANG=SPEC
     std::chrono::milliseconds start_timeout{30000};
     size_t pool_size = 1;  ///< warm kernels kept per language used so far (0: none)
+    size_t start_concurrency = 0;  ///< kernels starting at once (KernelLauncher); 0: one per core
+    std::string runtime_dir;  ///< kernel runtime directories go here (the daemon's RuntimeDir); empty: $TMPDIR
   };
 
   ContextManager(std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
@@ -58,6 +61,7 @@ class ContextManager {
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<exec::ExecutionRegistry> executions_;
   Options options_;
+  std::shared_ptr<KernelLauncher> launcher_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<CodeContext>> contexts_;
   std::map<std::string, std::string> default_for_language_;

@@ -21,13 +21,26 @@
 #include "core/fd_io.hpp"
 #include "core/id.hpp"
 #include "exec/event.hpp"
+#include "jupyter/json_text.hpp"
 
 namespace execd::jupyter {
 namespace {
 
-// Some kernels (tslab, measured) never send `idle` for a request: execute_reply plus
-// this grace ends the execution.
+// A kernel that did not report `idle` at start: execute_reply plus this grace ends a cell.
 constexpr auto kIdleGrace = std::chrono::milliseconds(300);
+// A kernel that reports `idle` but lost one (tslab's sends can fail while it is busy
+// writing), or went idle without a reply: the wait that ends it anyway.
+constexpr auto kLostMessageWait = std::chrono::seconds(5);
+// How long after a ready kernel_info_reply its `idle` may come to count as reported.
+constexpr auto kIdleProbe = std::chrono::seconds(2);
+// Stream text becomes events of at most this many bytes: a 50 MB print is never one
+// 50 MB event (nor copies of it) in memory, and the event log can spill and cap it.
+constexpr size_t kStreamPiece = 1024 * 1024;
+// A kernel busy on a cell this long without execute_input gets a held-back interrupt
+// anyway (kernels other than ipykernel need not send execute_input).
+constexpr auto kInterruptHold = std::chrono::milliseconds(300);
+constexpr auto kInterruptResendAfter = std::chrono::milliseconds(500);
+constexpr int kInterruptResends = 3;
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -61,30 +74,42 @@ struct Kernel::Waiter {
   bool dead = false;
   std::string death;
   bool reaped = false;  // the exited process was collected (its pid may be reused now)
+  std::shared_ptr<Cell> cell;  // the running cell, for interrupt()
 };
 
-core::Result<std::unique_ptr<Kernel>> Kernel::start(const KernelSpec& spec, const std::string& cwd,
-                                                    std::shared_ptr<process::ChildReaper> reaper,
-                                                    std::chrono::milliseconds timeout) {
+struct Kernel::Cell {
+  bool reply = false, idle = false, error_seen = false;
+  bool started = false;          // execute_input seen: the kernel is inside the cell
+  bool busy = false;
+  std::chrono::steady_clock::time_point busy_at, reply_at, idle_at;
+  bool interrupt_pending = false;  // asked for before the kernel began the cell
+  bool interrupted = false;        // an interrupt was delivered
+  std::chrono::steady_clock::time_point interrupt_sent_at;
+  int interrupt_resends = 0;
+};
+
+core::Result<std::unique_ptr<Kernel>> Kernel::start(const KernelSpec& spec, const Launch& launch) {
   // Ports are picked free and bound by the kernel a moment later; a kernel starting at
   // the same time can take one first. That start is simply tried again with new ports.
   for (int attempt = 1;; ++attempt) {
-    auto k = start_once(spec, cwd, reaper, timeout);
+    auto k = start_once(spec, launch);
     if (k || attempt == 3 || k.error().message.find("Address already in use") == std::string::npos) return k;
     spdlog::info("kernel {}: a port was taken meanwhile; starting again", spec.name);
   }
 }
 
-core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec, const std::string& cwd,
-                                                         std::shared_ptr<process::ChildReaper> reaper,
-                                                         std::chrono::milliseconds timeout) {
+core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec, const Launch& launch) {
   std::unique_ptr<Kernel> k(new Kernel());
   k->spec_ = spec;
-  k->reaper_ = std::move(reaper);
+  k->reaper_ = launch.reaper;
   k->waiter_ = std::make_shared<Waiter>();
+  const std::string& cwd = launch.cwd;
+  const auto timeout = launch.timeout;
 
+  // Under the daemon's RuntimeDir: a daemon that dies leaves it to the next one to remove.
   const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/execd-kernel-XXXXXX";
+  const std::string base = !launch.runtime_base.empty() ? launch.runtime_base : tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  std::string tmpl = base + "/execd-kernel-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return core::make_error(core::Errc::unavailable, "cannot create a runtime directory for kernel " + spec.name);
   }
@@ -158,7 +183,7 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
   // (proof that our subscription is live). Retried, since early requests may be lost.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   struct Ready {
-    bool reply = false, iopub = false;
+    bool reply = false, iopub = false, idle = false;
   };
   for (;;) {
     auto ready = std::make_shared<Ready>();
@@ -169,16 +194,23 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
       std::lock_guard<std::mutex> lock(w->mu);
       if (c == Channel::shell && m.type() == "kernel_info_reply") ready->reply = true;
       if (c == Channel::iopub) ready->iopub = true;
+      if (c == Channel::iopub && m.type() == "status" && m.content.value("execution_state", "") == "idle") ready->idle = true;
       w->cv.notify_all();
     });
     std::unique_lock<std::mutex> lock(k->waiter_->mu);
     k->waiter_->cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return (ready->reply && ready->iopub) || k->waiter_->dead; });
     const bool ok = ready->reply && ready->iopub;
+    if (ok) {
+      // Does it report idle? Its status for this very request tells (the reply can come
+      // before it: separate sockets).
+      k->waiter_->cv.wait_for(lock, kIdleProbe, [&] { return ready->idle || k->waiter_->dead; });
+      k->sends_idle_ = ready->idle;
+    }
     const bool dead = k->waiter_->dead;
     const std::string death = k->waiter_->death;
     lock.unlock();
     k->client_->forget(id);
-    if (ok) break;
+    if (ok && !dead) break;
     if (dead) {
       std::string log = core::read_file(k->runtime_dir_ + "/kernel.log");
       if (log.size() > 600) log = "..." + log.substr(log.size() - 600);
@@ -190,6 +222,9 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
                                                            std::to_string(timeout.count()) + " ms (--kernel-start-timeout)");
     }
   }
+  // Up and answering: from now on a silent heartbeat means a hung or dead kernel.
+  k->client_->watch_heartbeat();
+  spdlog::debug("kernel {} (pid {}) ready; reports idle: {}", spec.name, k->pid_, k->sends_idle_);
   return k;
 }
 
@@ -216,7 +251,7 @@ Kernel::~Kernel() {
   if (!runtime_dir_.empty()) std::filesystem::remove_all(runtime_dir_, ec);
 }
 
-void Kernel::interrupt() {
+void Kernel::send_interrupt() {
   if (spec_.interrupt_mode == "message") {
     client_->send(Channel::control, make_message("interrupt_request", nlohmann::json::object(), client_->session()), nullptr);
   } else {
@@ -224,13 +259,52 @@ void Kernel::interrupt() {
   }
 }
 
+void Kernel::interrupt() {
+  {
+    std::lock_guard<std::mutex> lock(waiter_->mu);
+    auto cell = waiter_->cell;
+    // A message interrupt is handled by the kernel whenever it comes; a signal only once
+    // the kernel is inside the cell (execute() delivers it then).
+    if (cell && !cell->started && spec_.interrupt_mode != "message") {
+      cell->interrupt_pending = true;
+      waiter_->cv.notify_all();
+      return;
+    }
+    if (cell) {
+      cell->interrupted = true;
+      cell->interrupt_sent_at = std::chrono::steady_clock::now();
+    }
+  }
+  send_interrupt();
+}
+
+namespace {
+
+// Stream text (a JSON literal, quotes included) as events of at most kStreamPiece bytes.
+void append_stream(exec::EventLog& log, bool is_stderr, std::string_view literal) {
+  if (literal.size() <= 2) return;  // ""
+  const std::string_view body = literal.substr(1, literal.size() - 2);
+  if (body.size() <= kStreamPiece) {
+    log.append(exec::events::stream_from_json_literal(is_stderr, literal));
+    return;
+  }
+  std::string piece_literal;
+  for (std::string_view piece : split_json_string_body(body, kStreamPiece)) {
+    // A full log keeps nothing more: stop building events it would drop.
+    if (!log.accepting()) return;
+    piece_literal.assign(1, '"');
+    piece_literal.append(piece);
+    piece_literal.push_back('"');
+    log.append(exec::events::stream_from_json_literal(is_stderr, piece_literal));
+  }
+}
+
+}  // namespace
+
 Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<exec::EventLog>& log,
-                                std::chrono::milliseconds timeout) {
-  struct State {
-    bool reply = false, idle = false, error_seen = false;
-    std::chrono::steady_clock::time_point reply_at;
-  };
-  auto state = std::make_shared<State>();
+                                std::chrono::milliseconds timeout, bool interrupt_at_start) {
+  auto state = std::make_shared<Cell>();
+  state->interrupt_pending = interrupt_at_start;
   auto w = waiter_;
   Message req = make_message("execute_request",
                              {{"code", code},
@@ -241,19 +315,32 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
                               {"stop_on_error", true}},
                              client_->session());
   const std::string id = req.id();
+  {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->cell = state;
+  }
   client_->send(Channel::shell, std::move(req), [state, w, log](const Message& m, Channel c) {
     const std::string type = m.type();
     const auto& content = m.content;
+    // Events are built outside the waiter's lock (a 1 MiB piece at a time for big output).
+    if (c == Channel::iopub && type == "stream") {
+      const bool is_stderr = content.value("name", "stdout") == "stderr";
+      if (!m.stream_text_literal.empty()) {
+        append_stream(*log, is_stderr, m.stream_text_literal);
+      } else if (const std::string text = content.value("text", ""); !text.empty()) {
+        log->append(is_stderr ? exec::events::stderr_text(text) : exec::events::stdout_text(text));
+      }
+      return;
+    }
+    if (m.skipped_content_bytes > 0 && c == Channel::iopub) {
+      log->append(exec::events::status("a " + type + " message of " + std::to_string(m.skipped_content_bytes) +
+                                       " bytes was dropped: larger than the " +
+                                       std::to_string(DecodeLimits{}.max_content_bytes) + " bytes one message may have"));
+      return;
+    }
     std::lock_guard<std::mutex> lock(w->mu);
     if (c == Channel::iopub) {
-      if (type == "stream") {
-        const bool is_stderr = content.value("name", "stdout") == "stderr";
-        if (!m.stream_text_literal.empty()) {
-          if (m.stream_text_literal != "\"\"") log->append(exec::events::stream_from_json_literal(is_stderr, m.stream_text_literal));
-        } else if (const std::string text = content.value("text", ""); !text.empty()) {
-          log->append(is_stderr ? exec::events::stderr_text(text) : exec::events::stdout_text(text));
-        }
-      } else if (type == "execute_result") {
+      if (type == "execute_result") {
         log->append(exec::events::execution_count(content.value("execution_count", 0)));
         log->append(exec::events::result(content.value("data", nlohmann::json::object())));
       } else if (type == "display_data" || type == "update_display_data") {
@@ -266,8 +353,14 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
           if (t.is_string()) tb.push_back(t.get<std::string>());
         }
         log->append(exec::events::error(content.value("ename", ""), content.value("evalue", ""), tb));
+      } else if (type == "execute_input") {
+        state->started = true;
+      } else if (type == "status" && content.value("execution_state", "") == "busy" && !state->busy) {
+        state->busy = true;
+        state->busy_at = std::chrono::steady_clock::now();
       } else if (type == "status" && content.value("execution_state", "") == "idle") {
         state->idle = true;
+        state->idle_at = std::chrono::steady_clock::now();
       }
     } else if (c == Channel::shell && type == "execute_reply") {
       state->reply = true;
@@ -283,7 +376,7 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
 
   Outcome out;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool interrupted = false;
+  bool timeout_sent = false;
   std::unique_lock<std::mutex> lock(w->mu);
   for (;;) {
     if (state->reply && state->idle) break;
@@ -293,9 +386,46 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
       break;
     }
     const auto now = std::chrono::steady_clock::now();
-    if (state->reply && now - state->reply_at >= kIdleGrace) break;
-    if (timeout.count() > 0 && now >= deadline && !interrupted) {
-      interrupted = true;
+    if (state->reply && now - state->reply_at >= (sends_idle_ ? std::chrono::milliseconds(kLostMessageWait) : kIdleGrace)) {
+      if (sends_idle_) spdlog::warn("kernel {} (pid {}): no idle {} s after execute_reply; cell ended", spec_.name, pid_, kLostMessageWait.count());
+      break;
+    }
+    if (state->idle && !state->reply && (state->interrupted || now - state->idle_at >= kLostMessageWait)) {
+      if (state->interrupted) {
+        if (!state->error_seen) {  // a KeyboardInterrupt in the user's code was reported already
+          log->append(exec::events::status("error"));
+          log->append(exec::events::error("KeyboardInterrupt", "the cell was interrupted before it could finish", {}));
+        }
+      } else {
+        log->append(exec::events::status("error"));
+        log->append(exec::events::error("KernelError", "the kernel went idle without replying to this cell", {}));
+      }
+      break;
+    }
+    // A held-back interrupt goes once the kernel is inside the cell.
+    if (state->interrupt_pending && (state->started || (state->busy && now - state->busy_at >= kInterruptHold))) {
+      state->interrupt_pending = false;
+      state->interrupted = true;
+      state->interrupt_sent_at = now;
+      lock.unlock();
+      send_interrupt();
+      lock.lock();
+      continue;
+    }
+    // A SIGINT that lands between Python's last check for signals and a blocking call
+    // (time.sleep) is acted on only when that call returns: signalled again if the cell
+    // shows no sign of it (an error, a reply, idle) after a while.
+    if (state->interrupted && spec_.interrupt_mode != "message" && !state->error_seen && !state->reply && !state->idle &&
+        state->interrupt_resends < kInterruptResends && now - state->interrupt_sent_at >= kInterruptResendAfter) {
+      ++state->interrupt_resends;
+      state->interrupt_sent_at = now;
+      lock.unlock();
+      send_interrupt();
+      lock.lock();
+      continue;
+    }
+    if (timeout.count() > 0 && now >= deadline && !timeout_sent) {
+      timeout_sent = true;
       out.timed_out = true;
       lock.unlock();
       interrupt();
@@ -304,6 +434,7 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
     }
     w->cv.wait_for(lock, std::chrono::milliseconds(50));
   }
+  w->cell.reset();
   lock.unlock();
   client_->forget(id);
   return out;

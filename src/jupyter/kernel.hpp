@@ -17,14 +17,19 @@
 namespace execd::jupyter {
 
 /// One running kernel: its process (own process group, connection file with a fresh
-/// HMAC key in a private 0700 directory, removed with the kernel) and its KernelClient.
-/// start() returns only once the kernel answered kernel_info_request and its iopub
-/// output reaches us, so no early output is lost.
+/// HMAC key in a private 0700 directory under Launch::runtime_base, removed with the
+/// kernel) and its KernelClient. start() returns only once the kernel answered
+/// kernel_info_request and its iopub output reaches us, so no early output is lost; it
+/// also learns whether this kernel reports `idle` (see execute()).
 class Kernel {
  public:
-  static core::Result<std::unique_ptr<Kernel>> start(const KernelSpec& spec, const std::string& cwd,
-                                                     std::shared_ptr<process::ChildReaper> reaper,
-                                                     std::chrono::milliseconds timeout);
+  struct Launch {
+    std::string cwd;           ///< empty: the daemon's
+    std::string runtime_base;  ///< where the kernel's own directory is made; empty: $TMPDIR or /tmp
+    std::shared_ptr<process::ChildReaper> reaper;
+    std::chrono::milliseconds timeout{30000};  ///< ready by then or the start fails
+  };
+  static core::Result<std::unique_ptr<Kernel>> start(const KernelSpec& spec, const Launch& launch);
   /// shutdown_request, a short wait, then SIGKILL to the group; reaped; files removed.
   ~Kernel();
   Kernel(const Kernel&) = delete;
@@ -35,24 +40,36 @@ class Kernel {
     std::string death;  ///< why, when died
     bool timed_out = false;
   };
-  /// Runs one cell, appending its events to `log` as they arrive (stream output,
-  /// execution_count + result, display_data as result, status + error), and returns when
-  /// it is over: execute_reply and idle, or execute_reply plus a short grace (some
-  /// kernels never send idle), or the kernel died. `timeout` > 0 interrupts the cell
-  /// when it expires. The caller writes the terminal event.
-  Outcome execute(const std::string& code, const std::shared_ptr<exec::EventLog>& log, std::chrono::milliseconds timeout);
-  /// SIGINT (or interrupt_request, per the kernelspec) to the running cell.
+  /// Runs one cell, appending its events to `log` as they arrive (stream output in
+  /// pieces of at most 1 MiB, execution_count + result, display_data as result, status +
+  /// error), and returns when it is over. Over means:
+  ///  - execute_reply and `idle` (iopub and shell are separate sockets: output may still
+  ///    be in flight when the reply comes, and only `idle` says it is all here);
+  ///  - for a kernel that did not report `idle` at start (learned then), execute_reply
+  ///    plus 300 ms; for one that did, a reply whose `idle` never comes ends 5 s later;
+  ///  - `idle` without a reply: at once after an interrupt (ipykernel catches a SIGINT
+  ///    that lands before the user's code and never replies), with an error event saying
+  ///    the cell was interrupted; 5 s later otherwise, so no cell waits for ever;
+  ///  - the kernel died.
+  /// `timeout` > 0 interrupts the cell when it expires. The caller writes the terminal event.
+  Outcome execute(const std::string& code, const std::shared_ptr<exec::EventLog>& log, std::chrono::milliseconds timeout,
+                  bool interrupt_at_start = false);
+  /// Interrupts the running cell: SIGINT (or interrupt_request, per the kernelspec). A
+  /// signal is held back until the kernel has begun the cell (execute_input): ipykernel
+  /// ignores SIGINT between cells, so an early one would be lost and the cell run on.
   void interrupt();
+  /// Whether this kernel reports `idle` after its requests (learned at start).
+  [[nodiscard]] bool sends_idle() const { return sends_idle_; }
   [[nodiscard]] bool is_dead() const { return client_->is_dead(); }
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const KernelSpec& spec() const { return spec_; }
 
  private:
   struct Waiter;
+  struct Cell;
   Kernel() = default;
-  static core::Result<std::unique_ptr<Kernel>> start_once(const KernelSpec& spec, const std::string& cwd,
-                                                          std::shared_ptr<process::ChildReaper> reaper,
-                                                          std::chrono::milliseconds timeout);
+  static core::Result<std::unique_ptr<Kernel>> start_once(const KernelSpec& spec, const Launch& launch);
+  void send_interrupt();
 
   KernelSpec spec_;
   std::shared_ptr<process::ChildReaper> reaper_;
@@ -61,6 +78,7 @@ class Kernel {
   std::string runtime_dir_;
   std::unique_ptr<KernelClient> client_;
   std::shared_ptr<Waiter> waiter_;
+  bool sends_idle_ = false;
 };
 
 }  // namespace execd::jupyter

@@ -12,6 +12,7 @@ namespace {
 
 constexpr auto kHeartbeatEvery = std::chrono::seconds(1);
 constexpr auto kHeartbeatTimeout = std::chrono::seconds(5);
+constexpr int kMessagesPerRound = 256;
 
 std::string endpoint(const ConnectionInfo& c, int port) { return "tcp://" + c.ip + ":" + std::to_string(port); }
 
@@ -69,6 +70,8 @@ void KernelClient::forget(const std::string& msg_id) {
   std::lock_guard<std::mutex> lock(mu_);
   handlers_.erase(msg_id);
 }
+
+void KernelClient::watch_heartbeat() { heartbeat_watched_ = true; }
 
 void KernelClient::on_dead(std::function<void(const std::string&)> callback) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -134,7 +137,7 @@ void KernelClient::loop() {
       impl_->hb.send(zmq::str_buffer("ping"), zmq::send_flags::dontwait);
       hb_outstanding = true;
       last_hb_sent = now;
-    } else if (hb_outstanding && now - last_hb_sent > kHeartbeatTimeout) {
+    } else if (hb_outstanding && now - last_hb_sent > kHeartbeatTimeout && heartbeat_watched_) {
       die("no heartbeat for " + std::to_string(kHeartbeatTimeout.count()) + " s");
       hb_outstanding = false;  // the REQ socket is stuck now; the kernel is gone for us
       last_hb_sent = now + std::chrono::hours(24 * 365);
@@ -169,14 +172,17 @@ void KernelClient::loop() {
     for (const auto& [index, channel] : inputs) {
       if ((items[index].revents & ZMQ_POLLIN) == 0) continue;
       zmq::socket_t& s = socket_of(channel);
-      for (;;) {
+      // A bounded batch per socket and round: a kernel flooding iopub must not keep
+      // replies, heartbeats and queued requests waiting.
+      for (int batch = 0; batch < kMessagesPerRound; ++batch) {
         std::vector<zmq::message_t> parts;
         auto got = zmq::recv_multipart(s, std::back_inserter(parts), zmq::recv_flags::dontwait);
         if (!got) break;
-        std::vector<std::string> frames;
+        // Views into ZeroMQ's own buffers: a 50 MB stream message is never copied here.
+        std::vector<std::string_view> frames;
         frames.reserve(parts.size());
         for (auto& p : parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
-        auto m = decode(std::move(frames), signer_);
+        auto m = decode_views(frames, signer_);
         if (!m) {
           spdlog::warn("kernel on port {}: dropped a message: {}", info_.shell_port, m.error().message);
           continue;

@@ -28,7 +28,8 @@ enum class Channel { shell, iopub, control, stdin_ };
 /// The ZeroMQ side of one kernel: DEALER shell/control/stdin, SUB iopub, REQ heartbeat,
 /// all owned by one IO thread (ZeroMQ sockets are not thread-safe), which signs what it
 /// sends, verifies what it receives (bad signatures are dropped and logged), and hands
-/// each message to the handler registered for its parent msg_id. Other threads send
+/// each message to the handler registered for its parent msg_id (on the IO thread; the
+/// message's FrameText views are valid only during that call). Other threads send
 /// through a queue and an inproc wake-up, so a request leaves at once.
 class KernelClient {
  public:
@@ -46,6 +47,10 @@ class KernelClient {
   /// Called once, on the IO thread, when the kernel is found dead (process exit or no
   /// heartbeat for `hb_timeout`), with the reason.
   void on_dead(std::function<void(const std::string&)> callback);
+  /// From now on, no heartbeat for 5 s counts as death. Before this only the process's
+  /// exit does: a kernel still booting (twenty Python kernels importing on two cores)
+  /// answers pings only once its heartbeat thread runs; its start has its own deadline.
+  void watch_heartbeat();
   [[nodiscard]] bool is_dead() const { return dead_.load(); }
   [[nodiscard]] const std::string& session() const { return session_; }
 
@@ -65,6 +70,7 @@ class KernelClient {
   std::function<void(const std::string&)> on_dead_;
   std::atomic<bool> dead_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> heartbeat_watched_{false};
   std::thread thread_;
 };
 

@@ -1,5 +1,6 @@
 #include "jupyter/message.hpp"
 
+#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -8,7 +9,8 @@
 
 #include "core/clock.hpp"
 #include "core/id.hpp"
-#include "core/utf8.hpp"
+#include "core/json_parse.hpp"
+#include "jupyter/json_text.hpp"
 
 namespace execd::jupyter {
 namespace {
@@ -62,6 +64,29 @@ std::optional<std::map<std::string, std::string_view>> flat_string_object(std::s
   }
 }
 
+// Whether `lit` (quotes included) is a JSON string a strict parser takes as it is: no raw
+// control characters, only the escapes JSON defines. UTF-8 was repaired before.
+bool plain_string_literal(std::string_view lit) {
+  if (lit.size() < 2 || lit.front() != '"' || lit.back() != '"') return false;
+  for (size_t i = 1; i + 1 < lit.size(); ++i) {
+    const auto c = static_cast<unsigned char>(lit[i]);
+    if (c < 0x20) return false;
+    if (c != '\\') continue;
+    if (i + 2 >= lit.size()) return false;
+    const char e = lit[++i];
+    if (e == 'u') {
+      if (i + 5 >= lit.size()) return false;
+      for (size_t k = 1; k <= 4; ++k) {
+        if (std::isxdigit(static_cast<unsigned char>(lit[i + k])) == 0) return false;
+      }
+      i += 4;
+    } else if (std::strchr("\"\\/bfnrt", e) == nullptr || e == '\0') {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Message make_message(const std::string& msg_type, nlohmann::json content, const std::string& session) {
@@ -90,36 +115,75 @@ std::vector<std::string> encode(const Message& m, const HmacSigner& signer) {
   return frames;
 }
 
-core::Result<Message> decode(std::vector<std::string> frames, const HmacSigner& signer) {
+core::Result<Message> decode_views(std::span<const std::string_view> frames, const HmacSigner& signer,
+                                   const DecodeLimits& limits) {
   size_t delim = 0;
   while (delim < frames.size() && frames[delim] != kDelimiter) ++delim;
   if (delim == frames.size() || frames.size() < delim + 6) {
     return core::make_error(core::Errc::invalid_argument, "malformed Jupyter message (" + std::to_string(frames.size()) + " frames)");
   }
+  // The signature covers the frames exactly as sent; nothing is parsed before it holds.
   if (!signer.verify({frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]}, frames[delim + 1])) {
     return core::make_error(core::Errc::invalid_argument, "Jupyter message with a bad signature");
   }
   Message m;
-  m.identities.assign(frames.begin(), frames.begin() + static_cast<long>(delim));
-  try {
-    m.header = nlohmann::json::parse(frames[delim + 2]);
-    m.parent_header = nlohmann::json::parse(frames[delim + 3]);
-    m.metadata = nlohmann::json::parse(frames[delim + 4]);
-    bool done = false;
-    if (m.type() == "stream") {
-      const std::string& raw = frames[delim + 5];
-      auto fields = flat_string_object(raw);
-      if (fields && fields->count("text") != 0 && fields->count("name") != 0 && core::valid_utf8((*fields)["text"])) {
-        m.stream_text_literal = std::string((*fields)["text"]);
-        m.content = {{"name", nlohmann::json::parse((*fields)["name"])}};
+  m.identities.reserve(delim);
+  for (size_t i = 0; i < delim; ++i) m.identities.emplace_back(frames[i]);
+  const auto parse = [](std::string_view text, const char* what, nlohmann::json& into) -> std::optional<core::Error> {
+    auto repaired = repair_json_text(text);
+    auto j = core::parse_json(repaired ? std::string_view(*repaired) : text);
+    if (!j) return core::Error{core::Errc::invalid_argument, std::string("Jupyter message with a bad ") + what + ": " + j.error().message};
+    into = std::move(*j);
+    return std::nullopt;
+  };
+  if (auto e = parse(frames[delim + 2], "header", m.header)) return *e;
+  if (auto e = parse(frames[delim + 3], "parent header", m.parent_header)) return *e;
+  if (auto e = parse(frames[delim + 4], "metadata", m.metadata)) return *e;
+  std::string_view content = frames[delim + 5];
+  bool done = false;
+  if (m.type() == "stream") {
+    // Stream text is repaired (rarely needed) into a copy the message keeps; otherwise
+    // the literal stays a view of the frame.
+    std::shared_ptr<std::string> repaired;
+    if (auto r = repair_json_text(content)) {
+      repaired = std::make_shared<std::string>(std::move(*r));
+      content = *repaired;
+    }
+    auto fields = flat_string_object(content);
+    if (fields && fields->count("text") != 0 && fields->count("name") != 0 && plain_string_literal((*fields)["text"]) &&
+        plain_string_literal((*fields)["name"])) {
+      auto name = core::parse_json((*fields)["name"]);
+      if (name) {
+        m.stream_text_literal = FrameText((*fields)["text"]);
+        m.content = {{"name", std::move(*name)}};
+        m.storage = repaired;
         done = true;
       }
     }
-    if (!done) m.content = nlohmann::json::parse(frames[delim + 5]);
-  } catch (const nlohmann::json::exception& e) {
-    return core::make_error(core::Errc::invalid_argument, std::string("Jupyter message with bad JSON: ") + e.what());
+  } else if (content.size() > limits.max_content_bytes) {
+    m.skipped_content_bytes = content.size();
+    done = true;
   }
-  for (size_t i = delim + 6; i < frames.size(); ++i) m.buffers.push_back(std::move(frames[i]));
+  if (!done) {
+    if (auto e = parse(content, "content", m.content)) return *e;
+  }
+  m.buffers.reserve(frames.size() - delim - 6);
+  for (size_t i = delim + 6; i < frames.size(); ++i) m.buffers.emplace_back(frames[i]);
+  return m;
+}
+
+core::Result<Message> decode(std::vector<std::string> frames, const HmacSigner& signer, const DecodeLimits& limits) {
+  struct Held {
+    std::vector<std::string> frames;
+    std::shared_ptr<const void> inner;
+  };
+  auto held = std::make_shared<Held>();
+  held->frames = std::move(frames);
+  std::vector<std::string_view> views(held->frames.begin(), held->frames.end());
+  auto m = decode_views(views, signer, limits);
+  if (!m) return m;
+  held->inner = std::move(m->storage);
+  m->storage = held;
   return m;
 }
 
