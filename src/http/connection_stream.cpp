@@ -136,6 +136,11 @@ void ConnectionStream::track_head(const char* p, size_t n) {
 }
 
 ssize_t ConnectionStream::receive(char* ptr, size_t size) {
+  // A trickle that always has a byte waiting must not outlive the deadline either.
+  if (is_bounded() && std::chrono::steady_clock::now() >= deadline_) {
+    (in_head_ ? head_timed_out_ : body_timed_out_) = true;
+    return -1;
+  }
   for (;;) {
     const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
     if (n >= 0) return n > 0 ? n : -1;  // 0: the peer closed

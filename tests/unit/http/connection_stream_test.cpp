@@ -150,3 +150,93 @@ TEST_CASE("ConnectionStream waits for room up to the write timeout") {
   CHECK(r == -1);  // the peer never reads: the socket fills and the write times out
   CHECK_FALSE(stream.is_writable());
 }
+
+TEST_CASE("ConnectionStream::peek_head waits for a whole head and leaves it to be read") {
+  SocketPair s;
+  http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+  stream.begin_request();
+  std::thread writer([&] {
+    s.send("POST /x HTTP/1.1\r\nContent-Le");
+    std::this_thread::sleep_for(30ms);
+    s.send("ngth: 2\r\n\r\nabGET /y HTTP/1.1\r\n\r\n");
+  });
+  std::string_view head;
+  REQUIRE(stream.peek_head(1024, head) == http::ConnectionStream::HeadWait::ready);
+  CHECK(head == "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n");
+  writer.join();
+  // Nothing was consumed: httplib reads the same bytes, then the body, then the next request.
+  CHECK(read_exactly(stream, 39, 1) == "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n");
+  CHECK(read_exactly(stream, 2, 4096) == "ab");
+  stream.begin_request();
+  REQUIRE(stream.peek_head(1024, head) == http::ConnectionStream::HeadWait::ready);
+  CHECK(head == "GET /y HTTP/1.1\r\n\r\n");
+}
+
+TEST_CASE("ConnectionStream::peek_head: too large, grown past the buffer, end of stream") {
+  {
+    SocketPair s;
+    http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+    stream.begin_request();
+    s.send("GET / HTTP/1.1\r\nX: " + std::string(2000, 'a'));
+    std::string_view head;
+    CHECK(stream.peek_head(1024, head) == http::ConnectionStream::HeadWait::too_large);
+  }
+  {
+    // A limit above the 64 KiB buffer: the buffer grows to hold the head.
+    SocketPair s;
+    http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+    stream.begin_request();
+    const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(100000, 'a') + "\r\n\r\n";
+    std::thread writer([&] { s.send(big + "tail"); });
+    std::string_view head;
+    REQUIRE(stream.peek_head(200000, head) == http::ConnectionStream::HeadWait::ready);
+    CHECK(head == big);
+    writer.join();
+    CHECK(read_exactly(stream, big.size() + 4, 7000) == big + "tail");
+  }
+  {
+    SocketPair s;
+    http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+    stream.begin_request();
+    s.send("GET / HTTP/1.1\r\n");
+    s.peer.reset();
+    std::string_view head;
+    CHECK(stream.peek_head(1024, head) == http::ConnectionStream::HeadWait::failed);
+  }
+}
+
+TEST_CASE("ConnectionStream: a bounded body must arrive in time; a line read byte by byte is bounded") {
+  {
+    SocketPair s;
+    http::ConnectionStream stream(s.ours.get(), 300ms, 300ms);
+    stream.begin_request();
+    s.send("POST / HTTP/1.1\r\n\r\n");
+    REQUIRE(read_exactly(stream, 19, 1).size() == 19);
+    stream.bound_body(250ms);
+    const auto t0 = std::chrono::steady_clock::now();
+    bool failed = false;
+    for (int i = 0; i < 20 && !failed; ++i) {  // a byte every 100 ms: each wait is short
+      s.send("x");
+      char c;
+      failed = stream.read(&c, 1) != 1;
+      std::this_thread::sleep_for(100ms);
+    }
+    CHECK(failed);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1000ms);
+    CHECK(stream.is_spoiled());
+  }
+  {
+    SocketPair s;
+    http::ConnectionStream stream(s.ours.get(), 2000ms, 2000ms);
+    stream.begin_request();
+    s.send("POST / HTTP/1.1\r\n\r\n");
+    REQUIRE(read_exactly(stream, 19, 1).size() == 19);
+    std::thread writer([&] { s.send(std::string(http::ConnectionStream::kMaxLineBytes + 10, '0')); });
+    size_t got = 0;
+    char c;
+    while (stream.read(&c, 1) == 1) ++got;
+    CHECK(got == http::ConnectionStream::kMaxLineBytes);
+    CHECK(stream.is_spoiled());
+    writer.join();
+  }
+}
