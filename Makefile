@@ -6,7 +6,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Build and test toolchain and libraries (Debian bookworm names).
 APT_BUILD := meson ninja-build pkg-config g++ python3 \
-	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev
+	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev \
+	libre2-dev libarchive-dev
 # What the daemon drives at run time: shells and tools commands expect, and the Python
 # kernel (ipykernel) with the libraries users plot and compute with.
 APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
@@ -81,6 +82,8 @@ lint:
 	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/isolation src/files src/metrics src/jupyter src/commands || { echo "lint: HTTP below api/"; exit 1; }
 	@! grep -rl 'zmq.hpp' src | grep -vE 'jupyter/(kernel_client|wire)\.(c|h)pp' || { echo "lint: zmq outside jupyter/kernel_client and jupyter/wire"; exit 1; }
 	@! grep -rl 'openssl/' src | grep -v 'jupyter/hmac_signer.cpp' || { echo "lint: OpenSSL outside jupyter/hmac_signer.cpp"; exit 1; }
+	@! grep -rlE '#include <re2/' src | grep -v 'files/content_search.cpp' || { echo "lint: RE2 outside files/content_search.cpp"; exit 1; }
+	@! grep -rlE '#include <archive(_entry)?\.h>' src | grep -vE 'files/archive_(stream|extract)\.cpp' || { echo "lint: libarchive outside files/archive_*"; exit 1; }
 	@echo "lint: layering ok"
 
 clean:

@@ -3,18 +3,24 @@
 #include "api/capabilities_routes.hpp"
 #include "api/code_routes.hpp"
 #include "api/command_routes.hpp"
+#include "api/archive_routes.hpp"
 #include "api/download_routes.hpp"
+#include "api/edit_routes.hpp"
+#include "api/grep_routes.hpp"
 #include "api/execution_routes.hpp"
 #include "api/file_routes.hpp"
 #include "api/process_routes.hpp"
 #include "api/session_routes.hpp"
 #include "api/tus_routes.hpp"
 #include "api/upload_routes.hpp"
+#include "api/usage_routes.hpp"
+#include "api/watch_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
+#include "files/disk_quota.hpp"
 #include "files/file_service.hpp"
 #include "files/resumable_uploads.hpp"
 #include "http/http_server.hpp"
@@ -108,6 +114,17 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_download_routes(*server_, files_);
   api::register_upload_routes(*server_, files_, spill_dir);
   api::register_tus_routes(*server_, uploads_, config_.max_upload_bytes);
+  // Files for agents (issue 16). The quota is counted once here, then kept by the writers.
+  std::shared_ptr<files::DiskQuota> quota;
+  if (config_.disk_quota_bytes > 0) {
+    quota = std::make_shared<files::DiskQuota>(config_.files_root.empty() ? std::string(".") : config_.files_root, config_.disk_quota_bytes);
+    quota->rescan();
+  }
+  api::register_edit_routes(*server_, files_, quota);
+  api::register_grep_routes(*server_, files_, config_.search_timeout);
+  api::register_archive_routes(*server_, files_, files::ArchiveExtract::Limits{config_.max_extract_bytes, config_.max_extract_entries}, config_.spill_dir, quota);
+  api::register_usage_routes(*server_, quota);
+  api::register_watch_routes(*server_, std::make_shared<api::WatchHub>(files_->resolver(), api::WatchHub::Options{config_.max_watches, config_.max_watched_dirs, std::chrono::seconds(30), std::chrono::milliseconds(50), config_.spill_dir}));
 }
 
 App::~App() = default;

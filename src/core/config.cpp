@@ -189,6 +189,26 @@ const std::vector<Option>& options() {
       {"search-timeout", "EXECD_SEARCH_TIMEOUT", "DUR",
        "a file search ends by then with what it found, marked as cut (default 10s)",
        set_duration(&Config::search_timeout)},
+      {"max-watches", "EXECD_MAX_WATCHES", "N", "file watches (GET /files/watch) alive at once (default 64)",
+       set_count(&Config::max_watches, 1, 100000)},
+      {"max-watched-dirs", "EXECD_MAX_WATCHED_DIRS", "N", "directories one recursive file watch may cover (default 8192)",
+       set_count(&Config::max_watched_dirs, 1, 1000000)},
+      {"disk-quota", "EXECD_DISK_QUOTA", "SIZE", "bytes the files API may fill under the files root (default: no quota)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         auto n = parse_size(v);
+         if (!n) return n.error();
+         c.disk_quota_bytes = *n;
+         return {};
+       }},
+      {"max-extract-bytes", "EXECD_MAX_EXTRACT_BYTES", "SIZE", "bytes one extracted archive may expand to (default 4GiB)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         auto n = parse_size(v);
+         if (!n) return n.error();
+         c.max_extract_bytes = *n;
+         return {};
+       }},
+      {"max-extract-entries", "EXECD_MAX_EXTRACT_ENTRIES", "N", "entries one extracted archive may hold (default 100000)",
+       set_count(&Config::max_extract_entries, 1, 100000000)},
       {"isolation", "EXECD_ISOLATION", "LEVEL",
        "default isolation of executions: none|process|namespace (default none; GET /capabilities says what "
        "this host supports)",

@@ -54,6 +54,12 @@ struct Config {
 
   // Files search
   std::chrono::milliseconds search_timeout{10000};  ///< a search ends with what it found by then
+  // Files for agents (issue 16)
+  size_t max_watches = 64;          ///< GET /files/watch streams' watches alive at once
+  size_t max_watched_dirs = 8192;   ///< directories one recursive watch may cover
+  uint64_t disk_quota_bytes = 0;    ///< bytes under the files root (or cwd); 0: no quota
+  uint64_t max_extract_bytes = 4ull << 30;  ///< POST /files/extract: bytes an archive may expand to
+  size_t max_extract_entries = 100000;      ///< POST /files/extract: entries in one archive
 
   // Isolation defaults for every execution; a request's own fields override them
   std::string isolation = "none";              ///< none | process | namespace
