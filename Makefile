@@ -24,7 +24,7 @@ KERNELS_DATA := $(CURDIR)/.kernels/share/jupyter
 KERNELSPECS := $(KERNELS_DATA)/kernels
 export JUPYTER_PATH := $(KERNELS_DATA)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 
-.PHONY: all deps packages kernels build run test bench fmt lint clean
+.PHONY: all deps packages kernels build run test test-sanitize fuzz bench fmt lint clean
 
 all: build
 
@@ -70,6 +70,50 @@ test: build kernels
 	@meson test -C $(BUILD) --print-errorlogs --num-processes 2 > $(BUILD)/meson-test.out 2>&1; \
 	tail -n 40 $(BUILD)/meson-test.out; \
 	python3 tests/summarize.py $(BUILD)/meson-logs/testlog.json
+
+# The whole suite again, built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (docs/ARCHITECTURE.md, "Fuzzing and sanitizers"). Daemons under test write their
+# reports to $(ASAN_BUILD)/sanitizer-reports (their stderr is only read by the tests), and
+# each report from an execd process counts as one more failed case in the closing line.
+ASAN_BUILD := build-asan
+SANITIZER_REPORTS := $(CURDIR)/$(ASAN_BUILD)/sanitizer-reports
+SANITIZE_ENV := \
+	ASAN_OPTIONS=abort_on_error=1:halt_on_error=1:detect_leaks=1:print_stacktrace=1:log_exe_name=1:log_path=$(SANITIZER_REPORTS)/report \
+	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_exe_name=1:log_path=$(SANITIZER_REPORTS)/report \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Dwerror=true -Dbuildtype=debugoptimized \
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all
+
+test-sanitize: packages kernels $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	@rm -rf $(SANITIZER_REPORTS); mkdir -p $(SANITIZER_REPORTS); \
+	$(SANITIZE_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --timeout-multiplier 3 \
+	  > $(ASAN_BUILD)/meson-test.out 2>&1; \
+	tail -n 40 $(ASAN_BUILD)/meson-test.out; \
+	python3 tests/sanitize/summarize.py $(ASAN_BUILD)/meson-logs/testlog.json $(SANITIZER_REPORTS)
+
+# libFuzzer targets (tests/fuzz/), built with clang, ASan and UBSan, each run for
+# FUZZ_SECONDS from its seed corpus; a crash, hang or sanitizer report fails.
+FUZZ_BUILD := build-fuzz
+FUZZ_SECONDS ?= 30
+APT_FUZZ := clang libclang-rt-14-dev
+
+fuzz: packages
+	@missing=""; \
+	for p in $(APT_FUZZ); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make fuzz: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -f $(FUZZ_BUILD)/build.ninja || CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true -Dbuildtype=debugoptimized \
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all'
+	ninja -C $(FUZZ_BUILD) fuzz-targets
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_BUILD)
 
 bench: build
 	./bench/run.sh $(BUILD)
