@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Content search (issue 16): GET /files/grep beside ripgrep and grep -r, same searches, same
+# trees, in one run, page cache warm (each search is run once before it is timed; the
+# figure is the median of 3). Trees: /usr/share (large, mixed text and binary) and a
+# source tree made here (a copy of /usr/include with a .gitignore). execd answers
+# format=json over HTTP, so its time includes rendering and sending every match; ripgrep
+# and grep write to /dev/null. Target: execd within 1.5x of ripgrep, far below grep -r.
+set -euo pipefail
+BUILD=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+command -v rg >/dev/null || { echo "bench_grep: ripgrep missing (apt-get install ripgrep)"; exit 1; }
+
+work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
+trap 'stop_execd; rm -rf "$work"' EXIT
+cp -r /usr/include "$work/src"
+printf '*.gch\nbuild/\n' > "$work/src/.gitignore"
+start_execd "$BUILD" --search-timeout 600s
+E="http://127.0.0.1:$EXECD_PORT"
+
+urlenc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+# Median wall seconds of 3 runs of "$@" (after one warm-up run).
+timed() {
+  "$@" >/dev/null 2>&1 || true
+  for _ in 1 2 3; do
+    local t0 t1
+    t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
+  done | sort -n | sed -n 2p
+}
+execd_grep() { curl -sf -o /dev/null "$E/files/grep?format=json&max_results=100000&path=$(urlenc "$1")&pattern=$(urlenc "$2")${3:-}"; }
+count_execd() { curl -sf "$E/files/grep?format=json&max_results=100000&path=$(urlenc "$1")&pattern=$(urlenc "$2")${3:-}" | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["matches"], s["truncated"])'; }
+
+printf '%-44s %9s %9s %9s %9s %9s %7s %7s\n' search "execd_s" "rg_s" "rg-j1_s" "grep_s" matches "x_rg" "verdict"
+run() {
+  local name=$1 dir=$2 pat=$3 eflags=$4; shift 4
+  local rgflags=("$@")
+  local te tr tr1 tg m
+  te=$(timed execd_grep "$dir" "$pat" "$eflags")
+  tr=$(timed rg "${rgflags[@]}" -n --column -- "$pat" "$dir")
+  tr1=$(timed rg -j1 "${rgflags[@]}" -n --column -- "$pat" "$dir")
+  case " ${rgflags[*]} " in
+    *" -F "*) tg=$(timed grep -rnF -- "$pat" "$dir") ;;
+    *" -i "*) tg=$(timed grep -rniE -- "$pat" "$dir") ;;
+    *) tg=$(timed grep -rnE -- "$pat" "$dir") ;;
+  esac
+  m=$(count_execd "$dir" "$pat" "$eflags")
+  printf '%-44s %9s %9s %9s %9s %9s %7s %7s\n' "$name" "$te" "$tr" "$tr1" "$tg" "${m% *}" "$(ratio "$te" "$tr")" \
+    "$(verdict "$te <= 1.5 * $tr")"
+}
+# -uu: no ignore files, hidden files searched (what execd does without gitignore=true).
+run "usr/share literal 'Copyright (C) 2019'" /usr/share 'Copyright (C) 2019' "&fixed=true" -uu -F
+run "usr/share regex '[A-Z][a-z]+ing the'" /usr/share '[A-Z][a-z]+ing the' "" -uu
+run "usr/share ignore_case 'gnu general'" /usr/share 'gnu general' "&ignore_case=true" -uu -i
+run "src literal 'EXIT_SUCCESS'" "$work/src" 'EXIT_SUCCESS' "" -uu -F
+run "src regex '\\w+_MAX\\b'" "$work/src" '\w+_MAX\b' "" -uu
+run "src gitignore regex 'struct \\w+ \\{'" "$work/src" 'struct \w+ \{' "&gitignore=true" --hidden
+run "src no match 'zzqqxxyy'" "$work/src" 'zzqqxxyy' "" -uu
