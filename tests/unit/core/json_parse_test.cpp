@@ -28,7 +28,7 @@ TEST_CASE("parse_json answers errors as values for malformed input") {
   CHECK_FALSE(parse_json("").ok());
   CHECK_FALSE(parse_json("{\"a\":").ok());
   CHECK_FALSE(parse_json("\xff\xfe").ok());
-  auto r = parse_json(R"({"code": "print(1)"})");
+  auto r = parse_json(R"j({"code": "print(1)"})j");
   REQUIRE(r.ok());
   CHECK(r.value()["code"] == "print(1)");
 }
