@@ -75,6 +75,24 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
     return httplib::Server::HandlerResponse::Handled;
   });
 
+  // "Expect: 100-continue" with a body over the cap of a route() (not an upload): 413
+  // instead of inviting the client to send it.
+  s.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const HeadInfo* head = BufferedServer::current_head();
+    if (head == nullptr || head->content_length.value_or(0) <= options_.max_request_bytes) return 100;
+    const Method m = method_of(req.method);
+    for (const auto& r : routes_) {
+      if (r.method == m && r.is_streaming && std::regex_match(req.path, r.pattern)) return 100;
+    }
+    BufferedServer::close_after_response(res);
+    write_error(res, core::make_error(core::Errc::too_large, "request body of " +
+                                                                 std::to_string(*head->content_length) +
+                                                                 " bytes is over the limit of " +
+                                                                 std::to_string(options_.max_request_bytes) +
+                                                                 " (--max-request-bytes)"));
+    return 413;
+  });
+
   s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     // httplib calls this for every status >= 400; a body means a route already wrote
     // its error. What is left: its own 404 (no route) and protocol errors (400, 413, 414).
@@ -210,7 +228,7 @@ void HttpServer::route(Method method, const std::string& pattern, Handler handle
 }
 
 void HttpServer::route_streaming(Method method, const std::string& pattern, ReaderHandler handler) {
-  routes_.push_back({method, std::regex(pattern)});
+  routes_.push_back({method, std::regex(pattern), true});
   auto& s = *server_;
   auto tracked = [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res,
                                                 const httplib::ContentReader& reader) {

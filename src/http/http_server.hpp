@@ -81,6 +81,7 @@ class HttpServer {
   struct RouteEntry {
     Method method;
     std::regex pattern;
+    bool is_streaming = false;
   };
   std::vector<RouteEntry> routes_;
 };
