@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,7 +32,7 @@ class ReopenableFile {
   ReopenableFile& operator=(const ReopenableFile&) = delete;
 
   /// The writer's descriptor; -1 after seal().
-  [[nodiscard]] int write_fd() const { return write_fd_; }
+  [[nodiscard]] int write_fd() const { return write_fd_.load(std::memory_order_relaxed); }
   /// Closes the writer's descriptor: later reads reopen the file by name.
   void seal();
   /// A descriptor to pread from, held as long as the returned pointer: the writer's while
@@ -43,7 +44,7 @@ class ReopenableFile {
   ReopenableFile(std::string path, int fd);
 
   std::string path_;
-  int write_fd_;
+  std::atomic<int> write_fd_;  // atomic only so tests may ask holds_descriptor() from anywhere
   mutable std::mutex mu_;
   std::shared_ptr<const UniqueFd> open_;  // the writer's descriptor until seal()
 };
