@@ -77,13 +77,16 @@ App::App(core::Config config) : config_(std::move(config)) {
       exec::EventLog::Options{config_.event_log_memory_bytes, spill_dir, config_.event_log_max_bytes}, config_.execution_retention);
   reactor_ = std::make_shared<process::Reactor>();
   reaper_ = std::make_shared<process::ChildReaper>(reactor_, ledger);
+  // One isolation service for every execution route (defaults from the flags, the probe,
+  // the daemon's cgroup parent); shared, so it outlives every command that uses it.
+  auto isolator = api::make_isolator(config_, runtime_ ? runtime_->path() : std::string());
   commands_ = std::make_shared<commands::CommandRunner>(
       reactor_, reaper_, executions_,
       commands::CommandRunner::Options{config_.kill_grace, config_.envs_file, spill_dir,
-                                       config_.execution_retention});
+                                       config_.execution_retention, isolator});
   sessions_ = std::make_shared<commands::SessionManager>(
       reactor_, reaper_, executions_,
-      commands::SessionManager::Options{config_.kill_grace, config_.envs_file, config_.max_sessions});
+      commands::SessionManager::Options{config_.kill_grace, config_.envs_file, config_.max_sessions, isolator});
   files::FileService::Options file_options;
   file_options.root = config_.files_root;
   file_options.max_upload_bytes = config_.max_upload_bytes;
@@ -103,7 +106,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 
   api::register_ping_routes(*server_);
-  api::register_capabilities_routes(*server_, api::make_isolator(config_, runtime_ ? runtime_->path() : std::string()));
+  api::register_capabilities_routes(*server_, isolator);
   api::register_metrics_routes(*server_, sampler_);
   api::register_execution_routes(*server_, executions_);
   api::register_command_routes(*server_, commands_, sessions_);

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <thread>
 
+#include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
 #include "core/clock.hpp"
 #include "exec/event.hpp"
@@ -20,9 +21,7 @@ constexpr std::chrono::seconds kStdinWriteTimeout{10};
 // How long DELETE /command waits for the group to be gone before answering anyway.
 constexpr std::chrono::seconds kInterruptWaitCap{10};
 
-core::Result<commands::CommandSpec> parse_command_spec(const httplib::Request& req) {
-  auto body = http::parse_json_body(req);
-  if (!body) return body.error();
+core::Result<commands::CommandSpec> parse_command_spec(const nlohmann::json* body) {
   if (auto obj = require_object(*body); !obj) return obj.error();
   commands::CommandSpec spec;
   auto command = string_field(*body, "command");
@@ -122,9 +121,13 @@ void interrupt_command_or_session(const std::string& id, httplib::Response& res,
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
                              std::shared_ptr<commands::SessionManager> sessions) {
   server.route(Method::post, R"(/command)", [&server, runner](const httplib::Request& req, httplib::Response& res) {
-    auto spec = parse_command_spec(req);
+    auto body = http::parse_json_body(req);
+    if (!body) return http::write_error(res, body.error());
+    auto spec = parse_command_spec(&*body);
     if (!spec) return http::write_error(res, spec.error());
-    auto cmd = runner->start(std::move(*spec));
+    auto limits = request_limits(*body, runner->isolator().get());
+    if (!limits) return http::write_error(res, limits.error());
+    auto cmd = runner->start(std::move(*spec), *limits);
     if (!cmd) return http::write_error(res, cmd.error());
     if ((*cmd)->is_background()) return write_background_ack(res, (*cmd)->id());
     // The stream only reads the log: a client that goes away leaves the command running.

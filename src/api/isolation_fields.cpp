@@ -32,4 +32,24 @@ core::Result<isolation::Limits> parse_isolation_fields(const nlohmann::json& bod
   return parse_isolation_fields(body, isolator.defaults(), isolator.capabilities());
 }
 
+core::Result<isolation::Limits> request_limits(const nlohmann::json& body, isolation::Isolator* isolator) {
+  if (isolator != nullptr) return parse_isolation_fields(body, *isolator);
+  if (body.is_object()) {
+    for (const char* key : {"isolation", "network"}) {
+      if (body.contains(key)) {
+        return core::make_error(core::Errc::invalid_argument,
+                                std::string("field '") + key + "': isolation is not available in this daemon");
+      }
+    }
+    for (const isolation::Limit l : isolation::kAllLimits) {
+      const std::string key(isolation::field_name(l));
+      if (body.contains(key)) {
+        return core::make_error(core::Errc::invalid_argument,
+                                "field '" + key + "': limits are not available in this daemon");
+      }
+    }
+  }
+  return isolation::Limits{};
+}
+
 }  // namespace execd::api

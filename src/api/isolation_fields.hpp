@@ -21,4 +21,8 @@ core::Result<isolation::Limits> parse_isolation_fields(const nlohmann::json& bod
 /// The same with the daemon's Isolator (its defaults and probed capabilities).
 core::Result<isolation::Limits> parse_isolation_fields(const nlohmann::json& body, isolation::Isolator& isolator);
 
+/// What an execution route calls: parse_isolation_fields with `isolator`, or, where the
+/// daemon has none, level none without limits (and a 400 if the body asks for any).
+core::Result<isolation::Limits> request_limits(const nlohmann::json& body, isolation::Isolator* isolator);
+
 }  // namespace execd::api

@@ -1,5 +1,6 @@
 #include "api/session_routes.hpp"
 
+#include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
 #include "http/json_io.hpp"
 
@@ -34,7 +35,10 @@ void register_session_routes(http::HttpServer& server, std::shared_ptr<commands:
     if (auto obj = require_object(*body); !obj) return http::write_error(res, obj.error());
     auto cwd = string_field(*body, "cwd");
     if (!cwd) return http::write_error(res, cwd.error());
-    auto session = sessions->create(cwd->value_or(""));
+    // The session's shell is started inside its isolation once; every run pays nothing more.
+    auto limits = request_limits(*body, sessions->isolator().get());
+    if (!limits) return http::write_error(res, limits.error());
+    auto session = sessions->create(cwd->value_or(""), *limits);
     if (!session) return http::write_error(res, session.error());
     http::write_json(res, {{"session_id", (*session)->id()}});
   });

@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/fd_io.hpp"
 #include "core/id.hpp"
 #include "exec/event.hpp"
 #include "process/pipe_write.hpp"
@@ -36,6 +38,21 @@ done
 
 constexpr int kReadsPerWakeup = 16;
 constexpr std::chrono::seconds kSubmitTimeout{10};
+constexpr std::chrono::seconds kSandboxStart{10};
+
+// The innermost pid of /proc/<pid>/status's NSpid line (the pid inside its namespace).
+std::optional<long> inner_pid(pid_t pid) {
+  const std::string status = core::read_file("/proc/" + std::to_string(pid) + "/status");
+  const auto at = status.find("\nNSpid:");
+  if (at == std::string::npos) return std::nullopt;
+  const auto end = status.find('\n', at + 1);
+  std::istringstream fields(status.substr(at + 7, end - at - 7));
+  long last = 0;
+  int count = 0;
+  for (long v = 0; fields >> v; ++count) last = v;
+  if (count < 2) return std::nullopt;  // not in a namespace of its own
+  return last;
+}
 
 }  // namespace
 
@@ -60,9 +77,27 @@ core::Result<std::shared_ptr<BashSession>> BashSession::start(std::string id, co
   so.cwd = cwd;
   so.stdin_pipe = true;
   so.merge_stderr = true;
+  if (ExecutionGuard::needed(s->options_.limits)) {
+    if (!s->options_.isolator) {
+      return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
+    }
+    auto guard = ExecutionGuard::make(*s->options_.isolator, s->options_.limits, so, "s-" + s->id_);
+    if (!guard) return guard.error();
+    s->guard_ = std::move(guard).value();
+  }
   auto child = s->reaper_->spawn(so);
   if (!child) return child.error();
   s->pid_ = child->pid;
+  s->shell_pid_ = s->pid_;
+  s->shell_pgid_ = s->pid_;
+  if (s->in_namespace()) {
+    if (auto found = s->find_sandboxed_shell(); !found) {
+      process::signal_group(s->pid_, SIGKILL);
+      ::waitpid(s->pid_, nullptr, 0);
+      s->reaper_->disown(s->pid_);
+      return found.error();
+    }
+  }
   s->pidfd_ = std::move(child->pidfd);
   s->out_fd_ = std::move(child->stdout_fd);
   s->in_fd_ = std::move(child->stdin_fd);
@@ -74,6 +109,28 @@ core::Result<std::shared_ptr<BashSession>> BashSession::start(std::string id, co
     if (auto p = weak.lock()) p->on_exit();
   });
   return s;
+}
+
+core::Result<void> BashSession::find_sandboxed_shell() {
+  // bwrap's init is pid 1 in the sandbox and forks the shell as pid 2, after setsid (so
+  // the shell's group is init's). Interrupts go to that group (init ignores them, being
+  // a namespace's init without handlers); signals meant for a run's processes spare both.
+  const auto deadline = std::chrono::steady_clock::now() + kSandboxStart;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const pid_t p : guard_->members()) {
+      if (inner_pid(p) == 2) {
+        const pid_t pgid = ::getpgid(p);
+        if (pgid <= 0) continue;
+        shell_pid_ = p;
+        shell_pgid_ = pgid;
+        return {};
+      }
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG | WNOWAIT) == pid_) break;  // bwrap gave up
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return core::make_error(core::Errc::unavailable, "the session's sandbox did not start its shell");
 }
 
 bool BashSession::is_alive() const {
@@ -95,8 +152,9 @@ core::Result<void> BashSession::run(const SessionRunSpec& spec, std::shared_ptr<
   r.execution = std::move(execution);
   r.started = std::chrono::steady_clock::now();
   r.timeout = spec.timeout;
-  auto cpu = process::cpu_time_with_children_ms(pid_);
+  auto cpu = process::cpu_time_with_children_ms(shell_pid_);
   r.cpu_before_ms = cpu ? *cpu : 0;
+  if (guard_) r.baseline = guard_->usage();
   r.execution->log()->append(exec::events::init(id_));
   std::string record = std::to_string(r.seq);
   record += '\0';
@@ -142,8 +200,8 @@ core::Result<void> BashSession::interrupt() {
 
 void BashSession::signal_children(int sig) {
   // Everything in the shell's group but the shell itself: the run's processes.
-  for (pid_t p : process::group_members(pid_)) {
-    if (p != pid_) ::kill(p, sig);
+  for (pid_t p : process::group_members(shell_pgid_)) {
+    if (p != shell_pid_ && p != shell_pgid_) ::kill(p, sig);
   }
 }
 
@@ -153,7 +211,7 @@ void BashSession::escalate(uint64_t seq, int step) {
     if (!run_ || run_->seq != seq || !alive_) return;
   }
   switch (step) {
-    case 0: process::signal_group(pid_, SIGINT); break;  // the shell traps it and ends the run
+    case 0: process::signal_group(shell_pgid_, SIGINT); break;  // the shell traps it and ends the run
     case 1: signal_children(SIGTERM); break;
     case 2: signal_children(SIGKILL); break;
     default:
@@ -205,9 +263,27 @@ void BashSession::handle_line(const std::string& line) {
       return;
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  // Output between runs (a background job of an earlier run) belongs to no run.
-  if (run_) run_->execution->log()->append(exec::events::stdout_text(line));
+  const auto cap = guard_ ? guard_->limits().get(isolation::Limit::output_bytes) : std::nullopt;
+  uint64_t capped_seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Output between runs (a background job of an earlier run) belongs to no run.
+    if (!run_) return;
+    if (cap) {
+      // Past the run's max_output_bytes lines are dropped (still read, so nothing
+      // blocks on the pipe) and the run is interrupted.
+      if (run_->output_capped) return;
+      run_->output_bytes += line.size() + 1;
+      if (run_->output_bytes > *cap) {
+        run_->output_capped = true;
+        capped_seq = run_->seq;
+        run_->execution->log()->append(exec::events::status(
+            "output truncated at " + std::to_string(*cap) + " bytes (max_output_bytes): the run is interrupted"));
+      }
+    }
+    if (capped_seq == 0) run_->execution->log()->append(exec::events::stdout_text(line));
+  }
+  if (capped_seq != 0) escalate(capped_seq, 0);
 }
 
 void BashSession::finish_run(int exit_code, const std::string& why) {
@@ -221,17 +297,31 @@ void BashSession::finish_run(int exit_code, const std::string& why) {
   if (r->timer) reactor_->cancel(*r->timer);
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - r->started).count();
-  auto cpu = process::cpu_time_with_children_ms(pid_);
+  auto cpu = process::cpu_time_with_children_ms(shell_pid_);
   nlohmann::json accounting = {{"duration_ms", ms}, {"exit_code", exit_code}};
   if (cpu) accounting["cpu_time_ms"] = *cpu >= r->cpu_before_ms ? *cpu - r->cpu_before_ms : 0;
+  std::optional<isolation::LimitHit> hit;
+  if (guard_) {
+    if (r->output_capped) {
+      const uint64_t cap = guard_->limits().get(isolation::Limit::output_bytes).value_or(0);
+      hit = isolation::LimitHit{isolation::Limit::output_bytes, cap,
+                                "killed: output limit of " + std::to_string(cap) +
+                                    " bytes reached (max_output_bytes); later output was dropped"};
+    } else {
+      hit = guard_->limit_hit(exit_code >= 0 ? W_EXITCODE(exit_code & 0xff, 0) : 0, r->baseline);
+    }
+    guard_->add_usage(accounting, r->baseline);
+    if (hit) accounting["killed"] = ExecutionGuard::killed_json(*hit);
+  }
   auto& log = *r->execution->log();
-  if (exit_code == 0 && !r->timed_out && why.empty()) {
+  if (exit_code == 0 && !r->timed_out && why.empty() && !hit) {
     log.close(exec::events::execution_complete(ms, accounting));
     return;
   }
   std::string trace = !why.empty()      ? why
                       : r->timed_out    ? "timeout after " + std::to_string(r->timeout.count()) + " ms"
                                         : "command exited with code " + std::to_string(exit_code);
+  if (hit) trace = hit->message + " (" + trace + ")";
   log.close(exec::events::error("CommandExecError", std::to_string(exit_code), {trace}, accounting));
 }
 
@@ -250,14 +340,15 @@ void BashSession::on_exit() {
     out_fd_.reset();
   }
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    alive_ = false;
-    in_fd_.reset();
-  }
   // Whatever is left of the group (background jobs of earlier runs) goes with the shell.
   process::signal_group(pid_, SIGKILL);
   finish_run(code, "the session's shell exited with code " + std::to_string(code));
+  // Then everything else the session started (setsid escapees too), its cgroup and its
+  // workspace, before the session counts as ended.
+  if (guard_) guard_->finish();
+  std::lock_guard<std::mutex> lock(mu_);
+  alive_ = false;
+  in_fd_.reset();
 }
 
 void BashSession::terminate() {

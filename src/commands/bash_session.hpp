@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "commands/execution_guard.hpp"
 #include "commands/line_splitter.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
@@ -37,6 +38,13 @@ class BashSession : public std::enable_shared_from_this<BashSession> {
   struct Options {
     std::chrono::milliseconds kill_grace{3000};
     std::vector<std::string> env;  ///< the shell's whole environment
+    /// The whole session's isolation: the shell starts inside it once (at namespace level
+    /// one bwrap sandbox for the session's life), so a run costs no more than in a plain
+    /// session. Memory and process limits bound the session as a whole; each run's
+    /// output is capped at max_output_bytes; a limit that ends a run is named in its
+    /// terminal event. Needs `isolator` unless level none without limits.
+    isolation::Limits limits;
+    std::shared_ptr<isolation::Isolator> isolator;
   };
 
   /// Starts the shell in `cwd`.
@@ -56,6 +64,8 @@ class BashSession : public std::enable_shared_from_this<BashSession> {
   void terminate();
   [[nodiscard]] bool is_alive() const;
   [[nodiscard]] bool is_busy() const;
+  /// The shell runs in a bwrap sandbox: a run's cwd is a path inside it.
+  [[nodiscard]] bool in_namespace() const { return guard_ && guard_->in_namespace(); }
 
  private:
   struct Run {
@@ -64,6 +74,9 @@ class BashSession : public std::enable_shared_from_this<BashSession> {
     std::chrono::steady_clock::time_point started;
     uint64_t cpu_before_ms = 0;
     bool timed_out = false;
+    bool output_capped = false;
+    uint64_t output_bytes = 0;
+    isolation::CgroupUsage baseline;  // the session cgroup's counters when the run began
     std::chrono::milliseconds timeout{0};
     std::optional<process::Reactor::TimerId> timer;
   };
@@ -76,6 +89,7 @@ class BashSession : public std::enable_shared_from_this<BashSession> {
   void finish_run(int exit_code, const std::string& why);
   void escalate(uint64_t seq, int step);
   void signal_children(int sig);
+  core::Result<void> find_sandboxed_shell();
 
   std::string id_;
   std::shared_ptr<process::Reactor> reactor_;
@@ -84,7 +98,10 @@ class BashSession : public std::enable_shared_from_this<BashSession> {
   std::string marker_;  // per-session random token that starts the end-of-run line
 
   // Set at start; output and exit handling run on the reactor thread.
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;        // the spawned child: the shell, or at namespace level bwrap
+  pid_t shell_pid_ = -1;  // the shell itself (host pid); pid_ unless sandboxed
+  pid_t shell_pgid_ = -1;  // the group its runs' processes are in; pid_ unless sandboxed
+  std::unique_ptr<ExecutionGuard> guard_;
   core::UniqueFd pidfd_;
   core::UniqueFd out_fd_;
   LineSplitter lines_{false, 16 * 1024 * 1024};

@@ -75,6 +75,9 @@ bool Command::signal_group(int sig) {
     std::lock_guard<std::mutex> lock(mu_);
     interrupted_ = true;
   }
+  // An isolated command is also found through its cgroup (setsid escapees; at namespace
+  // level everything inside bwrap's sandbox).
+  if (guard_) return guard_->signal(sig, pid_);
   return process::signal_group(pid_, sig);
 }
 
@@ -88,9 +91,16 @@ void Command::drain(int fd, bool is_stderr) {
     ssize_t n = 0;
     const std::string_view chunk = reactor_->read_into_scratch(fd, n);
     if (n > 0) {
-      output_->append(chunk);
+      bool capped = false;
+      // Past max_output_bytes the bytes are read and dropped: the writer never blocks on
+      // a full pipe while it is being killed.
+      const std::string_view kept = guard_ ? chunk.substr(0, guard_->admit_output(chunk.size(), &capped)) : chunk;
+      output_->append(kept);
       // A full event log takes no more lines: skip splitting them (the bytes are kept).
-      if (execution_->log()->accepting()) emit_lines((is_stderr ? stderr_lines_ : stdout_lines_).feed(chunk), is_stderr);
+      if (!kept.empty() && execution_->log()->accepting()) {
+        emit_lines((is_stderr ? stderr_lines_ : stdout_lines_).feed(kept), is_stderr);
+      }
+      if (capped) on_output_capped();
       continue;
     }
     if (n < 0 && (errno == EINTR)) continue;
@@ -103,6 +113,14 @@ void Command::drain(int fd, bool is_stderr) {
 }
 
 void Command::on_output(int fd, bool is_stderr) { drain(fd, is_stderr); }
+
+void Command::on_output_capped() {
+  const auto cap = guard_->limits().get(isolation::Limit::output_bytes).value_or(0);
+  execution_->log()->append(exec::events::status("output truncated at " + std::to_string(cap) +
+                                                 " bytes (max_output_bytes): the command is killed"));
+  guard_->record_kill(isolation::Limit::output_bytes);
+  signal_group(SIGKILL);
+}
 
 void Command::on_exit() {
   int status = 0;
@@ -120,6 +138,13 @@ void Command::on_exit() {
 }
 
 void Command::finish(int wait_status, const rusage& usage) {
+  // Which limit ended it is read before anything left in the cgroup is killed (that kill
+  // is ours, not a limit's); then nothing of the execution may outlive it.
+  std::optional<isolation::LimitHit> hit;
+  if (guard_) {
+    hit = guard_->limit_hit(wait_status);
+    guard_->finish_processes();
+  }
   // Take what the process wrote before it exited; descendants that still hold the pipes
   // do not keep the command open.
   for (bool is_stderr : {false, true}) {
@@ -172,6 +197,14 @@ void Command::finish(int wait_status, const rusage& usage) {
   }
   if (timed_out) error = "timeout after " + std::to_string(spec_.timeout.count()) + " ms (" + (error.empty() ? "exited" : error) + ")";
   accounting["exit_code"] = exit_code;
+  if (guard_) {
+    guard_->add_usage(accounting);
+    guard_->finish();  // cgroup and workspace gone before the terminal event says "done"
+  }
+  if (hit) {
+    accounting["killed"] = ExecutionGuard::killed_json(*hit);
+    error = hit->message + (error.empty() ? std::string() : " (" + error + ")");
+  }
 
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -183,7 +216,7 @@ void Command::finish(int wait_status, const rusage& usage) {
     stdin_fd_.reset();
   }
   auto& log = *execution_->log();
-  if (exit_code == 0 && !timed_out) {
+  if (exit_code == 0 && !timed_out && !hit) {
     log.close(exec::events::execution_complete(ms, accounting));
   } else {
     log.close(exec::events::error("CommandExecError", std::to_string(exit_code), {error}, accounting));

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "commands/execution_guard.hpp"
 #include "commands/line_splitter.hpp"
 #include "commands/output_log.hpp"
 #include "core/unique_fd.hpp"
@@ -42,9 +43,13 @@ struct CommandStatus {
   std::optional<std::chrono::system_clock::time_point> finished_at;
 };
 
+class Command;
+void watch_cpu(process::Reactor& reactor, const std::shared_ptr<Command>& cmd);
+
 /// One running or finished command: its process group, its Execution (events) and its
 /// OutputLog (raw bytes). Pipe and exit handling happen on the reactor thread; status
-/// and stdin are safe from any thread.
+/// and stdin are safe from any thread. An isolated command also owns an ExecutionGuard
+/// (cgroup, workspace, output cap), ended before its terminal event is written.
 class Command : public std::enable_shared_from_this<Command> {
  public:
   Command(std::shared_ptr<exec::Execution> execution, CommandSpec spec, std::unique_ptr<OutputLog> output);
@@ -67,8 +72,10 @@ class Command : public std::enable_shared_from_this<Command> {
 
  private:
   friend class CommandRunner;
+  friend void watch_cpu(process::Reactor& reactor, const std::shared_ptr<Command>& cmd);
 
   void on_output(int fd, bool is_stderr);
+  void on_output_capped();
   void on_exit();
   void drain(int fd, bool is_stderr);
   void finish(int wait_status, const rusage& usage);
@@ -79,6 +86,7 @@ class Command : public std::enable_shared_from_this<Command> {
   std::unique_ptr<OutputLog> output_;
   process::Reactor* reactor_ = nullptr;
   process::ChildReaper* reaper_ = nullptr;
+  std::unique_ptr<ExecutionGuard> guard_;  // null: level none without limits; set before publishing
 
   // Set at start, then touched only on the reactor thread.
   pid_t pid_ = -1;

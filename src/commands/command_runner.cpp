@@ -48,8 +48,10 @@ core::Result<std::string> existing_directory(const std::string& cwd_in) {
   return cwd;
 }
 
-std::vector<std::string> command_environment(const std::string& envs_file,
-                                             const std::map<std::string, std::string>& extra) {
+namespace {
+
+std::map<std::string, std::string> envs_file_and(const std::string& envs_file,
+                                                 const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
   if (!envs_file.empty()) {
     std::ifstream in(envs_file);
@@ -63,7 +65,37 @@ std::vector<std::string> command_environment(const std::string& envs_file,
     }
   }
   for (const auto& [k, v] : extra) env[k] = v;
-  return process::environment_with(env);
+  return env;
+}
+
+constexpr std::chrono::milliseconds kCpuWatchInterval{250};
+
+}  // namespace
+
+std::vector<std::string> command_environment(const std::string& envs_file,
+                                             const std::map<std::string, std::string>& extra) {
+  return process::environment_with(envs_file_and(envs_file, extra));
+}
+
+std::vector<std::string> isolated_environment(const std::string& envs_file,
+                                              const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : envs_file_and(envs_file, extra)) out.push_back(k + "=" + v);
+  return out;
+}
+
+void watch_cpu(process::Reactor& reactor, const std::shared_ptr<Command>& cmd) {
+  std::weak_ptr<Command> weak = cmd;
+  reactor.after(kCpuWatchInterval, [&reactor, weak] {
+    auto c = weak.lock();
+    if (!c || !c->is_running() || !c->guard_) return;
+    if (c->guard_->cpu_exceeded()) {
+      c->guard_->record_kill(isolation::Limit::cpu_time_s);
+      c->signal_group(SIGKILL);
+      return;
+    }
+    watch_cpu(reactor, c);
+  });
 }
 
 CommandRunner::CommandRunner(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,
@@ -74,6 +106,14 @@ CommandRunner::CommandRunner(std::shared_ptr<process::Reactor> reactor, std::sha
 CommandRunner::~CommandRunner() { shutdown(); }
 
 core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
+  return start(std::move(spec), options_.isolator ? options_.isolator->defaults() : isolation::Limits{});
+}
+
+core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, const isolation::Limits& limits) {
+  const bool guarded = ExecutionGuard::needed(limits);
+  if (guarded && !options_.isolator) {
+    return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
+  }
   if (spec.command.empty()) return core::make_error(core::Errc::invalid_argument, "command is empty");
   if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "timeout must not be negative");
   if (spec.gid && !spec.uid) return core::make_error(core::Errc::invalid_argument, "uid is required when gid is provided");
@@ -84,7 +124,8 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   }
   process::SpawnOptions so;
   so.argv = {shell_path(), "-c", spec.command};
-  so.env = command_environment(options_.envs_file, spec.envs);
+  so.env = limits.level == isolation::Level::none ? command_environment(options_.envs_file, spec.envs)
+                                                 : isolated_environment(options_.envs_file, spec.envs);
   so.cwd = spec.cwd;
   if (spec.uid) {
     auto user = process::lookup_user(std::to_string(*spec.uid));
@@ -100,6 +141,15 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   sweep();
   auto output = std::make_unique<OutputLog>(options_.spill_dir);
   auto execution = executions_->create(spec.background ? "background-command" : "command");
+  std::unique_ptr<ExecutionGuard> guard;
+  if (guarded) {
+    auto made = ExecutionGuard::make(*options_.isolator, limits, so, "c-" + execution->id());
+    if (!made) {
+      executions_->remove(execution->id());
+      return made.error();
+    }
+    guard = std::move(made).value();
+  }
   auto child = reaper_->spawn(so);
   if (!child) {
     execution->log()->close(exec::events::error("CommandExecError", child.error().message, {child.error().message}));
@@ -109,6 +159,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   auto cmd = std::make_shared<Command>(execution, std::move(spec), std::move(output));
   cmd->reactor_ = reactor_.get();
   cmd->reaper_ = reaper_.get();
+  cmd->guard_ = std::move(guard);
   cmd->pid_ = child->pid;
   cmd->pidfd_ = std::move(child->pidfd);
   cmd->stdout_fd_ = std::move(child->stdout_fd);
@@ -154,6 +205,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec) {
   reactor_->watch(cmd->pidfd_.get(), [weak](uint32_t) {
     if (auto c = weak.lock()) c->on_exit();
   });
+  if (cmd->guard_ && cmd->guard_->has_cgroup() && limits.get(isolation::Limit::cpu_time_s)) watch_cpu(*reactor_, cmd);
   return cmd;
 }
 

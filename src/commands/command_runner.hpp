@@ -9,6 +9,7 @@
 #include "commands/command.hpp"
 #include "core/result.hpp"
 #include "exec/execution_registry.hpp"
+#include "isolation/isolator.hpp"
 #include "process/reactor.hpp"
 
 namespace execd::commands {
@@ -23,6 +24,9 @@ class CommandRunner {
     std::string envs_file;                       ///< EXECD_ENVS: KEY=VALUE lines
     std::string spill_dir;                       ///< where output logs live
     std::chrono::seconds retention{600};
+    /// The daemon's isolation service (defaults, capabilities, cgroups); null: every
+    /// command runs at level none without limits.
+    std::shared_ptr<isolation::Isolator> isolator;
   };
 
   CommandRunner(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,
@@ -30,8 +34,15 @@ class CommandRunner {
   ~CommandRunner();  ///< kills every running group and waits for it
 
   /// Validates, spawns, and returns once the process runs (its `init` event is in the
-  /// log). Bad input -> invalid_argument naming the field.
+  /// log). Bad input -> invalid_argument naming the field. Runs at the daemon's default
+  /// isolation and limits.
   core::Result<std::shared_ptr<Command>> start(CommandSpec spec);
+  /// The same at `limits` (parsed from the request by api::parse_isolation_fields). At
+  /// level process or namespace the environment is EXECD_ENVS plus the request's envs
+  /// only; a limit that ends the command is named in its terminal event (`killed`).
+  core::Result<std::shared_ptr<Command>> start(CommandSpec spec, const isolation::Limits& limits);
+  /// Null when isolation is not configured.
+  [[nodiscard]] const std::shared_ptr<isolation::Isolator>& isolator() const { return options_.isolator; }
   [[nodiscard]] std::shared_ptr<Command> find(const std::string& id) const;
   /// SIGINT to the group now, SIGTERM after the grace, SIGKILL after another.
   core::Result<void> interrupt(const std::string& id);
@@ -58,6 +69,16 @@ void escalate(process::Reactor& reactor, const std::shared_ptr<Command>& cmd, st
 /// The environment a command gets: the daemon's, then EXECD_ENVS lines, then `extra`.
 std::vector<std::string> command_environment(const std::string& envs_file,
                                              const std::map<std::string, std::string>& extra);
+/// The environment an isolated (process, namespace) command gets: EXECD_ENVS lines, then
+/// `extra`, and nothing of the daemon's (its token, its secrets); Isolator adds PATH and
+/// HOME when neither gave them.
+std::vector<std::string> isolated_environment(const std::string& envs_file,
+                                              const std::map<std::string, std::string>& extra);
+
+/// Checks `cmd`'s cgroup CPU usage every interval while it runs and kills it (naming the
+/// limit) once the whole execution has used cpu_time_limit_s: RLIMIT_CPU alone bounds
+/// each process, not the sum of many.
+void watch_cpu(process::Reactor& reactor, const std::shared_ptr<Command>& cmd);
 
 /// `cwd` expanded (core::expand_path); invalid_argument unless it names an existing directory.
 core::Result<std::string> existing_directory(const std::string& cwd);

@@ -26,7 +26,12 @@ SessionManager::SessionManager(std::shared_ptr<process::Reactor> reactor, std::s
 
 SessionManager::~SessionManager() { shutdown(); }
 
-core::Result<std::shared_ptr<BashSession>> SessionManager::create(const std::string& cwd_in) {
+core::Result<std::shared_ptr<BashSession>> SessionManager::create(const std::string& cwd) {
+  return create(cwd, options_.isolator ? options_.isolator->defaults() : isolation::Limits{});
+}
+
+core::Result<std::shared_ptr<BashSession>> SessionManager::create(const std::string& cwd_in,
+                                                                  const isolation::Limits& limits) {
   std::string cwd;
   if (!cwd_in.empty()) {
     auto expanded = core::expand_path(cwd_in);
@@ -52,7 +57,10 @@ core::Result<std::shared_ptr<BashSession>> SessionManager::create(const std::str
                                                            "); delete one with DELETE /session/{id}");
     }
   }
-  BashSession::Options so{options_.kill_grace, command_environment(options_.envs_file, {})};
+  BashSession::Options so{options_.kill_grace,
+                          limits.level == isolation::Level::none ? command_environment(options_.envs_file, {})
+                                                                 : isolated_environment(options_.envs_file, {}),
+                          limits, options_.isolator};
   auto session = BashSession::start(core::new_uuid(), cwd, reactor_, reaper_, std::move(so));
   if (!session) return session.error();
   std::lock_guard<std::mutex> lock(mu_);
@@ -97,7 +105,8 @@ core::Result<std::shared_ptr<exec::Execution>> SessionManager::run(const std::st
   if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "timeout must not be negative");
   auto session = find(id);
   if (!session) return session_not_found(id);
-  if (!spec.cwd.empty()) {
+  // In a sandboxed session the path is the sandbox's, checked by the shell's own cd.
+  if (!spec.cwd.empty() && !session->in_namespace()) {
     auto cwd = existing_directory(spec.cwd);
     if (!cwd) return cwd.error();
     spec.cwd = *cwd;

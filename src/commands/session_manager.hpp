@@ -22,6 +22,8 @@ class SessionManager {
     std::chrono::milliseconds kill_grace{3000};
     std::string envs_file;    ///< EXECD_ENVS, as for commands
     size_t max_sessions = 64;  ///< live shells at once
+    /// Defaults and enforcement of isolation; null: sessions run at level none.
+    std::shared_ptr<isolation::Isolator> isolator;
   };
 
   SessionManager(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper,
@@ -31,6 +33,12 @@ class SessionManager {
   /// A new shell in `cwd` (`~` and $VAR expanded, created when missing; empty: the
   /// daemon's). unavailable past max_sessions.
   core::Result<std::shared_ptr<BashSession>> create(const std::string& cwd);
+  /// The same at `limits` for the whole session (see BashSession::Options::limits). At
+  /// namespace level `cwd` is the sandbox's workspace (empty: a fresh one, removed with
+  /// the session), and the environment is EXECD_ENVS only.
+  core::Result<std::shared_ptr<BashSession>> create(const std::string& cwd, const isolation::Limits& limits);
+  /// Null when isolation is not configured.
+  [[nodiscard]] const std::shared_ptr<isolation::Isolator>& isolator() const { return options_.isolator; }
   /// Starts one run; its events are in the returned Execution. context_not_found for an
   /// unknown (or deleted) id, invalid_argument for bad fields, conflict when busy.
   core::Result<std::shared_ptr<exec::Execution>> run(const std::string& id, SessionRunSpec spec);

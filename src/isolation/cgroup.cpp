@@ -166,7 +166,7 @@ CgroupUsage Cgroup::usage() const {
   return u;
 }
 
-core::Result<void> Cgroup::kill_all(std::chrono::milliseconds timeout) {
+core::Result<void> Cgroup::kill_all(std::chrono::milliseconds timeout, const Reap& reap) {
   const auto deadline = Clock::now() + timeout;
   const std::string one = dir("");
   if (version_ == 2 && exists(one + "/cgroup.kill")) {
@@ -190,17 +190,20 @@ core::Result<void> Cgroup::kill_all(std::chrono::milliseconds timeout) {
     // Frozen, nothing can fork between reading the list and the kill; the SIGKILLs are
     // delivered when thawed. A freeze that has not settled yet still stops new forks.
     const bool froze = !freezer.empty() && write_cgroup_file(freezer + freeze_file, frozen).ok();
-    for (pid_t p : pids()) ::kill(p, SIGKILL);
+    const std::vector<pid_t> victims = pids();
+    for (pid_t p : victims) ::kill(p, SIGKILL);
     if (froze) (void)write_cgroup_file(freezer + freeze_file, thawed);
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (reap) reap(victims);
+    if (pids().empty()) continue;  // gone already: no need to sleep
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
-core::Result<void> Cgroup::remove() {
+core::Result<void> Cgroup::remove(const Reap& reap) {
   if (removed_) return {};
   procs_fds_.clear();
   dir_fd_.reset();
-  if (auto r = kill_all(); !r) return r;
+  if (auto r = kill_all(std::chrono::seconds(5), reap); !r) return r;
   std::string failed;
   for (const auto& [controller, d] : dirs_) {
     // A killed task leaves its group a moment after it is reaped; rmdir says EBUSY until then.
@@ -210,6 +213,7 @@ core::Result<void> Cgroup::remove() {
         failed = d + ": " + std::strerror(errno);
         break;
       }
+      if (reap) reap({});
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     if (exists(d) && failed.empty()) failed = d + ": still busy";

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -62,12 +63,18 @@ class Cgroup {
   [[nodiscard]] CgroupUsage usage() const;
   [[nodiscard]] bool oom_killed() const { return usage().oom_kills > 0; }
 
+  /// Called between kill rounds with the pids just killed (empty while waiting for the
+  /// group to go): a daemon that is the subreaper of what it kills reaps the orphans
+  /// here, since a killed but unreaped task still holds its group (rmdir says EBUSY; v1
+  /// pids.current still counts it) and no longer shows in cgroup.procs.
+  using Reap = std::function<void(const std::vector<pid_t>& killed)>;
+
   /// SIGKILLs everything in the group until it is empty or `timeout` passes. v2 with
   /// cgroup.kill: one write. Otherwise freeze (so nothing forks between reading the list
   /// and the kill), SIGKILL each, thaw, repeat. unavailable if processes remain.
-  core::Result<void> kill_all(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  core::Result<void> kill_all(std::chrono::milliseconds timeout = std::chrono::seconds(5), const Reap& reap = {});
   /// rmdir of every directory (kill_all first). Idempotent.
-  core::Result<void> remove();
+  core::Result<void> remove(const Reap& reap = {});
 
  private:
   int version_;

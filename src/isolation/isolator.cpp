@@ -1,8 +1,11 @@
 #include "isolation/isolator.hpp"
 
+#include <pwd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +16,29 @@ namespace execd::isolation {
 namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+bool has_key(const std::vector<std::string>& env, std::string_view key) {
+  return std::any_of(env.begin(), env.end(), [key](const std::string& kv) {
+    return kv.size() > key.size() && kv.compare(0, key.size(), key) == 0 && kv[key.size()] == '=';
+  });
+}
+
+// The isolated levels build the environment from the request and --envs-file only; a
+// shell still needs a PATH and a HOME, which come from here, not from the daemon.
+void add_default(std::vector<std::string>& env, std::string_view key, const std::string& value) {
+  if (!has_key(env, key)) env.push_back(std::string(key) + "=" + value);
+}
+
+std::string home_of_user() {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(::geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr && found->pw_dir != nullptr) {
+    return found->pw_dir;
+  }
+  return "/";
+}
 
 }  // namespace
 
@@ -37,6 +63,8 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
   LaunchPlan plan;
   plan.limits = limits;
   plan.env = std::move(request.env);
+  if (limits.level != Level::none) add_default(plan.env, "PATH", kDefaultPath);
+  if (limits.level == Level::process) add_default(plan.env, "HOME", home_of_user());
   plan.max_output_bytes = limits.get(Limit::output_bytes);
   plan.child.no_new_privs = limits.level != Level::none;
 
@@ -108,6 +136,8 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
     plan.workspace = dir;
     b.workspace = dir;
   }
+  // The host's home directory is not in the sandbox; the workspace is the one place to write.
+  add_default(b.env, "HOME", b.workspace);
   auto argv = BwrapCommand::build(b, request.argv, SystemLayout::host(options_.bwrap));
   if (!argv) return argv.error();
   plan.argv = std::move(argv).value();

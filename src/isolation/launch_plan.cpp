@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -11,9 +12,9 @@ namespace execd::isolation {
 
 LaunchPlan::~LaunchPlan() { finish(); }
 
-void LaunchPlan::finish() {
+void LaunchPlan::finish(const Cgroup::Reap& reap) {
   if (cgroup) {
-    if (auto r = cgroup->remove(); !r) spdlog::warn("isolation: {}", r.error().message);
+    if (auto r = cgroup->remove(reap); !r) spdlog::warn("isolation: {}", r.error().message);
     cgroup.reset();
   }
   if (!workspace.empty()) {
@@ -24,21 +25,29 @@ void LaunchPlan::finish() {
   }
 }
 
-std::optional<LimitHit> LaunchPlan::limit_hit(int wait_status) const {
+std::optional<LimitHit> LaunchPlan::limit_hit(int wait_status, const CgroupUsage& baseline) const {
   const bool has_group = cgroup != nullptr;
   const CgroupUsage usage = has_group ? cgroup->usage() : CgroupUsage{};
-  if (auto mb = limits.get(Limit::memory_mb); mb && has_group && usage.oom_kills > 0) {
+  if (auto mb = limits.get(Limit::memory_mb); mb && has_group && usage.oom_kills > baseline.oom_kills) {
     return LimitHit{Limit::memory_mb, *mb,
                     "killed: memory limit of " + std::to_string(*mb) + " MiB reached (OOM kill)"};
   }
-  const bool signalled = WIFSIGNALED(wait_status);
-  if (auto s = limits.get(Limit::cpu_time_s); s && signalled && WTERMSIG(wait_status) == SIGXCPU) {
-    return LimitHit{Limit::cpu_time_s, *s, "killed: CPU time limit of " + std::to_string(*s) + " s reached"};
+  if (auto s = limits.get(Limit::cpu_time_s)) {
+    // At namespace level bwrap turns its child's signal into exit status 128+signal, as a
+    // shell does for a killed grandchild; the group's usage covers every process at once.
+    const bool xcpu = (WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGXCPU) ||
+                      (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 128 + SIGXCPU);
+    const uint64_t used = usage.cpu_usage_ns.value_or(0) - std::min(usage.cpu_usage_ns.value_or(0),
+                                                                     baseline.cpu_usage_ns.value_or(0));
+    if (xcpu || used >= *s * 1000000000ULL) {
+      return LimitHit{Limit::cpu_time_s, *s, "killed: CPU time limit of " + std::to_string(*s) + " s reached"};
+    }
   }
-  if (auto n = limits.get(Limit::processes); n && has_group && usage.pids_limit_hits > 0) {
+  if (auto n = limits.get(Limit::processes); n && has_group && usage.pids_limit_hits > baseline.pids_limit_hits) {
     return LimitHit{Limit::processes, *n,
                     "process limit of " + std::to_string(*n) + " reached: " +
-                        std::to_string(usage.pids_limit_hits) + " fork(s) refused"};
+                        std::to_string(usage.pids_limit_hits - baseline.pids_limit_hits) +
+                        " fork(s) refused; what was left was killed"};
   }
   return std::nullopt;
 }

@@ -42,12 +42,16 @@ struct LaunchPlan {
   LaunchPlan& operator=(LaunchPlan&&) = default;
   ~LaunchPlan();
 
-  /// Which limit ended the execution, given its wait status (cgroup OOM counter, SIGXCPU,
-  /// the pids limit refusing forks); nullopt when none did.
-  [[nodiscard]] std::optional<LimitHit> limit_hit(int wait_status) const;
+  /// Which limit ended the execution, given its wait status (cgroup OOM counter, SIGXCPU
+  /// as a signal or as bwrap's and a shell's exit status 128+SIGXCPU, the cgroup's CPU
+  /// usage past the limit, the pids limit refusing forks); nullopt when none did.
+  /// `baseline`: the counters when this part of the execution began (a session's run),
+  /// so only what happened since counts.
+  [[nodiscard]] std::optional<LimitHit> limit_hit(int wait_status, const CgroupUsage& baseline = {}) const;
 
   /// Kills every process left in the cgroup, removes it and the workspace. Idempotent.
-  void finish();
+  /// `reap` runs between kill rounds (the subreaper collecting the killed orphans).
+  void finish(const Cgroup::Reap& reap = {});
 };
 
 }  // namespace execd::isolation

@@ -6,16 +6,18 @@ namespace {
 struct LimitRow {
   std::string_view field;
   uint64_t max;
+  std::string_view name;
+  std::string_view value_key;
 };
 
 // Indexed by Limit. Bounds keep arithmetic (MiB -> bytes) far from overflow.
 constexpr std::array<LimitRow, kAllLimits.size()> kRows = {{
-    {"memory_limit_mb", uint64_t{1} << 30},
-    {"max_processes", uint64_t{1} << 22},  // the kernel's pid_max ceiling
-    {"cpu_time_limit_s", uint64_t{1} << 31},
-    {"max_output_bytes", uint64_t{1} << 50},
-    {"max_open_files", uint64_t{1} << 20},  // the kernel's default nr_open
-    {"disk_limit_mb", uint64_t{1} << 30},
+    {"memory_limit_mb", uint64_t{1} << 30, "memory", "value_mb"},
+    {"max_processes", uint64_t{1} << 22, "processes", "value"},  // the kernel's pid_max ceiling
+    {"cpu_time_limit_s", uint64_t{1} << 31, "cpu_time", "value_s"},
+    {"max_output_bytes", uint64_t{1} << 50, "output", "value_bytes"},
+    {"max_open_files", uint64_t{1} << 20, "open_files", "value"},  // the kernel's default nr_open
+    {"disk_limit_mb", uint64_t{1} << 30, "disk", "value_mb"},
 }};
 
 }  // namespace
@@ -38,6 +40,10 @@ core::Result<Level> parse_level(std::string_view text) {
 }
 
 std::string_view field_name(Limit limit) { return kRows[static_cast<size_t>(limit)].field; }
+
+std::string_view limit_name(Limit limit) { return kRows[static_cast<size_t>(limit)].name; }
+
+std::string_view value_key(Limit limit) { return kRows[static_cast<size_t>(limit)].value_key; }
 
 uint64_t max_value(Limit limit) { return kRows[static_cast<size_t>(limit)].max; }
 

@@ -29,6 +29,11 @@ inline constexpr std::array<Limit, 6> kAllLimits = {Limit::memory_mb,    Limit::
 
 /// The request field (and /capabilities key): "memory_limit_mb", "max_processes", ...
 std::string_view field_name(Limit limit);
+/// The limit's short name in a terminal event's `killed.limit`: "memory", "processes",
+/// "cpu_time", "output", "open_files", "disk".
+std::string_view limit_name(Limit limit);
+/// The key its value goes under there: "value_mb", "value", "value_s", "value_bytes".
+std::string_view value_key(Limit limit);
 /// Largest accepted value (values are >= 1; 0 is not "unlimited" in a request).
 uint64_t max_value(Limit limit);
 

@@ -23,9 +23,10 @@ namespace {
 struct ChildFailure {
   int stage;
   int err;
+  const char* detail;  // kSetup: a static string; valid in the parent, which shares our memory
 };
 
-enum Stage { kSetsid = 1, kDup, kChdir, kGroups, kSetgid, kSetuid, kExec, kParentGone, kCloseFds };
+enum Stage { kSetsid = 1, kDup, kChdir, kGroups, kSetgid, kSetuid, kExec, kParentGone, kCloseFds, kSetup };
 
 const char* stage_name(int stage) {
   switch (stage) {
@@ -38,12 +39,13 @@ const char* stage_name(int stage) {
     case kExec: return "exec";
     case kParentGone: return "watching the daemon (it is exiting)";
     case kCloseFds: return "closing inherited descriptors";
+    case kSetup: return "isolating the child";
   }
   return "starting";
 }
 
-[[noreturn]] void child_fail(int report_fd, int stage) {
-  ChildFailure f{stage, errno};
+[[noreturn]] void child_fail(int report_fd, int stage, const char* detail = nullptr) {
+  ChildFailure f{stage, errno, detail};
   ssize_t ignored = write(report_fd, &f, sizeof f);
   (void)ignored;
   _exit(127);
@@ -145,6 +147,16 @@ int run_child(void* arg) {
     child_fail(p.report_fd, kDup);
   }
   if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(p.report_fd, kChdir);
+  // Before the close-on-exec pass (the setup may use descriptors the daemon opened for
+  // it, such as cgroup.procs files) and before the uid switch (joining a cgroup and
+  // raising nothing needs the daemon's privileges).
+  if (o.child_setup != nullptr) {
+    const char* step = nullptr;
+    if (const int err = o.child_setup(o.child_setup_arg, &step); err != 0) {
+      errno = err;
+      child_fail(p.report_fd, kSetup, step);
+    }
+  }
   if (!cloexec_from_3()) child_fail(p.report_fd, kCloseFds);
   if (o.uid) {
     if (setgroups(static_cast<size_t>(p.n_groups), p.groups) != 0) child_fail(p.report_fd, kGroups);
@@ -313,7 +325,7 @@ core::Result<Child> spawn(const SpawnOptions& o) {
     const core::Errc code = failure.stage == kChdir || failure.stage == kExec ? core::Errc::invalid_argument
                             : failure.err == EPERM                           ? core::Errc::permission_denied
                                                                              : core::Errc::unavailable;
-    std::string what = stage_name(failure.stage);
+    std::string what = failure.stage == kSetup && failure.detail != nullptr ? failure.detail : stage_name(failure.stage);
     if (failure.stage == kChdir) what += " to " + o.cwd;
     if (failure.stage == kExec) what += " of " + o.argv[0];
     return core::make_error(code, what + " failed: " + std::strerror(failure.err));

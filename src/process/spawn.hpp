@@ -24,6 +24,13 @@ struct SpawnOptions {
   bool stdin_pipe = false;        ///< false: /dev/null
   bool merge_stderr = false;      ///< stderr into the stdout pipe
   std::string output_file;        ///< non-empty: stdout and stderr appended to this file, no pipes
+  /// Runs in the child after setsid, stdio and chdir, before inherited descriptors are
+  /// marked close-on-exec, the uid switch and exec (isolation's ChildSteps: cgroup join,
+  /// rlimits, no_new_privs). The child shares the daemon's memory until exec, so it must
+  /// be async-signal-safe and allocation-free. Returns 0, or an errno with `*failed_step`
+  /// set to a static string naming the step (reported as the spawn's error).
+  int (*child_setup)(const void* arg, const char** failed_step) noexcept = nullptr;
+  const void* child_setup_arg = nullptr;
 };
 
 /// A started child: its pid (== its process group id), a pidfd for the reactor, and the
