@@ -110,11 +110,14 @@ bool MultipartReader::feed(std::string_view chunk) {
         continue;
       }
       case State::headers: {
+        // A part without headers starts with the blank line right away. Checked before the
+        // search for CRLFCRLF, which would otherwise take the part's body and the next
+        // boundary line for header lines (and answer differently as the bytes are chunked).
+        if (b.size() < 2) return true;
+        if (b.substr(0, 2) == "\r\n") return fail("a multipart part has no Content-Disposition name");
         const size_t end = find(b, "\r\n\r\n");
         if (end == std::string_view::npos) {
           if (b.size() > kMaxHeaderBlock) return fail("multipart part headers are larger than 16 KiB");
-          // A part without headers starts with the blank line right away.
-          if (b.substr(0, 2) == "\r\n" && b.size() >= 2) return fail("a multipart part has no Content-Disposition name");
           return true;
         }
         if (!parse_headers(b.substr(0, end))) return false;

@@ -76,3 +76,16 @@ TEST_CASE("a part without a name is an error; the boundary comes from the Conten
   CHECK_FALSE(MultipartReader::boundary_of("application/json"));
   CHECK_FALSE(MultipartReader::boundary_of("multipart/form-data"));
 }
+
+TEST_CASE("a part with no headers at all is an error however the bytes arrive (found by fuzz_multipart)") {
+  const std::string body =
+      "--XyZ\r\n\r\nbody\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--XyZ--";
+  for (size_t chunk : {size_t{1}, size_t{2}, size_t{7}, body.size()}) {
+    bool done = false;
+    std::string error;
+    auto parts = parse(body, chunk, done, error);
+    CAPTURE(chunk);
+    CHECK(parts.empty());
+    CHECK(error.find("no Content-Disposition name") != std::string::npos);
+  }
+}
