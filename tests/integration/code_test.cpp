@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -229,7 +230,17 @@ TEST_CASE("requests to one context queue in order; default contexts are made on 
 TEST_CASE("bad input is a 4xx; a kernel that cannot start is a 5xx naming its kernelspec") {
   execd::test::TempDir jp;
   jp.write("kernels/broken/kernel.json", R"({"argv":["/nonexistent/kernel","-f","{connection_file}"],"language":"brokenlang"})");
-  DaemonProcess d({}, {"JUPYTER_PATH=" + jp.str()});
+  // The fixture appends extra_env after the inherited environment, where getenv would
+  // find meson's JUPYTER_PATH first: set ours (ahead of it) in the inherited one instead.
+  const char* inherited = std::getenv("JUPYTER_PATH");
+  const std::string saved = inherited != nullptr ? inherited : "";
+  ::setenv("JUPYTER_PATH", (jp.str() + (saved.empty() ? "" : ":" + saved)).c_str(), 1);
+  DaemonProcess d;
+  if (inherited != nullptr) {
+    ::setenv("JUPYTER_PATH", saved.c_str(), 1);
+  } else {
+    ::unsetenv("JUPYTER_PATH");
+  }
   auto post = [&](const std::string& path, const std::string& body) { return d.client()->Post(path.c_str(), body, "application/json"); };
   check_error(post("/code", R"({"code":"","context":{"language":"python"}})"), 400, "INVALID_REQUEST_BODY", "code");
   check_error(post("/code", R"({"code":"1","context":{"id":"nope"}})"), 404, "CONTEXT_NOT_FOUND", "nope");
