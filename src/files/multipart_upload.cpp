@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fd_io.hpp"
+#include "core/json_parse.hpp"
 #include "core/temp_file.hpp"
 
 namespace execd::files {
@@ -24,8 +25,12 @@ MultipartUpload::MultipartUpload(const FileService& files, std::string spill_dir
     : files_(files), spill_dir_(std::move(spill_dir)) {}
 
 core::Result<MultipartUpload::Metadata> MultipartUpload::parse_metadata(const std::string& text) const {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return bad_metadata("metadata part is not a JSON object: " + text.substr(0, 200));
+  auto parsed = core::parse_json(text);
+  if (!parsed || !parsed->is_object()) {
+    return bad_metadata("metadata part is not a JSON object" + (parsed ? std::string() : " (" + parsed.error().message + ")") +
+                        ": " + text.substr(0, 200));
+  }
+  const nlohmann::json& j = *parsed;
   Metadata m;
   auto path = j.find("path");
   if (path == j.end() || !path->is_string() || path->get<std::string>().empty()) {

@@ -265,3 +265,15 @@ TEST_CASE("walks stop at 1024 levels: a deeper tree is listed and searched to th
   CHECK(ping->status == 200);
   execd::test::shell_output("rm -rf '" + (dir.path() / "t").string() + "'");
 }
+
+TEST_CASE("upload metadata nested past the JSON depth limit is a 400, and the daemon stays up") {
+  DaemonProcess d;
+  TempDir dir;
+  const std::string deep = std::string(20000, '[') + std::string(20000, ']');  // under the 64 KiB part cap
+  httplib::MultipartFormDataItems items = {{"metadata", deep, "metadata", "application/json"},
+                                           {"file", "x", "blob", "application/octet-stream"}};
+  auto r = d.client()->Post("/files/upload", items);
+  check_error(r, 400, "INVALID_FILE_METADATA", "deeper than 256");
+  CHECK(d.client()->Get("/ping")->status == 200);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "x"));
+}
