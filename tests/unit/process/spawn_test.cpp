@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,4 +158,43 @@ TEST_CASE("the child dies with the process that started it, even on SIGKILL") {
   }
   CHECK(dead);
   if (!dead) kill(grandchild, SIGKILL);
+}
+
+namespace {
+
+// A child setup as isolation's ChildSteps is one: raw syscalls only.
+int lower_nofile(const void* arg, const char** step) noexcept {
+  const rlimit lim{*static_cast<const rlim_t*>(arg), *static_cast<const rlim_t*>(arg)};
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    *step = "test: lowering RLIMIT_NOFILE";
+    return errno;
+  }
+  return 0;
+}
+
+int refuse(const void*, const char** step) noexcept {
+  *step = "test: refusing to start";
+  return EACCES;
+}
+
+}  // namespace
+
+TEST_CASE("child_setup runs in the child before exec, and its failure names its step") {
+  static const rlim_t kLimit = 77;
+  auto o = shell("ulimit -n");
+  o.child_setup = &lower_nofile;
+  o.child_setup_arg = &kLimit;
+  auto child = process::spawn(o);
+  REQUIRE(child.ok());
+  CHECK(read_all(child->stdout_fd.get()) == "77\n");
+  waitpid(child->pid, nullptr, 0);
+  rlimit mine{};
+  getrlimit(RLIMIT_NOFILE, &mine);
+  CHECK(mine.rlim_cur != kLimit);  // the daemon's own limit is untouched
+
+  auto bad = shell("echo never");
+  bad.child_setup = &refuse;
+  auto failed = process::spawn(bad);
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().message.find("test: refusing to start") != std::string::npos);
 }
