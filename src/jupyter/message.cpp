@@ -141,10 +141,12 @@ core::Result<Message> decode_views(std::span<const std::string_view> frames, con
   if (auto e = parse(frames[delim + 4], "metadata", m.metadata)) return *e;
   std::string_view content = frames[delim + 5];
   bool done = false;
+  // Lives until the end: when the stream shortcut below does not apply, the full parse
+  // of `content` still reads the repaired copy (found by fuzz_jupyter_message).
+  std::shared_ptr<std::string> repaired;
   if (m.type() == "stream") {
     // Stream text is repaired (rarely needed) into a copy the message keeps; otherwise
     // the literal stays a view of the frame.
-    std::shared_ptr<std::string> repaired;
     if (auto r = repair_json_text(content)) {
       repaired = std::make_shared<std::string>(std::move(*r));
       content = *repaired;

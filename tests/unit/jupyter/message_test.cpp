@@ -73,3 +73,17 @@ TEST_CASE("stream text is passed on as its JSON literal and renders the same eve
   CHECK(parsed->stream_text_literal.empty());
   CHECK(parsed->content["text"] == "x");
 }
+
+TEST_CASE("a stream message with invalid UTF-8 that is not a flat text/name object decodes whole (fuzz finding)") {
+  // The repaired copy of the content must outlive the full parse that this shape falls
+  // back to; it was freed first (heap-use-after-free under ASan).
+  jupyter::HmacSigner signer("k");
+  const std::string header = R"({"msg_type":"stream","msg_id":"m1"})";
+  const std::string content = "{\"name\":\"stdout\",\"text\":\"a\xff\",\"extra\":{\"n\":[1,2]}}";
+  std::vector<std::string> frames = {"<IDS|MSG>", "", header, "{}", "{}", content};
+  frames[1] = signer.sign({frames[2], frames[3], frames[4], frames[5]});
+  auto m = jupyter::decode(frames, signer);
+  REQUIRE(m);
+  CHECK(m->content["extra"]["n"][1] == 2);
+  CHECK(m->content["text"] == "a\xef\xbf\xbd");  // U+FFFD for the bad byte
+}
