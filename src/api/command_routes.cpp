@@ -155,8 +155,9 @@ void register_command_routes(http::HttpServer& server, std::shared_ptr<commands:
                [&server, runner](const httplib::Request& req, httplib::Response& res) {
                  auto cmd = runner->find(req.matches[1]);
                  if (!cmd) return http::write_error(res, command_not_found(req.matches[1]));
-                 http::stream_events(res, cmd->execution()->log(), exec::Cursor{http::resume_after(req)},
-                                     server.sse_options());
+                 auto after = http::resume_after(req);
+                 if (!after) return http::write_error(res, after.error());
+                 http::stream_events(res, cmd->execution()->log(), exec::Cursor{*after}, server.sse_options());
                });
 
   server.route(Method::post, R"(/command/([^/]+)/stdin)", [runner](const httplib::Request& req, httplib::Response& res) {

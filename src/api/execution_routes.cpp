@@ -69,7 +69,9 @@ void register_execution_routes(http::HttpServer& server, std::shared_ptr<exec::E
         }
         if (format != "json") {
           const bool has_header = !req.get_header_value("Last-Event-ID").empty();
-          const uint64_t start = has_header ? http::resume_after(req) : after->value_or(0);
+          auto from_header = http::resume_after(req);
+          if (has_header && !from_header) return http::write_error(res, from_header.error());
+          const uint64_t start = has_header ? *from_header : after->value_or(0);
           http::stream_events(res, e->log(), exec::Cursor{start}, server.sse_options());
           return;
         }

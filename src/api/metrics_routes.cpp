@@ -15,8 +15,9 @@ void register_metrics_routes(http::HttpServer& server, std::shared_ptr<metrics::
   });
   server.route(http::HttpServer::Method::get, "/metrics/watch",
                [&server, sampler](const httplib::Request& req, httplib::Response& res) {
-                 http::stream_events(res, sampler, exec::Cursor{http::resume_after(req)},
-                                     server.sse_options(/*ends_at_terminal=*/false));
+                 auto after = http::resume_after(req);
+                 if (!after) return http::write_error(res, after.error());
+                 http::stream_events(res, sampler, exec::Cursor{*after}, server.sse_options(/*ends_at_terminal=*/false));
                });
 }
 

@@ -16,10 +16,12 @@ void register_watch_routes(http::HttpServer& server, std::shared_ptr<WatchHub> h
     if (!rec.empty() && rec != "true" && rec != "false" && rec != "1" && rec != "0") {
       return http::write_error(res, core::make_error(core::Errc::invalid_argument, "query parameter 'recursive' must be true or false"));
     }
+    auto resume = http::resume_after(req);
+    if (!resume) return http::write_error(res, resume.error());
     auto attached = hub->attach(path, rec.empty() || rec == "true" || rec == "1");
     if (!attached) return http::write_error(res, attached.error());
     // A resume position names an event of the watch it came from; a new watch starts over.
-    const uint64_t after = attached->fresh ? 0 : http::resume_after(req);
+    const uint64_t after = attached->fresh ? 0 : *resume;
     http::stream_events(res, attached->source, exec::Cursor{after}, server.sse_options());
   });
 }

@@ -21,12 +21,20 @@ std::string format_sse_event(const exec::Event& event) {
   return out;
 }
 
-uint64_t resume_after(const httplib::Request& req) {
+core::Result<uint64_t> resume_after(const httplib::Request& req) {
+  const char* what = "header Last-Event-ID";
   std::string text = req.get_header_value("Last-Event-ID");
-  if (text.empty()) text = req.get_param_value("after");
+  if (text.empty()) {
+    if (!req.has_param("after")) return uint64_t{0};
+    text = req.get_param_value("after");
+    what = "query parameter 'after'";
+  }
   uint64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || p != text.data() + text.size()) return 0;
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size()) {
+    return core::make_error(core::Errc::invalid_argument,
+                            std::string(what) + " must be an event seq (a whole number), got '" + text.substr(0, 40) + "'");
+  }
   return v;
 }
 

@@ -8,6 +8,7 @@
 
 #include <httplib.h>
 
+#include "core/result.hpp"
 #include "exec/event_source.hpp"
 
 namespace execd::http {
@@ -29,9 +30,9 @@ struct SseOptions {
 std::string format_sse_event(const exec::Event& event);
 inline constexpr const char* kSseKeepalive = ": keepalive\n\n";
 
-/// Parses `Last-Event-ID` (or query `after`) into the seq to resume after; 0 when absent
-/// or not a number.
-uint64_t resume_after(const httplib::Request& req);
+/// Parses `Last-Event-ID` (or query `after`) into the seq to resume after: 0 when both are
+/// absent; invalid_argument naming the header or parameter when it is not a decimal seq.
+core::Result<uint64_t> resume_after(const httplib::Request& req);
 
 /// Makes `res` an SSE stream of `source` from `start`. The stream is served by the HTTP
 /// thread that handles the request; a client that goes away is noticed at the next write

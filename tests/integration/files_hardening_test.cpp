@@ -177,6 +177,15 @@ TEST_CASE("numeric query parameters are strict: a bad one is a 400 naming it") {
     check_error(c->Get("/executions/" + id + "/events?" + query), 400, "INVALID_REQUEST_BODY", "'" + name + "'");
   }
   check_error(c->Get(events + "cursor=1&after=1"), 400, "INVALID_REQUEST_BODY", "not both");
+  // Every other stream that resumes reads its position as strictly.
+  for (const std::string& stream : {"/command/" + id + "/events", std::string("/metrics/watch")}) {
+    CAPTURE(stream);
+    check_error(c->Get(stream + "?after=abc"), 400, "INVALID_REQUEST_BODY", "'after'");
+    check_error(c->Get(stream + "?after=-1"), 400, "INVALID_REQUEST_BODY", "'after'");
+    check_error(c->Get(stream, {{"Last-Event-ID", "7x"}}), 400, "INVALID_REQUEST_BODY", "Last-Event-ID");
+  }
+  check_error(c->Get("/executions/" + id + "/events", {{"Last-Event-ID", "x"}}), 400, "INVALID_REQUEST_BODY",
+              "Last-Event-ID");
   // Good values still page: cursor (the name the page answers with) and limit.
   auto first = c->Get(events + "limit=1");
   REQUIRE(first);

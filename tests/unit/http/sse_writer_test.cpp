@@ -26,15 +26,26 @@ TEST_CASE("an event is framed as id + data + blank line, and parses back") {
   CHECK(comments == 1);
 }
 
-TEST_CASE("Last-Event-ID and ?after= name where to resume") {
+TEST_CASE("Last-Event-ID and ?after= name where to resume; anything but a seq is an error naming it") {
   httplib::Request req;
-  CHECK(http::resume_after(req) == 0);
+  CHECK(http::resume_after(req).value() == 0);
   req.set_header("Last-Event-ID", "17");
-  CHECK(http::resume_after(req) == 17);
-  httplib::Request bad;
-  bad.set_header("Last-Event-ID", "17abc");
-  CHECK(http::resume_after(bad) == 0);
+  CHECK(http::resume_after(req).value() == 17);
   httplib::Request q;
   q.params.emplace("after", "5");
-  CHECK(http::resume_after(q) == 5);
+  CHECK(http::resume_after(q).value() == 5);
+  for (const char* text : {"17abc", "-5", "", "99999999999999999999999"}) {
+    httplib::Request bad_header;
+    bad_header.set_header("Last-Event-ID", text);
+    if (*text != '\0') {
+      auto r = http::resume_after(bad_header);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().message.find("Last-Event-ID") != std::string::npos);
+    }
+    httplib::Request bad_param;
+    bad_param.params.emplace("after", text);
+    auto r = http::resume_after(bad_param);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("'after'") != std::string::npos);
+  }
 }
