@@ -82,9 +82,12 @@ SANITIZE_ENV := \
 	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_exe_name=1:log_path=$(SANITIZER_REPORTS)/report \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0
 
+# GCC's -Wmaybe-uninitialized misfires under the sanitizers' instrumentation (inside
+# libstdc++'s <regex>, for one); every other warning stays an error.
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Dwerror=true -Dbuildtype=debugoptimized \
-	  -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize-recover=all
+	  -Db_sanitize=address,undefined -Db_lundef=false \
+	  -Dcpp_args="['-fno-sanitize-recover=all','-Wno-maybe-uninitialized']"
 
 test-sanitize: packages kernels $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
