@@ -7,15 +7,17 @@
 #include <optional>
 #include <string>
 
-#include "commands/execution_guard.hpp"
 #include "commands/line_splitter.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "exec/execution.hpp"
+#include "isolation/execution_guard.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
 
 namespace execd::commands {
+
+using isolation::ExecutionGuard;  // lives in isolation/ so jupyter can hold one too
 
 /// One run in a session (POST /session/{id}/run).
 struct SessionRunSpec {

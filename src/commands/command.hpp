@@ -9,15 +9,17 @@
 #include <optional>
 #include <string>
 
-#include "commands/execution_guard.hpp"
 #include "commands/line_splitter.hpp"
 #include "commands/output_log.hpp"
 #include "core/unique_fd.hpp"
 #include "exec/execution.hpp"
+#include "isolation/execution_guard.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
 
 namespace execd::commands {
+
+using isolation::ExecutionGuard;  // lives in isolation/ so jupyter can hold one too
 
 /// What to run (POST /command, or /code with no language).
 struct CommandSpec {

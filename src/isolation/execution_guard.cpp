@@ -1,4 +1,4 @@
-#include "commands/execution_guard.hpp"
+#include "isolation/execution_guard.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,20 +10,21 @@
 
 #include <spdlog/spdlog.h>
 
-namespace execd::commands {
+namespace execd::isolation {
 
-bool ExecutionGuard::needed(const isolation::Limits& limits) {
-  if (limits.level != isolation::Level::none) return true;
+bool ExecutionGuard::needed(const Limits& limits) {
+  if (limits.level != Level::none) return true;
   return std::any_of(limits.values.begin(), limits.values.end(), [](const auto& v) { return v.has_value(); });
 }
 
-core::Result<std::unique_ptr<ExecutionGuard>> ExecutionGuard::make(isolation::Isolator& isolator,
-                                                                   const isolation::Limits& limits,
-                                                                   process::SpawnOptions& so, const std::string& id) {
-  auto plan = isolator.prepare(limits, {so.argv, so.env, so.cwd, id, {}});
+core::Result<std::unique_ptr<ExecutionGuard>> ExecutionGuard::make(Isolator& isolator,
+                                                                   const Limits& limits,
+                                                                   process::SpawnOptions& so, const std::string& id,
+                                                                   std::vector<std::string> rw_binds) {
+  auto plan = isolator.prepare(limits, {so.argv, so.env, so.cwd, id, std::move(rw_binds)});
   if (!plan) return plan.error();
   auto guard = std::make_unique<ExecutionGuard>(std::move(plan).value());
-  const isolation::LaunchPlan& p = guard->plan_;
+  const LaunchPlan& p = guard->plan_;
   so.argv = p.argv;
   so.env = p.env;
   so.cwd = p.cwd;
@@ -35,10 +36,10 @@ core::Result<std::unique_ptr<ExecutionGuard>> ExecutionGuard::make(isolation::Is
 }
 
 int ExecutionGuard::run_child_steps(const void* arg, const char** failed_step) noexcept {
-  return static_cast<const isolation::ChildSteps*>(arg)->apply(failed_step);
+  return static_cast<const ChildSteps*>(arg)->apply(failed_step);
 }
 
-ExecutionGuard::ExecutionGuard(isolation::LaunchPlan plan) : plan_(std::move(plan)) {}
+ExecutionGuard::ExecutionGuard(LaunchPlan plan) : plan_(std::move(plan)) {}
 
 ExecutionGuard::~ExecutionGuard() { finish(); }
 
@@ -69,7 +70,7 @@ bool ExecutionGuard::signal(int sig, pid_t pgid) const {
   return reached;
 }
 
-void ExecutionGuard::record_kill(isolation::Limit limit) {
+void ExecutionGuard::record_kill(Limit limit) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!recorded_) recorded_ = limit;
 }
@@ -78,12 +79,12 @@ std::vector<pid_t> ExecutionGuard::members() const {
   return plan_.cgroup ? plan_.cgroup->pids() : std::vector<pid_t>{};
 }
 
-isolation::CgroupUsage ExecutionGuard::usage() const {
-  return plan_.cgroup ? plan_.cgroup->usage() : isolation::CgroupUsage{};
+CgroupUsage ExecutionGuard::usage() const {
+  return plan_.cgroup ? plan_.cgroup->usage() : CgroupUsage{};
 }
 
-bool ExecutionGuard::cpu_exceeded(const isolation::CgroupUsage& baseline) const {
-  const auto limit = plan_.limits.get(isolation::Limit::cpu_time_s);
+bool ExecutionGuard::cpu_exceeded(const CgroupUsage& baseline) const {
+  const auto limit = plan_.limits.get(Limit::cpu_time_s);
   if (!limit || !plan_.cgroup) return false;
   const auto now = plan_.cgroup->usage().cpu_usage_ns;
   if (!now) return false;
@@ -91,22 +92,22 @@ bool ExecutionGuard::cpu_exceeded(const isolation::CgroupUsage& baseline) const 
   return *now - before >= *limit * 1000000000ULL;
 }
 
-std::optional<isolation::LimitHit> ExecutionGuard::limit_hit(int wait_status,
-                                                            const isolation::CgroupUsage& baseline) const {
-  std::optional<isolation::Limit> recorded;
+std::optional<LimitHit> ExecutionGuard::limit_hit(int wait_status,
+                                                            const CgroupUsage& baseline) const {
+  std::optional<Limit> recorded;
   {
     std::lock_guard<std::mutex> lock(mu_);
     recorded = recorded_;
   }
   if (recorded) {
     const uint64_t value = plan_.limits.get(*recorded).value_or(0);
-    if (*recorded == isolation::Limit::output_bytes) {
-      return isolation::LimitHit{*recorded, value,
+    if (*recorded == Limit::output_bytes) {
+      return LimitHit{*recorded, value,
                                  "killed: output limit of " + std::to_string(value) +
                                      " bytes reached (max_output_bytes); later output was dropped"};
     }
-    if (*recorded == isolation::Limit::cpu_time_s) {
-      return isolation::LimitHit{*recorded, value,
+    if (*recorded == Limit::cpu_time_s) {
+      return LimitHit{*recorded, value,
                                  "killed: CPU time limit of " + std::to_string(value) +
                                      " s reached (all processes of the execution together)"};
     }
@@ -114,7 +115,7 @@ std::optional<isolation::LimitHit> ExecutionGuard::limit_hit(int wait_status,
   return plan_.limit_hit(wait_status, baseline);
 }
 
-void ExecutionGuard::add_usage(nlohmann::json& accounting, const isolation::CgroupUsage& baseline) const {
+void ExecutionGuard::add_usage(nlohmann::json& accounting, const CgroupUsage& baseline) const {
   if (!plan_.cgroup) return;
   const auto u = plan_.cgroup->usage();
   // A peak since a baseline cannot be read (the counter is the group's whole life), so a
@@ -129,16 +130,16 @@ void ExecutionGuard::add_usage(nlohmann::json& accounting, const isolation::Cgro
   if (u.oom_kills > baseline.oom_kills) accounting["oom_kills"] = u.oom_kills - baseline.oom_kills;
 }
 
-nlohmann::json ExecutionGuard::killed_json(const isolation::LimitHit& hit) {
+nlohmann::json ExecutionGuard::killed_json(const LimitHit& hit) {
   nlohmann::json j = {{"limit", std::string(isolation::limit_name(hit.limit))},
                       {"field", std::string(isolation::field_name(hit.limit))},
                       {std::string(isolation::value_key(hit.limit)), hit.value},
                       {"message", hit.message}};
-  if (hit.limit == isolation::Limit::memory_mb) j["oom_kill"] = true;
+  if (hit.limit == Limit::memory_mb) j["oom_kill"] = true;
   return j;
 }
 
-isolation::Cgroup::Reap ExecutionGuard::reaper() {
+Cgroup::Reap ExecutionGuard::reaper() {
   // Killed orphans come back to the daemon (the subreaper): reap them between kill
   // rounds, or they would hold the cgroup until the reaper's next periodic pass. By pid:
   // ChildReaper's pass stops at any owned child that exited, which may be another
@@ -170,4 +171,4 @@ void ExecutionGuard::finish() {
   plan_.finish(reaper());
 }
 
-}  // namespace execd::commands
+}  // namespace execd::isolation

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,7 +19,7 @@
 #include "isolation/limits.hpp"
 #include "process/spawn.hpp"
 
-namespace execd::commands {
+namespace execd::isolation {
 
 /// One execution's isolation while it runs: its LaunchPlan (cgroup, workspace, child
 /// steps), the output cap, and which limit ended it. Made by make() before the spawn;
@@ -32,24 +33,26 @@ class ExecutionGuard {
  public:
   /// True when `limits` ask for anything at all: level none with no limit needs no guard,
   /// and then an execution costs exactly what it did before isolation existed.
-  static bool needed(const isolation::Limits& limits);
+  static bool needed(const Limits& limits);
 
   /// Prepares the plan for running `so.argv` under `limits` (Isolator::prepare: cgroup
   /// made and limited, bwrap argv at namespace level) and rewrites `so` to launch it: the
   /// plan's argv, environment and cwd, and its child steps as the spawn's child setup.
   /// `so` must not be moved or destroyed before the spawn while the guard lives (the
-  /// setup points into the guard). `id` names the cgroup and workspace.
-  static core::Result<std::unique_ptr<ExecutionGuard>> make(isolation::Isolator& isolator,
-                                                            const isolation::Limits& limits,
-                                                            process::SpawnOptions& so, const std::string& id);
+  /// setup points into the guard). `id` names the cgroup and workspace; `rw_binds` are
+  /// host paths shared writable with the sandbox at namespace level (a kernel's ipc dir).
+  static core::Result<std::unique_ptr<ExecutionGuard>> make(Isolator& isolator,
+                                                            const Limits& limits,
+                                                            process::SpawnOptions& so, const std::string& id,
+                                                            std::vector<std::string> rw_binds = {});
 
-  explicit ExecutionGuard(isolation::LaunchPlan plan);
+  explicit ExecutionGuard(LaunchPlan plan);
   ~ExecutionGuard();  ///< finish()
   ExecutionGuard(const ExecutionGuard&) = delete;
   ExecutionGuard& operator=(const ExecutionGuard&) = delete;
 
-  [[nodiscard]] const isolation::Limits& limits() const { return plan_.limits; }
-  [[nodiscard]] bool in_namespace() const { return plan_.limits.level == isolation::Level::namespace_; }
+  [[nodiscard]] const Limits& limits() const { return plan_.limits; }
+  [[nodiscard]] bool in_namespace() const { return plan_.limits.level == Level::namespace_; }
   [[nodiscard]] bool has_cgroup() const { return plan_.cgroup != nullptr; }
   /// The fresh per-execution workspace (namespace level without a cwd), else empty.
   [[nodiscard]] const std::string& workspace() const { return plan_.workspace; }
@@ -67,24 +70,24 @@ class ExecutionGuard {
 
   /// The daemon ended the execution for `limit` (output cap, CPU watchdog); limit_hit()
   /// reports it first.
-  void record_kill(isolation::Limit limit);
+  void record_kill(Limit limit);
   /// The cgroup's CPU usage since `baseline` has reached cpu_time_limit_s.
-  [[nodiscard]] bool cpu_exceeded(const isolation::CgroupUsage& baseline = {}) const;
+  [[nodiscard]] bool cpu_exceeded(const CgroupUsage& baseline = {}) const;
   /// Pids in the cgroup now (empty without one).
   [[nodiscard]] std::vector<pid_t> members() const;
   /// The cgroup's counters now (empty without a cgroup).
-  [[nodiscard]] isolation::CgroupUsage usage() const;
+  [[nodiscard]] CgroupUsage usage() const;
 
   /// Which limit ended the execution (see LaunchPlan::limit_hit), what the daemon
   /// recorded taking precedence.
-  [[nodiscard]] std::optional<isolation::LimitHit> limit_hit(int wait_status,
-                                                             const isolation::CgroupUsage& baseline = {}) const;
+  [[nodiscard]] std::optional<LimitHit> limit_hit(int wait_status,
+                                                             const CgroupUsage& baseline = {}) const;
   /// Adds the cgroup's view to a terminal event's accounting: peak memory of the whole
   /// execution (grandchildren included) and its total CPU time.
-  void add_usage(nlohmann::json& accounting, const isolation::CgroupUsage& baseline = {}) const;
+  void add_usage(nlohmann::json& accounting, const CgroupUsage& baseline = {}) const;
   /// {"limit": "memory", "field": "memory_limit_mb", "value_mb": 128, "message": ...,
   ///  "oom_kill": true}: the terminal event's `killed`.
-  static nlohmann::json killed_json(const isolation::LimitHit& hit);
+  static nlohmann::json killed_json(const LimitHit& hit);
 
   /// Kills every process left in the cgroup and reaps the orphans among them; the cgroup
   /// stays (its counters can still be read). Blocks until empty, at most 5 s.
@@ -94,14 +97,14 @@ class ExecutionGuard {
 
  private:
   static int run_child_steps(const void* arg, const char** failed_step) noexcept;
-  isolation::Cgroup::Reap reaper();
+  Cgroup::Reap reaper();
 
-  isolation::LaunchPlan plan_;
+  LaunchPlan plan_;
   uint64_t output_bytes_ = 0;  // reactor thread
   mutable std::mutex mu_;
-  std::optional<isolation::Limit> recorded_;
+  std::optional<Limit> recorded_;
   bool finished_ = false;
   std::set<pid_t> unreaped_;  // killed members not yet collected (the finishing thread)
 };
 
-}  // namespace execd::commands
+}  // namespace execd::isolation
