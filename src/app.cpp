@@ -101,7 +101,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   contexts_ = std::make_shared<jupyter::ContextManager>(
       reaper_, executions_,
       jupyter::ContextManager::Options{config_.kernel_for_language, config_.kernel_start_timeout, config_.kernel_pool_size,
-                                       config_.kernel_start_concurrency, kernel_dir});
+                                       config_.kernel_start_concurrency, kernel_dir, isolator, config_.envs_file});
   sampler_ = std::make_shared<metrics::MetricsSampler>();
   server_ = std::make_unique<http::HttpServer>(server_options(config_));
 

@@ -1,6 +1,7 @@
 #include "api/code_routes.hpp"
 
 #include "api/command_routes.hpp"
+#include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
 #include "core/utf8.hpp"
 #include "http/json_io.hpp"
@@ -31,14 +32,17 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     auto cwd = string_field(*body, "cwd");
     if (!language) return http::write_error(res, language.error());
     if (!cwd) return http::write_error(res, cwd.error());
+    // The same isolation and limit fields as /command and /session, for the kernel.
+    auto limits = request_limits(*body, contexts->isolator().get());
+    if (!limits) return http::write_error(res, limits.error());
     if (language->value_or("") == kBash) {
-      auto session = sessions->create(cwd->value_or(""));
+      auto session = sessions->create(cwd->value_or(""), *limits);
       if (!session) return http::write_error(res, session.error());
       nlohmann::json j = {{"id", (*session)->id()}, {"language", kBash}};
       if (cwd->has_value()) j["cwd"] = **cwd;
       return http::write_json(res, j);
     }
-    auto ctx = contexts->create(language->value_or(""), cwd->value_or(""));
+    auto ctx = contexts->create(language->value_or(""), cwd->value_or(""), *limits);
     if (!ctx) return http::write_error(res, ctx.error());
     http::write_json(res, context_json(**ctx));
   });

@@ -9,9 +9,9 @@
 namespace execd::jupyter {
 
 CodeContext::CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<KernelLauncher> launcher,
-                         std::unique_ptr<Kernel> kernel)
+                         std::unique_ptr<Kernel> kernel, isolation::Limits limits)
     : id_(std::move(id)), spec_(std::move(spec)), cwd_(std::move(cwd)), launcher_(std::move(launcher)),
-      kernel_(std::move(kernel)) {
+      limits_(std::move(limits)), kernel_(std::move(kernel)) {
   worker_ = std::thread([this] { work(); });
 }
 
@@ -94,7 +94,7 @@ void CodeContext::run(Job& job) {
         old = std::move(kernel_);
       }
       old.reset();  // shut down (or reap) the old kernel outside the lock
-      auto fresh = launcher_->start(spec_, cwd_);
+      auto fresh = launcher_->start(spec_, cwd_, limits_);
       if (!fresh) {
         log.close(exec::events::error("KernelStartError", fresh.error().message, {}));
         return;
@@ -117,6 +117,12 @@ void CodeContext::run(Job& job) {
   const Kernel::Outcome outcome = kernel->execute(job.code, job.execution->log(), job.timeout, interrupt_at_start);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (outcome.died) {
+    // A kernel ended by one of its limits (an OOM kill in its cgroup) says which.
+    if (auto hit = kernel->limit_hit()) {
+      log.close(exec::events::error("KernelKilledByLimit",
+                                    hit->message + "; the kernel died and the next run starts a new one", {hit->message}));
+      return;
+    }
     log.close(exec::events::error("DeadKernelError", "the kernel died (" + outcome.death + "); the next run starts a new one", {}));
     return;
   }

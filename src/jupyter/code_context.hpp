@@ -21,8 +21,9 @@ namespace execd::jupyter {
 /// which is told so (a `status` event: its state was lost).
 class CodeContext {
  public:
+  /// `limits`: the kernel's isolation, kept for its restarts.
   CodeContext(std::string id, KernelSpec spec, std::string cwd, std::shared_ptr<KernelLauncher> launcher,
-              std::unique_ptr<Kernel> kernel);
+              std::unique_ptr<Kernel> kernel, isolation::Limits limits = {});
   ~CodeContext();  ///< ends queued cells with an error, shuts the kernel down
   CodeContext(const CodeContext&) = delete;
   CodeContext& operator=(const CodeContext&) = delete;
@@ -30,6 +31,7 @@ class CodeContext {
   [[nodiscard]] const std::string& id() const { return id_; }
   [[nodiscard]] const std::string& language() const { return spec_.language; }
   [[nodiscard]] const std::string& cwd() const { return cwd_; }
+  [[nodiscard]] const isolation::Limits& limits() const { return limits_; }
 
   /// Queues `code`; its events (init first, at once) go to `execution`'s log, which
   /// gets exactly one terminal event.
@@ -54,6 +56,7 @@ class CodeContext {
   KernelSpec spec_;
   std::string cwd_;
   std::shared_ptr<KernelLauncher> launcher_;
+  isolation::Limits limits_;
 
   std::mutex mu_;
   std::condition_variable cv_;

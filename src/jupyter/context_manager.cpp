@@ -10,7 +10,8 @@ ContextManager::ContextManager(std::shared_ptr<process::ChildReaper> reaper,
                                std::shared_ptr<exec::ExecutionRegistry> executions, Options options)
     : reaper_(std::move(reaper)), executions_(std::move(executions)), options_(std::move(options)),
       launcher_(std::make_shared<KernelLauncher>(
-          reaper_, KernelLauncher::Options{options_.start_concurrency, options_.start_timeout, options_.runtime_dir})) {
+          reaper_, KernelLauncher::Options{options_.start_concurrency, options_.start_timeout, options_.runtime_dir,
+                                           options_.isolator, options_.envs_file})) {
   if (options_.pool_size > 0) pool_thread_ = std::thread([this] { pool_work(); });
 }
 
@@ -35,7 +36,16 @@ core::Result<KernelSpec> ContextManager::spec_for(const std::string& language) {
                                                             (available.empty() ? "none (no kernelspec found)" : available));
 }
 
+isolation::Limits ContextManager::default_limits() const {
+  return options_.isolator ? options_.isolator->defaults() : isolation::Limits{};
+}
+
 core::Result<std::shared_ptr<CodeContext>> ContextManager::create(const std::string& language, const std::string& cwd) {
+  return create(language, cwd, default_limits());
+}
+
+core::Result<std::shared_ptr<CodeContext>> ContextManager::create(const std::string& language, const std::string& cwd,
+                                                                  const isolation::Limits& limits) {
   if (language.empty()) return core::make_error(core::Errc::invalid_argument, "field 'language' is required");
   auto spec = spec_for(language);
   if (!spec) return spec.error();
@@ -46,14 +56,22 @@ core::Result<std::shared_ptr<CodeContext>> ContextManager::create(const std::str
       return core::make_error(core::Errc::invalid_argument, "cwd " + cwd + " is not a directory and cannot be created");
     }
   }
+  const bool isolated = isolation::ExecutionGuard::needed(limits);
+  if (isolated && !options_.isolator) {
+    return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
+  }
+  if (isolated) {
+    if (auto ok = options_.isolator->check(limits); !ok) return ok.error();
+  }
   // A warm kernel serves a context in the daemon's directory; a cwd needs its own start.
-  std::unique_ptr<Kernel> kernel = cwd.empty() ? take_warm(language) : nullptr;
+  // The pool holds only unisolated kernels: an isolated request never gets one of them.
+  std::unique_ptr<Kernel> kernel = cwd.empty() && !isolated ? take_warm(language) : nullptr;
   if (!kernel) {
-    auto cold = launcher_->start(*spec, cwd);
+    auto cold = launcher_->start(*spec, cwd, limits);
     if (!cold) return cold.error();
     kernel = std::move(*cold);
   }
-  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, launcher_, std::move(kernel));
+  auto ctx = std::make_shared<CodeContext>(core::new_id(), *spec, cwd, launcher_, std::move(kernel), limits);
   std::lock_guard<std::mutex> lock(mu_);
   contexts_[ctx->id()] = ctx;
   return ctx;
@@ -152,7 +170,8 @@ void ContextManager::pool_work() {
     while (!pool_stop_ && pool_[language].size() < options_.pool_size) {
       lock.unlock();
       auto spec = spec_for(language);
-      auto k = spec ? launcher_->start(*spec, {})
+      // Level none without limits, always: see create().
+      auto k = spec ? launcher_->start(*spec, {}, isolation::Limits{})
                     : core::Result<std::unique_ptr<Kernel>>(spec.error());
       lock.lock();
       if (!k) break;  // the next take asks again

@@ -30,6 +30,8 @@ class ContextManager {
     size_t pool_size = 1;  ///< warm kernels kept per language used so far (0: none)
     size_t start_concurrency = 0;  ///< kernels starting at once (KernelLauncher); 0: one per core
     std::string runtime_dir;  ///< kernel runtime directories go here (the daemon's RuntimeDir); empty: $TMPDIR
+    std::shared_ptr<isolation::Isolator> isolator;  ///< null: kernels only at level none without limits
+    std::string envs_file;  ///< --envs-file: an isolated kernel's environment
   };
 
   ContextManager(std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
@@ -38,8 +40,14 @@ class ContextManager {
 
   /// Starts a kernel for `language` in `cwd` (created when missing). invalid_argument
   /// listing the available languages when none serves it; unavailable when the kernel
-  /// does not start (naming the kernelspec).
+  /// does not start (naming the kernelspec). `limits`: the kernel's isolation (the
+  /// daemon's defaults when not given); only an unisolated request gets a warm kernel.
   core::Result<std::shared_ptr<CodeContext>> create(const std::string& language, const std::string& cwd);
+  core::Result<std::shared_ptr<CodeContext>> create(const std::string& language, const std::string& cwd,
+                                                    const isolation::Limits& limits);
+  /// The daemon's default isolation (--isolation and the limit flags).
+  [[nodiscard]] isolation::Limits default_limits() const;
+  [[nodiscard]] const std::shared_ptr<isolation::Isolator>& isolator() const { return options_.isolator; }
   [[nodiscard]] std::vector<std::shared_ptr<CodeContext>> list(const std::string& language = {}) const;
   [[nodiscard]] std::shared_ptr<CodeContext> find(const std::string& id) const;
   core::Result<void> remove(const std::string& id);

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -20,6 +21,7 @@
 
 #include "core/fd_io.hpp"
 #include "core/id.hpp"
+#include "core/path_expand.hpp"
 #include "exec/event.hpp"
 #include "jupyter/json_text.hpp"
 
@@ -57,13 +59,36 @@ int free_port() {
   return port;
 }
 
-std::vector<std::string> kernel_environment(const KernelSpec& spec) {
-  std::map<std::string, std::string> env = spec.env;
+// KEY=VALUE lines of --envs-file (comments and malformed lines skipped), $VARs expanded
+// as for commands.
+std::map<std::string, std::string> read_envs_file(const std::string& path) {
+  std::map<std::string, std::string> env;
+  if (path.empty()) return env;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    auto value = core::expand_vars(line.substr(eq + 1));
+    env[line.substr(0, eq)] = value ? *value : line.substr(eq + 1);
+  }
+  return env;
+}
+
+// Level none: the daemon's environment plus the kernelspec's. Isolated: --envs-file and
+// the kernelspec only (the Isolator adds PATH and HOME), never the daemon's variables.
+std::vector<std::string> kernel_environment(const KernelSpec& spec, bool isolated, const std::string& envs_file) {
+  std::map<std::string, std::string> env = isolated ? read_envs_file(envs_file) : std::map<std::string, std::string>{};
+  for (const auto& [k, v] : spec.env) env[k] = v;
   // Plots come back as image/png display_data instead of trying to open a window.
-  if (env.count("MPLBACKEND") == 0 && std::getenv("MPLBACKEND") == nullptr) {
+  if (env.count("MPLBACKEND") == 0 && (isolated || std::getenv("MPLBACKEND") == nullptr)) {
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline";
   }
-  return process::environment_with(env);
+  if (!isolated) return process::environment_with(env);
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
 }
 
 }  // namespace
@@ -74,6 +99,7 @@ struct Kernel::Waiter {
   bool dead = false;
   std::string death;
   bool reaped = false;  // the exited process was collected (its pid may be reused now)
+  int wait_status = 0;  // its status, once reaped
   std::shared_ptr<Cell> cell;  // the running cell, for interrupt()
 };
 
@@ -114,12 +140,29 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
     return core::make_error(core::Errc::unavailable, "cannot create a runtime directory for kernel " + spec.name);
   }
   k->runtime_dir_ = tmpl;  // mkdtemp makes it 0700
+  const bool guarded = isolation::ExecutionGuard::needed(launch.limits);
+  if (guarded && !launch.isolator) {
+    return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
+  }
+  const bool sandboxed = launch.limits.level == isolation::Level::namespace_;
   ConnectionInfo info;
-  info.shell_port = free_port();
-  info.iopub_port = free_port();
-  info.stdin_port = free_port();
-  info.control_port = free_port();
-  info.hb_port = free_port();
+  if (sandboxed) {
+    // No network in the sandbox: ZeroMQ over socket files in the runtime directory (0700,
+    // bound into the sandbox at the same path). Ports are only name suffixes then.
+    info.transport = "ipc";
+    info.ip = k->runtime_dir_ + "/kernel";
+    info.shell_port = 1;
+    info.iopub_port = 2;
+    info.stdin_port = 3;
+    info.control_port = 4;
+    info.hb_port = 5;
+  } else {
+    info.shell_port = free_port();
+    info.iopub_port = free_port();
+    info.stdin_port = free_port();
+    info.control_port = free_port();
+    info.hb_port = free_port();
+  }
   info.key = core::random_hex(32);
   const std::string conn_file = k->runtime_dir_ + "/connection.json";
   {
@@ -132,7 +175,7 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
                                             {"hb_port", info.hb_port},
                                             {"ip", info.ip},
                                             {"key", info.key},
-                                            {"transport", "tcp"},
+                                            {"transport", info.transport},
                                             {"signature_scheme", "hmac-sha256"},
                                             {"kernel_name", spec.name}}
                                  .dump();
@@ -148,11 +191,18 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
     for (size_t pos; (pos = arg.find("{resource_dir}")) != std::string::npos;) arg.replace(pos, 14, spec.resource_dir);
     so.argv.push_back(arg);
   }
-  so.env = kernel_environment(spec);
+  so.env = kernel_environment(spec, guarded, launch.envs_file);
   so.cwd = cwd;
   // The kernel process's own output (startup noise, a crash) goes to a log beside the
   // connection file, quoted when the kernel fails to start; cell output travels over iopub.
   so.output_file = k->runtime_dir_ + "/kernel.log";
+  if (guarded) {
+    const std::string id = "k-" + std::filesystem::path(k->runtime_dir_).filename().string();
+    auto made = isolation::ExecutionGuard::make(*launch.isolator, launch.limits, so, id,
+                                                sandboxed ? std::vector<std::string>{k->runtime_dir_} : std::vector<std::string>{});
+    if (!made) return made.error();
+    k->guard_ = std::move(made).value();
+  }
   auto child = k->reaper_->spawn(so);
   if (!child) {
     return core::make_error(core::Errc::unavailable,
@@ -172,7 +222,7 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
     w->dead = true;
     w->death = why;
     // An exited kernel is collected now, not when its context next runs a cell.
-    if (!w->reaped && ::waitpid(pid, nullptr, WNOHANG) == pid) {
+    if (!w->reaped && ::waitpid(pid, &w->wait_status, WNOHANG) == pid) {
       w->reaped = true;
       if (auto r = weak_reaper.lock()) r->disown(pid);
     }
@@ -247,13 +297,30 @@ Kernel::~Kernel() {
       reaper_->disown(pid_);
     }
   }
+  // Whatever is left in the kernel's cgroup (its children, a sandbox's processes) is
+  // killed and reaped, the cgroup removed, before the ipc directory goes.
+  guard_.reset();
   std::error_code ec;
   if (!runtime_dir_.empty()) std::filesystem::remove_all(runtime_dir_, ec);
+}
+
+std::optional<isolation::LimitHit> Kernel::limit_hit() const {
+  if (!guard_) return std::nullopt;
+  int status = 0;
+  {
+    std::lock_guard<std::mutex> lock(waiter_->mu);
+    status = waiter_->wait_status;
+  }
+  return guard_->limit_hit(status);
 }
 
 void Kernel::send_interrupt() {
   if (spec_.interrupt_mode == "message") {
     client_->send(Channel::control, make_message("interrupt_request", nlohmann::json::object(), client_->session()), nullptr);
+  } else if (guard_ && guard_->in_namespace()) {
+    // pid_ is bwrap, which a SIGINT would end: the kernel is reached inside the sandbox
+    // through the cgroup's members (host pids).
+    guard_->signal(SIGINT, pid_);
   } else {
     ::kill(pid_, SIGINT);
   }

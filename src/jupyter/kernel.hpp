@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,9 @@
 #include "exec/event_log.hpp"
 #include "jupyter/kernel_client.hpp"
 #include "jupyter/kernelspec.hpp"
+#include "isolation/execution_guard.hpp"
+#include "isolation/isolator.hpp"
+#include "isolation/limits.hpp"
 #include "process/child_reaper.hpp"
 
 namespace execd::jupyter {
@@ -28,6 +32,13 @@ class Kernel {
     std::string runtime_base;  ///< where the kernel's own directory is made; empty: $TMPDIR or /tmp
     std::shared_ptr<process::ChildReaper> reaper;
     std::chrono::milliseconds timeout{30000};  ///< ready by then or the start fails
+    /// Isolation (ExecutionGuard): with any level or limit the kernel runs in its own
+    /// cgroup, with an environment of `envs_file` and the kernelspec only; at namespace
+    /// level inside bwrap without network, talking ZeroMQ over ipc:// socket files in its
+    /// runtime directory, the one host directory bound writable into the sandbox.
+    std::shared_ptr<isolation::Isolator> isolator;
+    isolation::Limits limits;
+    std::string envs_file;
   };
   static core::Result<std::unique_ptr<Kernel>> start(const KernelSpec& spec, const Launch& launch);
   /// shutdown_request, a short wait, then SIGKILL to the group; reaped; files removed.
@@ -62,6 +73,8 @@ class Kernel {
   [[nodiscard]] bool sends_idle() const { return sends_idle_; }
   [[nodiscard]] bool is_dead() const { return client_->is_dead(); }
   [[nodiscard]] pid_t pid() const { return pid_; }
+  /// The limit that killed the kernel (its cgroup's OOM counter, ...), once it died.
+  [[nodiscard]] std::optional<isolation::LimitHit> limit_hit() const;
   [[nodiscard]] const KernelSpec& spec() const { return spec_; }
 
  private:
@@ -76,6 +89,7 @@ class Kernel {
   pid_t pid_ = -1;
   core::UniqueFd pidfd_;
   std::string runtime_dir_;
+  std::unique_ptr<isolation::ExecutionGuard> guard_;  // null: level none without limits
   std::unique_ptr<KernelClient> client_;
   std::shared_ptr<Waiter> waiter_;
   bool sends_idle_ = false;

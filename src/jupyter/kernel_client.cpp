@@ -14,7 +14,11 @@ constexpr auto kHeartbeatEvery = std::chrono::seconds(1);
 constexpr auto kHeartbeatTimeout = std::chrono::seconds(5);
 constexpr int kMessagesPerRound = 256;
 
-std::string endpoint(const ConnectionInfo& c, int port) { return "tcp://" + c.ip + ":" + std::to_string(port); }
+std::string endpoint(const ConnectionInfo& c, int port) {
+  // jupyter_client's naming for ipc: the ports become suffixes of the path prefix.
+  if (c.transport == "ipc") return "ipc://" + c.ip + "-" + std::to_string(port);
+  return "tcp://" + c.ip + ":" + std::to_string(port);
+}
 
 }  // namespace
 

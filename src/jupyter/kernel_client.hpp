@@ -18,7 +18,8 @@ namespace execd::jupyter {
 
 /// Where a kernel listens (its connection file).
 struct ConnectionInfo {
-  std::string ip = "127.0.0.1";
+  std::string ip = "127.0.0.1";  ///< ipc: the socket files' path prefix
+  std::string transport = "tcp";  ///< or "ipc": socket files `<ip>-<port>` (a sandboxed kernel)
   int shell_port = 0, iopub_port = 0, stdin_port = 0, control_port = 0, hb_port = 0;
   std::string key;
 };

@@ -11,7 +11,8 @@ KernelLauncher::KernelLauncher(std::shared_ptr<process::ChildReaper> reaper, Opt
   concurrency_ = options_.concurrency > 0 ? options_.concurrency : std::max(1u, std::thread::hardware_concurrency());
 }
 
-core::Result<std::unique_ptr<Kernel>> KernelLauncher::start(const KernelSpec& spec, const std::string& cwd) {
+core::Result<std::unique_ptr<Kernel>> KernelLauncher::start(const KernelSpec& spec, const std::string& cwd,
+                                                            const isolation::Limits& limits) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     const uint64_t ticket = next_ticket_++;
@@ -35,7 +36,7 @@ core::Result<std::unique_ptr<Kernel>> KernelLauncher::start(const KernelSpec& sp
     ++running_;
   }
   cv_.notify_all();
-  Kernel::Launch launch{cwd, options_.runtime_base, reaper_, options_.timeout};
+  Kernel::Launch launch{cwd, options_.runtime_base, reaper_, options_.timeout, options_.isolator, limits, options_.envs_file};
   auto k = Kernel::start(spec, launch);
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -32,13 +32,16 @@ class KernelLauncher {
     size_t concurrency = 0;  ///< kernels starting at once; 0: one per CPU core
     std::chrono::milliseconds timeout{30000};
     std::string runtime_base;  ///< where kernel runtime directories go (the daemon's RuntimeDir)
+    std::shared_ptr<isolation::Isolator> isolator;  ///< null: only unisolated kernels
+    std::string envs_file;  ///< --envs-file: an isolated kernel's environment
   };
 
   KernelLauncher(std::shared_ptr<process::ChildReaper> reaper, Options options);
 
   /// Waits for a turn, then Kernel::start; unavailable when the turn or the kernel does
   /// not come within the timeout.
-  core::Result<std::unique_ptr<Kernel>> start(const KernelSpec& spec, const std::string& cwd);
+  core::Result<std::unique_ptr<Kernel>> start(const KernelSpec& spec, const std::string& cwd,
+                                              const isolation::Limits& limits = {});
   [[nodiscard]] size_t concurrency() const { return concurrency_; }
 
  private:
