@@ -125,12 +125,14 @@ std::vector<std::string> kernel_cgroups(pid_t daemon) {
   return out;
 }
 
-// Kernel runtime directories left under `base`.
+// Kernel runtime directories and workspaces left under `base`.
 int kernel_dirs(const std::string& base) {
   int n = 0;
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(base, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().filename().string().rfind("execd-kernel-", 0) == 0) ++n;
+    const std::string name = it->path().filename().string();
+    // A runtime directory, or a fresh namespace-level workspace (<runtime>/workspaces/*).
+    if (name.rfind("execd-kernel-", 0) == 0 || it->path().parent_path().filename() == "workspaces") ++n;
   }
   return n;
 }
@@ -205,6 +207,7 @@ TEST_CASE("namespace level: ipc transport, read-only system, no secrets, no netw
   REQUIRE(two.of_type("result").size() == 1);
   CHECK(two.of_type("result")[0].json["results"]["text"] == "2");
   CHECK(kernels_under(base.str()) > 0);
+  CHECK(kernel_dirs(base.str()) >= 2);  // the check below can see what it looks for
 
   auto ro = run(d, id, "open('/usr/x', 'w')");
   CHECK(error_text(ro).find("Read-only file system") != std::string::npos);
