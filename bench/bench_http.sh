@@ -19,6 +19,12 @@ start_execd "$BUILD"
 sleep 1
 idle_rss=$(rss_mib "$EXECD_PID")
 idle_anon=$(anon_mib "$EXECD_PID")
+# The floor: a program that only links Debian's cpp-httplib (bench/httplib_floor.cpp).
+coproc FLOOR { "$BUILD/bench/httplib_floor"; }
+sleep 0.5
+floor_rss=$(rss_mib "$FLOOR_PID")
+exec {FLOOR[1]}>&-
+wait "$FLOOR_PID" 2>/dev/null || true
 
 echo "== HTTP: /ping vs nginx 16-byte file (wrk, ${DUR}s each)"
 printf '%-28s %12s %10s %10s\n' "" "req/s" "p50 ms" "p99 ms"
@@ -43,6 +49,7 @@ pong=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "http://127.0.0.1:$E
 exec {STREAMS[1]}>&-
 wait "$STREAMS_PID" 2>/dev/null || true
 echo "idle RSS: ${idle_rss} MiB (anonymous: ${idle_anon} MiB; the rest is the binary and libraries mapped from the page cache)"
+echo "floor: a program that only links Debian's cpp-httplib: ${floor_rss} MiB; execd adds $(awk -v a="$idle_rss" -v b="$floor_rss" 'BEGIN {printf "%.1f", a - b}') MiB"
 echo "RSS with ${opened} open /metrics/watch streams (all had their first event after ${secs}s): ${streams_rss} MiB; /ping meanwhile: ${pong}s"
 
 echo "== targets"
