@@ -42,7 +42,7 @@ constexpr size_t kStreamPiece = 1024 * 1024;
 // anyway (kernels other than ipykernel need not send execute_input).
 constexpr auto kInterruptHold = std::chrono::milliseconds(300);
 constexpr auto kInterruptResendAfter = std::chrono::milliseconds(500);
-constexpr int kInterruptResends = 3;
+constexpr int kInterruptResends = 10;  // 5 s: a loaded machine can be slow to reach the blocking call
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -112,6 +112,9 @@ struct Kernel::Cell {
   bool interrupted = false;        // an interrupt was delivered
   std::chrono::steady_clock::time_point interrupt_sent_at;
   int interrupt_resends = 0;
+  // execute_reply's status and error, reported at the end only if iopub brought no error:
+  // the reply may overtake iopub's richer `error` (with its traceback) on the other socket.
+  std::string reply_status, reply_ename, reply_evalue;
 };
 
 core::Result<std::unique_ptr<Kernel>> Kernel::start(const KernelSpec& spec, const Launch& launch) {
@@ -379,7 +382,10 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
                               {"store_history", true},
                               {"user_expressions", nlohmann::json::object()},
                               {"allow_stdin", false},
-                              {"stop_on_error", true}},
+                              // Each POST /code is a request of its own: a failed or interrupted
+                              // cell must not make the kernel abort the cells queued behind it
+                              // (ipykernel does, with stop_on_error, for requests it already holds).
+                              {"stop_on_error", false}},
                              client_->session());
   const std::string id = req.id();
   {
@@ -432,11 +438,9 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
     } else if (c == Channel::shell && type == "execute_reply") {
       state->reply = true;
       state->reply_at = std::chrono::steady_clock::now();
-      if (content.value("status", "") == "error" && !state->error_seen) {
-        state->error_seen = true;
-        log->append(exec::events::status("error"));
-        log->append(exec::events::error(content.value("ename", "Error"), content.value("evalue", ""), {}));
-      }
+      state->reply_status = content.value("status", "");
+      state->reply_ename = content.value("ename", "Error");
+      state->reply_evalue = content.value("evalue", "");
     }
     w->cv.notify_all();
   });
@@ -500,6 +504,14 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
       continue;
     }
     w->cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  if (!state->error_seen && state->reply_status == "error") {
+    log->append(exec::events::status("error"));
+    log->append(exec::events::error(state->reply_ename, state->reply_evalue, {}));
+  } else if (!state->error_seen && state->reply_status == "aborted") {
+    // The kernel skipped the cell without running it: say so rather than end it as a success.
+    log->append(exec::events::status("error"));
+    log->append(exec::events::error("CellAborted", "the kernel did not run this cell (it aborted it after an earlier error or interrupt); run it again", {}));
   }
   w->cell.reset();
   lock.unlock();
