@@ -6,11 +6,11 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/envs_file.hpp"
 #include "core/path_expand.hpp"
 #include "process/spawn.hpp"
 
@@ -52,18 +52,7 @@ namespace {
 
 std::map<std::string, std::string> envs_file_and(const std::string& envs_file,
                                                  const std::map<std::string, std::string>& extra) {
-  std::map<std::string, std::string> env;
-  if (!envs_file.empty()) {
-    std::ifstream in(envs_file);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty() || line[0] == '#') continue;
-      const auto eq = line.find('=');
-      if (eq == std::string::npos || eq == 0) continue;
-      auto value = core::expand_vars(line.substr(eq + 1));
-      env[line.substr(0, eq)] = value ? *value : line.substr(eq + 1);
-    }
-  }
+  std::map<std::string, std::string> env = core::read_envs_file(envs_file);
   for (const auto& [k, v] : extra) env[k] = v;
   return env;
 }

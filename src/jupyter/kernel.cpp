@@ -12,13 +12,13 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "core/envs_file.hpp"
 #include "core/fd_io.hpp"
 #include "core/id.hpp"
 #include "core/path_expand.hpp"
@@ -59,27 +59,11 @@ int free_port() {
   return port;
 }
 
-// KEY=VALUE lines of --envs-file (comments and malformed lines skipped), $VARs expanded
-// as for commands.
-std::map<std::string, std::string> read_envs_file(const std::string& path) {
-  std::map<std::string, std::string> env;
-  if (path.empty()) return env;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto eq = line.find('=');
-    if (eq == std::string::npos || eq == 0) continue;
-    auto value = core::expand_vars(line.substr(eq + 1));
-    env[line.substr(0, eq)] = value ? *value : line.substr(eq + 1);
-  }
-  return env;
-}
 
 // Level none: the daemon's environment plus the kernelspec's. Isolated: --envs-file and
 // the kernelspec only (the Isolator adds PATH and HOME), never the daemon's variables.
 std::vector<std::string> kernel_environment(const KernelSpec& spec, bool isolated, const std::string& envs_file) {
-  std::map<std::string, std::string> env = isolated ? read_envs_file(envs_file) : std::map<std::string, std::string>{};
+  std::map<std::string, std::string> env = isolated ? core::read_envs_file(envs_file) : std::map<std::string, std::string>{};
   for (const auto& [k, v] : spec.env) env[k] = v;
   // Plots come back as image/png display_data instead of trying to open a window.
   if (env.count("MPLBACKEND") == 0 && (isolated || std::getenv("MPLBACKEND") == nullptr)) {
