@@ -254,8 +254,10 @@ TEST_CASE("namespace level: read-only system, nothing of the daemon visible, no 
   const std::string script =
       "touch /usr/execd-probe && echo USR-WRITABLE; "
       "cat /proc/" + daemon + "/environ && echo DAEMON-ENV-READ; "
-      "echo secrets=$(cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c -e " + split(kSecret) +
-      " -e " + split(kToken) + "); for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done "
+      // Read first, then grep the copy: a grep running beside the cat would find the
+      // secret in its own arguments.
+      "cat /proc/*/environ /proc/*/cmdline 2>/dev/null | tr '\\0' '\\n' > /tmp/seen; "
+      "echo secrets=$(grep -c -e " + split(kSecret) + " -e " + split(kToken) + " /tmp/seen); for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done "
       ">/tmp/cmdlines 2>/dev/null; echo others=$(grep -c 'sleep 42''42' /tmp/cmdlines); "
       "(echo > /dev/tcp/127.0.0.1/" + std::to_string(d.port()) + ") 2>/dev/null && echo DAEMON-REACHED; "
       "pwd; echo data > here.txt && echo wrote";
