@@ -68,6 +68,10 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
   });
 
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // httplib would slice every answer to a request with a Range header, errors included
+    // (a 404 came back as 11 bytes of its JSON). /files/download answers Range itself from
+    // the header; nothing else serves ranges. The Request is httplib's own non-const object.
+    const_cast<httplib::Request&>(req).ranges.clear();
     if (is_authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     if (has_body_to_read()) BufferedServer::close_after_response(res);  // the body stays unread
     write_error(res, core::make_error(core::Errc::unauthorized,
