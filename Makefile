@@ -31,16 +31,21 @@ all: build
 # Everything the daemon and its tests need: Debian packages, then the npm kernels.
 deps: packages kernels
 
-packages:
+# $(call apt_install,PACKAGES,WHO): installs those of PACKAGES that are missing, and only them.
+define apt_install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make packages: installing$$missing"; \
+	  echo "make $(2): installing$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+packages:
+	$(call apt_install,$(APT_PACKAGES),packages)
 
 kernels: packages
 	@if [ ! -x "$(TSLAB_BIN)" ] || [ ! -d "$(TSLAB_DIR)/node_modules/@types/node" ]; then \
@@ -106,15 +111,7 @@ FUZZ_SECONDS ?= 30
 APT_FUZZ := clang libclang-rt-14-dev
 
 fuzz: packages
-	@missing=""; \
-	for p in $(APT_FUZZ); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make fuzz: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(APT_FUZZ),fuzz)
 	@test -f $(FUZZ_BUILD)/build.ninja || CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true -Dbuildtype=debugoptimized \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all'
 	ninja -C $(FUZZ_BUILD) fuzz-targets

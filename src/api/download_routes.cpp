@@ -145,9 +145,8 @@ void register_download_routes(http::HttpServer& server, std::shared_ptr<files::F
     if (!file) return http::write_error(res, file.error());
     auto fd = std::make_shared<core::UniqueFd>(std::move(file->fd));
     const bool has_range = req.has_header("Range");
-    // We answer Range ourselves (clamping, suffix ranges, JSON 416); httplib must not
-    // apply its own slicing on top. The Request is httplib's own non-const object.
-    const_cast<httplib::Request&>(req).ranges.clear();
+    // We answer Range ourselves (clamping, suffix ranges, JSON 416) from the header;
+    // HttpServer has already stopped httplib from slicing the answer on top.
 
     if (req.has_param("offset") || req.has_param("limit")) {
       if (has_range) {

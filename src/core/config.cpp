@@ -66,6 +66,15 @@ Setter set_limit(uint64_t Config::*field, uint64_t max) {
   };
 }
 
+Setter set_bytes(uint64_t Config::*field) {
+  return [field](Config& c, const std::string& v) -> Result<void> {
+    auto n = parse_size(v);
+    if (!n) return n.error();
+    c.*field = *n;
+    return {};
+  };
+}
+
 const std::vector<Option>& options() {
   static const std::vector<Option> kOptions = {
       {"host", "EXECD_HOST", "ADDR", "address to listen on (default 127.0.0.1; 0.0.0.0 for all)",
@@ -133,12 +142,7 @@ const std::vector<Option>& options() {
       {"event-log-max", "EXECD_EVENT_LOG_MAX", "SIZE",
        "event bytes kept per execution, memory and disk, before later events are dropped (the output "
        "log keeps every byte; default 256MiB, 0 = unlimited)",
-       [](Config& c, const std::string& v) -> Result<void> {
-         auto n = parse_size(v);
-         if (!n) return n.error();
-         c.event_log_max_bytes = *n;
-         return {};
-       }},
+       set_bytes(&Config::event_log_max_bytes)},
       {"spill-dir", "EXECD_SPILL_DIR", "DIR", "where spilled events go (default $TMPDIR or /tmp)",
        set_string(&Config::spill_dir)},
       {"runtime-base", "EXECD_RUNTIME_BASE", "DIR",
@@ -156,12 +160,7 @@ const std::vector<Option>& options() {
       {"files-root", "EXECD_FILES_ROOT", "DIR", "confine every files API path to DIR (default: none)",
        set_string(&Config::files_root)},
       {"max-upload-bytes", "EXECD_MAX_UPLOAD_BYTES", "SIZE", "largest accepted upload (default: unlimited)",
-       [](Config& c, const std::string& v) -> Result<void> {
-         auto n = parse_size(v);
-         if (!n) return n.error();
-         c.max_upload_bytes = *n;
-         return {};
-       }},
+       set_bytes(&Config::max_upload_bytes)},
       {"upload-expiry", "EXECD_UPLOAD_EXPIRY", "DUR", "unfinished resumable uploads expire after (default 24h)",
        set_duration(&Config::upload_expiry)},
       {"kernel-pool-size", "EXECD_KERNEL_POOL_SIZE", "N",
@@ -194,19 +193,9 @@ const std::vector<Option>& options() {
       {"max-watched-dirs", "EXECD_MAX_WATCHED_DIRS", "N", "directories one recursive file watch may cover (default 8192)",
        set_count(&Config::max_watched_dirs, 1, 1000000)},
       {"disk-quota", "EXECD_DISK_QUOTA", "SIZE", "bytes the files API may fill under the files root (default: no quota)",
-       [](Config& c, const std::string& v) -> Result<void> {
-         auto n = parse_size(v);
-         if (!n) return n.error();
-         c.disk_quota_bytes = *n;
-         return {};
-       }},
+       set_bytes(&Config::disk_quota_bytes)},
       {"max-extract-bytes", "EXECD_MAX_EXTRACT_BYTES", "SIZE", "bytes one extracted archive may expand to (default 4GiB)",
-       [](Config& c, const std::string& v) -> Result<void> {
-         auto n = parse_size(v);
-         if (!n) return n.error();
-         c.max_extract_bytes = *n;
-         return {};
-       }},
+       set_bytes(&Config::max_extract_bytes)},
       {"max-extract-entries", "EXECD_MAX_EXTRACT_ENTRIES", "N", "entries one extracted archive may hold (default 100000)",
        set_count(&Config::max_extract_entries, 1, 100000000)},
       {"isolation", "EXECD_ISOLATION", "LEVEL",
