@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
@@ -27,6 +28,7 @@ using execd::test::DaemonProcess;
 using execd::test::sse_request;
 using execd::test::SseRequest;
 using execd::test::SseResponse;
+using execd::test::status_kib;
 using nlohmann::json;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -60,16 +62,6 @@ std::string text_of(const SseResponse& r, const std::string& type) {
   std::string out;
   for (const auto& e : r.of_type(type)) out += e.json.value("text", "");
   return out;
-}
-
-// VmRSS / VmHWM of a process in KiB.
-long status_kib(pid_t pid, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::atol(line.c_str() + key.size() + 1);
-  }
-  return -1;
 }
 
 void require_ping(const DaemonProcess& d) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
@@ -27,6 +28,9 @@ using execd::test::sse_request;
 using execd::test::SseRequest;
 using execd::test::SseResponse;
 using execd::test::TempDir;
+using execd::test::daemon_cgroups;
+using execd::test::processes;
+using execd::test::within;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -34,11 +38,6 @@ namespace {
 
 constexpr const char* kToken = "tok-code-iso-1234";
 constexpr const char* kSecret = "hunter2-daemon-only";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 SseResponse post(const DaemonProcess& d, const std::string& path, const json& body, std::string method = "POST") {
   SseRequest req;
@@ -75,54 +74,16 @@ std::string error_text(const SseResponse& r) {
   return out;
 }
 
-template <typename Pred>
-bool within(std::chrono::milliseconds limit, Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
-
 // Live kernel processes (bwrap or the kernel itself) whose connection file is under `base`.
 int kernels_under(const std::string& base) {
   int n = 0;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    if (!std::isdigit(static_cast<unsigned char>(e.path().filename().string()[0]))) continue;
-    std::string cmd = slurp(e.path() / "cmdline");
-    if (cmd.find(base + "/") == std::string::npos || cmd.find("connection.json") == std::string::npos) continue;
-    const std::string stat = slurp(e.path() / "stat");
-    const auto close = stat.rfind(')');
-    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z') continue;
-    ++n;
-  }
-  return n;
-}
-
-// The daemon's kernel cgroups ("k-...") still present, per v1 hierarchy (memory, pids).
-std::vector<std::string> kernel_cgroups(pid_t daemon) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/" + std::to_string(daemon) + "/cgroup");
-  for (std::string line; std::getline(in, line);) {
-    const auto c1 = line.find(':');
-    const auto c2 = line.find(':', c1 + 1);
-    const std::string controller = line.substr(c1 + 1, c2 - c1 - 1);
-    if (controller != "pids" && controller != "memory") continue;
-    const std::string path = line.substr(c2 + 1);
-    const std::string dir = "/sys/fs/cgroup/" + controller + (path == "/" ? std::string() : path);
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const std::string n = e.path().filename().string();
-      if (!e.is_directory() || n.rfind("execd-" + std::to_string(daemon) + "-", 0) != 0) continue;
-      for (const auto& g : fs::directory_iterator(e.path())) {
-        if (g.is_directory() && g.path().filename().string().rfind("k-", 0) == 0) {
-          out.push_back(controller + ":" + g.path().filename().string());
-        }
-      }
+  for (const auto& p : processes()) {
+    if (p.state != 'Z' && p.cmdline.find(base + "/") != std::string::npos &&
+        p.cmdline.find("connection.json") != std::string::npos) {
+      ++n;
     }
   }
-  return out;
+  return n;
 }
 
 // Kernel runtime directories and workspaces left under `base`.
@@ -191,8 +152,8 @@ TEST_CASE("process level: own cgroup, clean environment, no_new_privs; the flag'
   CHECK(again.raw.find("kernel restarted") != std::string::npos);
 
   for (const auto& c : {plain, def, id}) CHECK(post(d, "/code/contexts/" + c, json::object(), "DELETE").status == 200);
-  CHECK(within(std::chrono::seconds(5), [&] { return kernel_cgroups(d.pid()).empty(); }));
-  CAPTURE(kernel_cgroups(d.pid()));
+  CHECK(within(std::chrono::seconds(5), [&] { return daemon_cgroups(d.pid(), "k-").empty(); }));
+  CAPTURE(daemon_cgroups(d.pid(), "k-"));
 }
 
 TEST_CASE("namespace level: ipc transport, read-only system, no secrets, no network, interrupts reach it, nothing left") {
@@ -233,6 +194,6 @@ TEST_CASE("namespace level: ipc transport, read-only system, no secrets, no netw
 
   CHECK(post(d, "/code/contexts/" + id, json::object(), "DELETE").status == 200);
   CHECK(within(std::chrono::seconds(5), [&] { return kernels_under(base.str()) == 0; }));
-  CHECK(within(std::chrono::seconds(5), [&] { return kernel_cgroups(d.pid()).empty(); }));
+  CHECK(within(std::chrono::seconds(5), [&] { return daemon_cgroups(d.pid(), "k-").empty(); }));
   CHECK(kernel_dirs(base.str()) == 0);
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
@@ -26,6 +27,7 @@ using execd::test::sse_request;
 using execd::test::SseRequest;
 using execd::test::SseResponse;
 using execd::test::TempDir;
+using execd::test::fd_count;
 using nlohmann::json;
 
 namespace {
@@ -42,12 +44,6 @@ std::string stdout_text(const SseResponse& r) {
   std::string out;
   for (const auto& e : r.of_type("stdout")) out += e.json.value("text", "") + "\n";
   return out;
-}
-
-size_t open_fds(pid_t pid) {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
-  return n;
 }
 
 size_t threads_of(pid_t pid) {
@@ -134,7 +130,7 @@ TEST_CASE("a retained finished execution holds no descriptor; its logs and event
   // Warm up once: the first command brings up threads and the spill directory.
   run(d, {{"command", "true"}});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const size_t baseline = open_fds(d.pid());
+  const size_t baseline = fd_count(d.pid());
 
   constexpr int kCommands = 60;
   std::vector<std::string> ids;
@@ -147,7 +143,7 @@ TEST_CASE("a retained finished execution holds no descriptor; its logs and event
     REQUIRE(r.of_type("execution_complete").size() == 1);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const size_t after = open_fds(d.pid());
+  const size_t after = fd_count(d.pid());
   INFO("descriptors before " << baseline << ", after " << kCommands << " retained commands " << after << ":\n"
                              << describe_fds(d.pid()));
   CHECK(after <= baseline + 4);
@@ -171,7 +167,7 @@ TEST_CASE("a retained finished execution holds no descriptor; its logs and event
     CHECK(ev.of_type("execution_complete").size() == 1);
   }
   // Reading opened the files for the read only.
-  CHECK(open_fds(d.pid()) <= baseline + 4);
+  CHECK(fd_count(d.pid()) <= baseline + 4);
 }
 
 TEST_CASE("the daemon raises its soft descriptor limit to the hard limit") {
@@ -212,7 +208,7 @@ TEST_CASE("1,000 sessions created and deleted and 2,000 commands leave no descri
   DaemonProcess d({"--execution-retention", "1s"});
   run(d, {{"command", "true"}});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const size_t fds_before = open_fds(d.pid());
+  const size_t fds_before = fd_count(d.pid());
   auto c = d.client();
   c->set_keep_alive(true);
   for (int i = 0; i < 1000; ++i) {
@@ -235,7 +231,7 @@ TEST_CASE("1,000 sessions created and deleted and 2,000 commands leave no descri
   REQUIRE(r);
   c->stop();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const size_t fds_after = open_fds(d.pid());
+  const size_t fds_after = fd_count(d.pid());
   INFO("descriptors before " << fds_before << ", after " << fds_after << ":\n" << describe_fds(d.pid()));
   CHECK(fds_after <= fds_before + 4);
   // HTTP threads are elastic (idle ones exit after 5 s); the rest must not grow per session.

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
@@ -24,6 +25,7 @@
 using execd::test::check_error;
 using execd::test::DaemonProcess;
 using execd::test::TempDir;
+using execd::test::status_kib;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -51,14 +53,6 @@ std::set<std::string> search(const DaemonProcess& d, const std::string& root, co
   std::set<std::string> out;
   for (const auto& f : json::parse(r->body)) out.insert(f["path"].get<std::string>().substr(root.size() + 1));
   return out;
-}
-
-long peak_rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
 }
 
 }  // namespace
@@ -232,12 +226,12 @@ TEST_CASE("a line read of a file without newlines does not hold the file in memo
     out << "\nsecond";
   }
   DaemonProcess d;
-  const long before = peak_rss_kib(d.pid());
+  const long before = status_kib(d.pid(), "VmHWM");
   auto r = d.client()->Get("/files/download?path=" + enc(file.string()) + "&offset=2");
   REQUIRE(r);
   CHECK(r->status == 200);
   CHECK(r->body == "second");
-  const long after = peak_rss_kib(d.pid());
+  const long after = status_kib(d.pid(), "VmHWM");
   INFO("peak RSS before " << before << " KiB, after " << after << " KiB");
   CHECK(after - before < 32 * 1024);
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/http_checks.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
@@ -28,17 +29,17 @@ using execd::test::sse_request;
 using execd::test::SseRequest;
 using execd::test::SseResponse;
 using execd::test::TempDir;
+using execd::test::daemon_cgroups;
+using execd::test::fd_count;
+using execd::test::live_with;
+using execd::test::processes;
+using execd::test::within;
 using nlohmann::json;
 
 namespace {
 
 constexpr const char* kToken = "tok-9f8e7d6c5b4a";
 constexpr const char* kSecret = "hunter2-daemon-only";
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 SseResponse post(const DaemonProcess& d, const std::string& path, const json& body, bool token = false) {
   SseRequest req;
@@ -64,65 +65,11 @@ json terminal(const SseResponse& r) {
   return r.events.back().json;
 }
 
-// Live processes whose command line contains `needle`.
-std::vector<pid_t> live_with(const std::string& needle) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (!std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    std::string cmd = slurp(e.path() / "cmdline");
-    for (auto& c : cmd) {
-      if (c == '\0') c = ' ';
-    }
-    if (cmd.find(needle) == std::string::npos) continue;
-    const std::string stat = slurp(e.path() / "stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] == 'Z') continue;
-    out.push_back(static_cast<pid_t>(std::stoi(name)));
-  }
-  return out;
-}
-
 // Children of `pid` (the daemon is the subreaper: orphans and zombies end up here).
 std::vector<std::string> children_of(pid_t pid) {
   std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (!std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    const std::string stat = slurp(e.path() / "stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    // ") S ppid ..."
-    const pid_t ppid = static_cast<pid_t>(std::atol(stat.c_str() + close + 4));
-    if (ppid == pid) out.push_back(name + " " + stat.substr(0, close + 3));
-  }
-  return out;
-}
-
-size_t fd_count(pid_t pid) {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
-  return n;
-}
-
-// The daemon's execution cgroups still present (per v1 hierarchy), by name.
-std::vector<std::string> execution_cgroups(pid_t daemon) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/" + std::to_string(daemon) + "/cgroup");
-  for (std::string line; std::getline(in, line);) {
-    const auto c1 = line.find(':');
-    const auto c2 = line.find(':', c1 + 1);
-    const std::string controller = line.substr(c1 + 1, c2 - c1 - 1);
-    if (controller != "pids" && controller != "memory") continue;
-    const std::string path = line.substr(c2 + 1);
-    const std::string dir = "/sys/fs/cgroup/" + controller + (path == "/" ? std::string() : path);
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (!e.is_directory() || n.rfind("execd-" + std::to_string(daemon) + "-", 0) != 0) continue;
-      for (const auto& g : std::filesystem::directory_iterator(e.path())) {
-        if (g.is_directory()) out.push_back(controller + ":" + g.path().filename().string());
-      }
-    }
+  for (const auto& p : processes()) {
+    if (p.ppid == pid) out.push_back(std::to_string(p.pid) + " " + p.stat_head);
   }
   return out;
 }
@@ -135,16 +82,6 @@ std::vector<std::string> workspaces(const std::string& runtime_base) {
     for (const auto& e : std::filesystem::directory_iterator(ws)) out.push_back(e.path().string());
   }
   return out;
-}
-
-template <typename Pred>
-bool within(std::chrono::milliseconds limit, Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return pred();
 }
 
 // `text` quoted as two adjacent shell words: the shell sees `text`, while the command
@@ -291,7 +228,7 @@ TEST_CASE("namespace level: read-only system, nothing of the daemon visible, no 
   TempDir cwd;
   auto in_cwd = post(d, "/command", {{"command", "pwd; echo kept > kept.txt"}, {"isolation", "namespace"}, {"cwd", cwd.str()}}, true);
   CHECK(output(in_cwd) == cwd.str() + "\n");
-  CHECK(slurp(cwd.str() + "/kept.txt") == "kept\n");
+  CHECK(execd::test::read_file(cwd.str() + "/kept.txt") == "kept\n");
   for (pid_t p : live_with("sleep 4242")) ::kill(p, SIGKILL);
 }
 
@@ -391,8 +328,8 @@ TEST_CASE("limits end executions, are named in the terminal event, and nothing i
   // descriptors and RSS back near where they were.
   CHECK(within(std::chrono::seconds(3), [&] { return children_of(d.pid()).empty(); }));
   CAPTURE(children_of(d.pid()));
-  CHECK(execution_cgroups(d.pid()).empty());
-  CAPTURE(execution_cgroups(d.pid()));
+  CHECK(daemon_cgroups(d.pid()).empty());
+  CAPTURE(daemon_cgroups(d.pid()));
   CHECK(workspaces(base.str()).empty());
   CHECK(fd_count(d.pid()) <= fds_before + 4);
   CHECK(d.rss_kib() <= rss_before + 16 * 1024);
@@ -428,11 +365,11 @@ TEST_CASE("a namespace-level session: one sandbox for its life, runs keep state,
   CHECK(output(still) == "still\n");
 
   REQUIRE(workspaces(base.str()).size() == 1);
-  CHECK(!execution_cgroups(d.pid()).empty());
+  CHECK(!daemon_cgroups(d.pid()).empty());
   auto del = c->Delete("/session/" + id);
   REQUIRE(del);
   CHECK(del->status == 200);
   CHECK(workspaces(base.str()).empty());
-  CHECK(execution_cgroups(d.pid()).empty());
+  CHECK(daemon_cgroups(d.pid()).empty());
   CHECK(within(std::chrono::seconds(3), [&] { return children_of(d.pid()).empty(); }));
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/sse_reader.hpp"
 #include "support/temp_dir.hpp"
 
@@ -25,49 +26,25 @@ using execd::test::DaemonProcess;
 using execd::test::sse_request;
 using execd::test::SseRequest;
 using execd::test::TempDir;
+using execd::test::processes;
+using execd::test::within;
 using nlohmann::json;
 
 namespace {
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Live (non-zombie) processes whose command line is exactly `marker` (words joined by spaces).
 std::vector<pid_t> live_with(const std::string& marker) {
   std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (!std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    std::string cmd = slurp(e.path() / "cmdline");
-    while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
-    for (auto& c : cmd) {
-      if (c == '\0') c = ' ';
-    }
-    if (cmd != marker) continue;
-    const std::string stat = slurp(e.path() / "stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] == 'Z') continue;
-    out.push_back(static_cast<pid_t>(std::stoi(name)));
+  for (const auto& p : processes()) {
+    if (p.state != 'Z' && p.cmdline == marker) out.push_back(p.pid);
   }
   return out;
 }
 
 bool alive(pid_t pid) {
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat = execd::test::read_file("/proc/" + std::to_string(pid) + "/stat");
   const auto close = stat.rfind(')');
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
-}
-
-template <typename Pred>
-bool within(std::chrono::milliseconds limit, Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return pred();
 }
 
 std::vector<std::string> runtime_dirs(const std::filesystem::path& base) {
@@ -78,7 +55,7 @@ std::vector<std::string> runtime_dirs(const std::filesystem::path& base) {
 
 // The parent pid of `pid` (from /proc/<pid>/stat), 0 if gone.
 pid_t parent_of(pid_t pid) {
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat = execd::test::read_file("/proc/" + std::to_string(pid) + "/stat");
   const auto close = stat.rfind(')');
   if (close == std::string::npos) return 0;
   char state = '?';
