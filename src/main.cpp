@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
 
   const auto grace = config->graceful_shutdown_timeout;
   const std::string host = config->host;
+  const std::string port_file = config->port_file;
   execd::App app(std::move(config).value());
   auto port = app.start();
   if (!port) {
@@ -83,6 +84,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("execd listening on {}:{}", host, *port);
+  // A supervisor (execd-gateway's process backend) started us with --port 0 and waits
+  // for this file: written whole under a temp name, then renamed, so it never reads half.
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "we");
+    const bool written = f != nullptr && std::fprintf(f, "%d\n", *port) > 0;
+    if (f != nullptr && std::fclose(f) != 0) return 1;
+    if (!written || std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      spdlog::critical("cannot write the port file {}", port_file);
+      return 1;
+    }
+  }
 
   std::mutex mu;
   std::condition_variable cv;

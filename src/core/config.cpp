@@ -86,6 +86,9 @@ const std::vector<Option>& options() {
          c.port = static_cast<int>(*n);
          return {};
        }},
+      {"port-file", "EXECD_PORT_FILE", "PATH",
+       "once listening, write the bound port here (atomically: a temp file renamed over it)",
+       set_string(&Config::port_file)},
       {"access-token", "EXECD_ACCESS_TOKEN", "TOKEN",
        "require header X-EXECD-ACCESS-TOKEN on every request (default: none)",
        set_string(&Config::access_token)},

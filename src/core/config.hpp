@@ -16,6 +16,7 @@ struct Config {
   // HTTP
   std::string host = "127.0.0.1";
   int port = 44772;                        ///< 0 binds a free port (logged at start)
+  std::string port_file;                   ///< non-empty: the bound port is written here (a supervisor reads it)
   std::string access_token;                ///< empty: no auth
   size_t http_threads = 4096;              ///< most connections served at once (SSE holds one each)
   std::chrono::seconds http_read_timeout{30};

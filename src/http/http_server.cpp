@@ -15,7 +15,6 @@
 namespace execd::http {
 namespace {
 
-constexpr const char* kTokenHeader = "X-EXECD-ACCESS-TOKEN";
 constexpr int kListenBacklog = 4096;  // httplib's compiled-in backlog of 5 drops bursts
 
 const char* method_name(HttpServer::Method m) {
@@ -75,7 +74,7 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
     if (is_authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     if (has_body_to_read()) BufferedServer::close_after_response(res);  // the body stays unread
     write_error(res, core::make_error(core::Errc::unauthorized,
-                                      std::string("invalid or missing header ") + kTokenHeader));
+                                      "invalid or missing header " + options_.auth_header));
     return httplib::Server::HandlerResponse::Handled;
   });
 
@@ -140,7 +139,7 @@ HttpServer::~HttpServer() = default;
 
 bool HttpServer::is_authorized(const httplib::Request& req) const {
   if (options_.access_token.empty()) return true;
-  return core::constant_time_equals(options_.access_token, req.get_header_value(kTokenHeader));
+  return core::constant_time_equals(options_.access_token, req.get_header_value(options_.auth_header.c_str()));
 }
 
 bool HttpServer::path_matches_other_method(const std::string& path, Method except, std::string& allow) const {

@@ -21,6 +21,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 44772;
   std::string access_token;  ///< empty: no auth
+  std::string auth_header = "X-EXECD-ACCESS-TOKEN";  ///< where clients put it (the gateway: OPEN-SANDBOX-API-KEY)
   size_t max_threads = 4096;
   std::chrono::seconds read_timeout{30};
   std::chrono::milliseconds sse_keepalive{3000};
