@@ -20,6 +20,7 @@
 #include "app.hpp"
 #include "core/config.hpp"
 #include "core/logging.hpp"
+#include "deferred_openssl_init.hpp"
 
 extern char** environ;
 
@@ -38,6 +39,7 @@ std::map<std::string, std::string> environment() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  execd::begin_openssl_init_forwarding();
   // Descriptors 0-2 must be taken before anything opens a pipe: a daemon started with
   // one of them closed would otherwise get a pipe there, and a child's dup2 onto its own
   // stdio would leave it close-on-exec.
