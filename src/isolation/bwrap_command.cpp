@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
+#include <filesystem>
 #include <mutex>
 
 #include "core/unique_fd.hpp"
@@ -69,6 +71,32 @@ SystemLayout probe_layout(const std::string& bwrap) {
 
 }  // namespace
 
+core::Result<SystemLayout> SystemLayout::of_rootfs(const std::string& dir, const std::string& bwrap) {
+  SystemLayout l;
+  l.root = dir;
+  while (l.root.size() > 1 && l.root.back() == '/') l.root.pop_back();
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) return core::make_error(core::Errc::invalid_argument, "root filesystem " + dir + ": " + ec.message());
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    // bubblewrap makes these itself (--proc, --dev, --tmpfs /tmp); /sys is not shown.
+    if (name == "proc" || name == "dev" || name == "tmp" || name == "sys") continue;
+    const std::string inside = "/" + name;
+    std::error_code ec2;
+    if (entry.is_symlink(ec2)) {
+      char target[PATH_MAX];
+      const ssize_t n = ::readlink(entry.path().c_str(), target, sizeof target - 1);
+      if (n > 0) l.symlinks.emplace_back(std::string(target, static_cast<size_t>(n)), inside);
+    } else if (entry.is_directory(ec2) || entry.is_regular_file(ec2)) {
+      l.ro_dirs.push_back(inside);
+    }
+  }
+  std::sort(l.ro_dirs.begin(), l.ro_dirs.end());
+  l.tmpfs_size_supported = host(bwrap).tmpfs_size_supported;
+  return l;
+}
+
 const SystemLayout& SystemLayout::host(const std::string& bwrap) {
   static std::once_flag once;
   static SystemLayout layout;
@@ -94,23 +122,25 @@ core::Result<std::vector<std::string>> BwrapCommand::build(const Options& o, con
                                 "--unshare-cgroup-try",
                                 "--hostname",
                                 o.hostname,
-                                "--die-with-parent",
                                 "--new-session",
                                 "--cap-drop",
                                 "ALL"};
+  if (o.die_with_parent) a.emplace_back("--die-with-parent");
   if (!o.network) a.emplace_back("--unshare-net");
-  for (const auto& d : layout.ro_dirs) a.insert(a.end(), {"--ro-bind", d, d});
+  for (const auto& d : layout.ro_dirs) a.insert(a.end(), {"--ro-bind", layout.root + d, d});
   for (const auto& [target, path] : layout.symlinks) a.insert(a.end(), {"--symlink", target, path});
   for (const auto& f : layout.masked_files) a.insert(a.end(), {"--ro-bind", "/dev/null", f});
   for (const auto& d : layout.masked_dirs) a.insert(a.end(), {"--tmpfs", d});
   a.insert(a.end(), {"--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"});
   for (const auto& p : o.ro_binds) a.insert(a.end(), {"--ro-bind", p, p});
+  const std::string& workspace_inside = o.workspace_target.empty() ? o.workspace : o.workspace_target;
   if (o.workspace_tmpfs_bytes) {
-    a.insert(a.end(), {"--size", std::to_string(*o.workspace_tmpfs_bytes), "--tmpfs", o.workspace});
+    a.insert(a.end(), {"--size", std::to_string(*o.workspace_tmpfs_bytes), "--tmpfs", workspace_inside});
   } else {
-    a.insert(a.end(), {"--bind", o.workspace, o.workspace});
+    a.insert(a.end(), {"--bind", o.workspace, workspace_inside});
   }
   for (const auto& p : o.rw_binds) a.insert(a.end(), {"--bind", p, p});
+  for (const auto& b : o.binds) a.insert(a.end(), {b.writable ? "--bind" : "--ro-bind", b.source, b.target});
   a.emplace_back("--clearenv");
   for (const auto& kv : o.env) {
     const auto eq = kv.find('=');
@@ -119,7 +149,7 @@ core::Result<std::vector<std::string>> BwrapCommand::build(const Options& o, con
     }
     a.insert(a.end(), {"--setenv", kv.substr(0, eq), kv.substr(eq + 1)});
   }
-  a.insert(a.end(), {"--chdir", o.cwd.empty() ? o.workspace : o.cwd, "--"});
+  a.insert(a.end(), {"--chdir", o.cwd.empty() ? workspace_inside : o.cwd, "--"});
   a.insert(a.end(), argv.begin(), argv.end());
   return a;
 }

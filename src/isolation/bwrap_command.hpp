@@ -19,15 +19,22 @@ struct SystemLayout {
   std::vector<std::string> masked_files;                         ///< /dev/null bound over them
   std::vector<std::string> masked_dirs;                          ///< an empty tmpfs over them
   bool tmpfs_size_supported = false;                             ///< bwrap has --size (0.5+)
+  /// Where ro_dirs come from: "" for the host, or a root filesystem directory whose
+  /// top-level entries are shown at the sandbox's / (ro_dirs are then paths inside it).
+  std::string root;
 
   /// The running host, probed on first call (thread-safe) with `bwrap --help`.
   static const SystemLayout& host(const std::string& bwrap = "/usr/bin/bwrap");
+  /// The top-level entries of the root filesystem at `dir` (directories and files bound
+  /// read-only, symlinks recreated; /proc, /dev, /tmp and /sys left to bubblewrap), with
+  /// nothing of the host's. invalid_argument when `dir` is not a readable directory.
+  static core::Result<SystemLayout> of_rootfs(const std::string& dir, const std::string& bwrap = "/usr/bin/bwrap");
 };
 
 /// The bubblewrap argv for one execution at namespace level: new user, pid, ipc, uts,
 /// mount (and unless `network`, network) namespaces; system directories read-only; a
 /// private /tmp, /dev and /proc; one writable workspace; all capabilities dropped;
-/// --die-with-parent and --new-session. A pure function of its inputs.
+/// --die-with-parent (unless turned off) and --new-session. A pure function of its inputs.
 ///
 /// The sandbox's environment is exactly `env` (--clearenv, then --setenv each): whatever
 /// bwrap itself was started with never reaches the code. The values are on bwrap's
@@ -48,6 +55,18 @@ struct BwrapCommand {
     std::vector<std::string> rw_binds;     ///< more host paths bound writable (a kernel's ipc dir)
     std::vector<std::string> ro_binds;     ///< more host paths bound read-only
     std::string hostname = "sandbox";
+    /// false: the sandbox outlives the process that started bwrap (the gateway's
+    /// sandboxes survive a gateway restart); execd's executions die with it.
+    bool die_with_parent = true;
+    /// Where the workspace appears inside; empty: at its host path.
+    std::string workspace_target;
+    /// A host path shown at another path inside (the gateway's execd binary, its run dir).
+    struct Bind {
+      std::string source;
+      std::string target;
+      bool writable = false;
+    };
+    std::vector<Bind> binds;
   };
 
   /// `bwrap <options> -- argv...`. invalid_argument if the workspace is missing or not

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -98,6 +99,54 @@ core::Result<void> Cgroup::set_pids_limit(uint64_t count) {
   const std::string d = dir("pids");
   if (d.empty()) return core::make_error(core::Errc::not_supported, "no pids controller in this cgroup");
   return write_cgroup_file(d + "/pids.max", std::to_string(count));
+}
+
+core::Result<void> Cgroup::set_cpu_quota(uint32_t millis) {
+  const std::string d = dir("cpu");
+  if (d.empty()) return core::make_error(core::Errc::not_supported, "no cpu controller in this cgroup");
+  constexpr uint64_t kPeriodUs = 100000;
+  // millis/1000 of a core = millis*100 us of CPU time per 100 ms period.
+  const uint64_t quota = std::max<uint64_t>(static_cast<uint64_t>(millis) * kPeriodUs / 1000, 1000);
+  if (version_ == 2) return write_cgroup_file(d + "/cpu.max", std::to_string(quota) + " " + std::to_string(kPeriodUs));
+  if (auto r = write_cgroup_file(d + "/cpu.cfs_period_us", std::to_string(kPeriodUs)); !r) return r;
+  return write_cgroup_file(d + "/cpu.cfs_quota_us", std::to_string(quota));
+}
+
+core::Result<void> Cgroup::freeze(bool frozen, std::chrono::milliseconds timeout) {
+  const std::string d = version_ == 2 ? dir("") : dir("freezer");
+  const std::string file = version_ == 2 ? "/cgroup.freeze" : "/freezer.state";
+  if (d.empty() || !exists(d + file)) return core::make_error(core::Errc::not_supported, "no freezer for this cgroup");
+  if (auto r = write_cgroup_file(d + file, version_ == 2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED")); !r) {
+    return r;
+  }
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    // v1 passes through FREEZING while tasks are stopped one by one; v2 flips
+    // cgroup.events "frozen" once every task is stopped.
+    const bool reached = version_ == 2 ? read_cgroup_key(d + "/cgroup.events", "frozen") == (frozen ? 1u : 0u)
+                                       : is_frozen() == frozen && core::read_file(d + file).rfind("FREEZING", 0) != 0;
+    if (reached) return {};
+    if (Clock::now() >= deadline) {
+      std::string seen = core::read_file(d + (version_ == 2 ? "/cgroup.events" : file));
+      while (!seen.empty() && seen.back() == '\n') seen.pop_back();
+      return core::make_error(core::Errc::unavailable, std::string(frozen ? "freezing " : "thawing ") + d +
+                                                           " did not settle within " +
+                                                           std::to_string(timeout.count()) + " ms (" + seen + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+bool Cgroup::is_frozen() const {
+  if (version_ == 2) return read_cgroup_key(dir("") + "/cgroup.events", "frozen") == 1u;
+  const std::string d = dir("freezer");
+  return !d.empty() && core::read_file(d + "/freezer.state").rfind("FROZEN", 0) == 0;
+}
+
+void Cgroup::release() {
+  procs_fds_.clear();
+  dir_fd_.reset();
+  removed_ = true;
 }
 
 core::Result<void> Cgroup::add(pid_t pid) {

@@ -47,6 +47,21 @@ class Cgroup {
   core::Result<void> set_memory_limit(uint64_t bytes);
   /// Most processes (threads count too, as the kernel counts tasks) alive at once.
   core::Result<void> set_pids_limit(uint64_t count);
+  /// CPU bandwidth: `millis` thousandths of a core per 100 ms period (v1 cpu.cfs_quota_us,
+  /// v2 cpu.max). not_supported without a cpu controller in this group.
+  core::Result<void> set_cpu_quota(uint32_t millis);
+
+  /// Freezes (or thaws) every process of the group and waits until the kernel reports the
+  /// state reached (v1 freezer.state FROZEN/THAWED, v2 cgroup.events "frozen"):
+  /// unavailable naming the state seen when `timeout` passes, not_supported without a
+  /// freezer.
+  core::Result<void> freeze(bool frozen, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  /// True when the group is frozen now (a freeze still settling is not frozen yet).
+  [[nodiscard]] bool is_frozen() const;
+
+  /// Forgets the group without touching it: the destructor then neither kills nor
+  /// removes (the gateway's sandboxes outlive the object, and the gateway, that made them).
+  void release();
 
   /// Moves `pid` in from the parent (racy for a running process that forks meanwhile:
   /// prefer procs_fds() in the child before exec).

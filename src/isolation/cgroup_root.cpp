@@ -19,7 +19,8 @@ namespace {
 
 constexpr const char* kPrefix = "execd-";
 // cpuacct reads CPU usage; freezer makes kill_all race-free. memory and pids are the limits.
-const std::vector<std::string> kV1Controllers = {"memory", "pids", "cpuacct", "freezer"};
+// cpu (bandwidth) is used only when Options::cpu asks for it.
+const std::vector<std::string> kV1Controllers = {"memory", "pids", "cpuacct", "freezer", "cpu"};
 const std::vector<std::string> kV2Controllers = {"memory", "pids", "cpu"};
 
 struct Mount {
@@ -113,6 +114,7 @@ bool probe_controller(int version, const std::string& parent, const std::string&
     if (controller == "pids") file = "pids.max", value = "max";
     if (controller == "cpuacct") file = "cpuacct.usage", value = "0";
     if (controller == "freezer") file = "freezer.state", value = "THAWED";
+    if (controller == "cpu") file = "cpu.cfs_quota_us", value = "-1";
   }
   const bool ok = !file.empty() && write_cgroup_file(probe + "/" + file, value).ok() &&
                   ::access((probe + "/cgroup.procs").c_str(), W_OK) == 0;
@@ -141,6 +143,7 @@ bool CgroupRoot::is_stale_parent(const std::string& name) {
 
 std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
   std::unique_ptr<CgroupRoot> root(new CgroupRoot());
+  root->keep_groups_ = options.keep_groups;
   std::map<std::string, Mount> v1_mounts;
   std::optional<Mount> v2_mount;
   std::istringstream mounts(core::read_file(options.mountinfo));
@@ -154,6 +157,7 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
     if (right[0] == "cgroup2") v2_mount = m;
     if (right[0] != "cgroup") continue;
     for (const auto& opt : split(right[2], ',')) {
+      if (opt == "cpu" && !options.cpu) continue;
       if (std::find(kV1Controllers.begin(), kV1Controllers.end(), opt) != kV1Controllers.end()) v1_mounts[opt] = m;
     }
   }
@@ -214,7 +218,7 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
       }
     }
     for (const auto& c : kV1Controllers) {
-      if (v1_mounts.count(c) == 0) why.push_back(c + ": not mounted");
+      if (v1_mounts.count(c) == 0 && (c != "cpu" || options.cpu)) why.push_back(c + ": not mounted");
     }
   } else {
     const std::string d = own[""];
@@ -252,7 +256,7 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
 }
 
 CgroupRoot::~CgroupRoot() {
-  if (parents_.empty()) return;
+  if (parents_.empty() || keep_groups_) return;
   std::map<std::string, std::string> grandparents;
   std::string name;
   for (const auto& [controller, d] : parents_) {
@@ -275,9 +279,15 @@ core::Result<std::unique_ptr<Cgroup>> CgroupRoot::create(const std::string& name
     return core::make_error(core::Errc::invalid_argument, "bad cgroup name '" + name + "'");
   }
   std::map<std::string, std::string> dirs;
+  std::set<std::string> made;
   for (const auto& [controller, parent] : parents_) {
     if (version_ == 1 && !writable(controller)) continue;
     const std::string d = parent + "/" + name;
+    // Co-mounted v1 controllers (cpu,cpuacct) share one directory.
+    if (made.count(d) != 0) {
+      dirs[controller] = d;
+      continue;
+    }
     if (::mkdir(d.c_str(), 0755) != 0) {
       const int err = errno;
       Cgroup partial(version_, dirs);  // removes what was made
@@ -285,7 +295,22 @@ core::Result<std::unique_ptr<Cgroup>> CgroupRoot::create(const std::string& name
                               "cannot create cgroup " + d + ": " + std::strerror(err));
     }
     dirs[controller] = d;
+    made.insert(d);
   }
+  return std::make_unique<Cgroup>(version_, std::move(dirs));
+}
+
+core::Result<std::unique_ptr<Cgroup>> CgroupRoot::open_existing(const std::string& name) {
+  if (version_ == 0) return core::make_error(core::Errc::not_supported, "cgroups are not usable here: " + reason_);
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    return core::make_error(core::Errc::invalid_argument, "bad cgroup name '" + name + "'");
+  }
+  std::map<std::string, std::string> dirs;
+  for (const auto& [controller, parent] : parents_) {
+    const std::string d = parent + "/" + name;
+    if (::access(d.c_str(), F_OK) == 0) dirs[controller] = d;
+  }
+  if (dirs.empty()) return core::make_error(core::Errc::not_found, "no cgroup named " + name);
   return std::make_unique<Cgroup>(version_, std::move(dirs));
 }
 

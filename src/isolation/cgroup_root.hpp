@@ -26,6 +26,12 @@ class CgroupRoot {
     std::string mountinfo = "/proc/self/mountinfo";
     std::string self_cgroup = "/proc/self/cgroup";
     std::string name;  ///< empty: execd-<pid>-<start time>; tests give their own
+    /// Also the v1 cpu controller, for CPU quotas (v2 delegates cpu anyway). Off for
+    /// execd, whose executions are limited in CPU time by rlimit, not bandwidth.
+    bool cpu = false;
+    /// The destructor leaves the parent and its groups alone: the gateway's sandboxes
+    /// outlive the gateway, and a restarted one finds them again by `name`.
+    bool keep_groups = false;
   };
 
   static std::unique_ptr<CgroupRoot> open(const Options& options);
@@ -47,6 +53,9 @@ class CgroupRoot {
 
   /// A new, empty child group `name` (one path component) with every writable controller.
   core::Result<std::unique_ptr<Cgroup>> create(const std::string& name);
+  /// The child group `name` made earlier (by this object or by an earlier one with the
+  /// same parent name, before a restart); not_found when no directory of it exists.
+  core::Result<std::unique_ptr<Cgroup>> open_existing(const std::string& name);
 
   /// The name rule used for parents: "execd-<pid>-<start time in clock ticks>".
   static std::string parent_name_for(pid_t pid);
@@ -59,6 +68,7 @@ class CgroupRoot {
   std::string reason_;
   std::map<std::string, std::string> parents_;  // controller -> parent dir (v2: "" -> dir)
   std::vector<std::string> writable_;
+  bool keep_groups_ = false;
 };
 
 }  // namespace execd::isolation
