@@ -91,6 +91,13 @@ App::App(core::Config config) : config_(std::move(config)) {
   file_options.root = config_.files_root;
   file_options.max_upload_bytes = config_.max_upload_bytes;
   file_options.search_timeout = config_.search_timeout;
+  // Counted once here (a walk), then kept up to date by every write and removal the
+  // files API makes.
+  if (config_.disk_quota_bytes > 0) {
+    file_options.quota = std::make_shared<files::DiskQuota>(config_.files_root.empty() ? std::string(".") : config_.files_root,
+                                                            config_.disk_quota_bytes);
+    file_options.quota->rescan();
+  }
   files_ = std::make_shared<files::FileService>(file_options);
   uploads_ = std::make_shared<files::ResumableUploads>(*files_, config_.upload_expiry);
   // Kernel connection files and logs live in the runtime directory too.
@@ -117,16 +124,11 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_download_routes(*server_, files_);
   api::register_upload_routes(*server_, files_, spill_dir);
   api::register_tus_routes(*server_, uploads_, config_.max_upload_bytes);
-  // Files for agents (issue 16). The quota is counted once here, then kept by the writers.
-  std::shared_ptr<files::DiskQuota> quota;
-  if (config_.disk_quota_bytes > 0) {
-    quota = std::make_shared<files::DiskQuota>(config_.files_root.empty() ? std::string(".") : config_.files_root, config_.disk_quota_bytes);
-    quota->rescan();
-  }
-  api::register_edit_routes(*server_, files_, quota);
+  // Files for agents (issue 16).
+  api::register_edit_routes(*server_, files_);
   api::register_grep_routes(*server_, files_, config_.search_timeout);
-  api::register_archive_routes(*server_, files_, files::ArchiveExtract::Limits{config_.max_extract_bytes, config_.max_extract_entries}, config_.spill_dir, quota);
-  api::register_usage_routes(*server_, quota);
+  api::register_archive_routes(*server_, files_, files::ArchiveExtract::Limits{config_.max_extract_bytes, config_.max_extract_entries}, config_.spill_dir);
+  api::register_usage_routes(*server_, file_options.quota);
   api::register_watch_routes(*server_, std::make_shared<api::WatchHub>(files_->resolver(), api::WatchHub::Options{config_.max_watches, config_.max_watched_dirs, std::chrono::seconds(30), std::chrono::milliseconds(50), config_.spill_dir}));
 }
 

@@ -4,14 +4,12 @@
 
 #include "core/temp_file.hpp"
 #include "files/archive_stream.hpp"
-#include "files/disk_quota.hpp"
 #include "http/json_io.hpp"
 
 namespace execd::api {
 
 void register_archive_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files,
-                             files::ArchiveExtract::Limits limits, std::string spill_dir,
-                             std::shared_ptr<files::DiskQuota> quota) {
+                             files::ArchiveExtract::Limits limits, std::string spill_dir) {
   const std::atomic<bool>* stopping = server.sse_options().stopping;
   server.route(http::HttpServer::Method::get, R"(/files/archive)",
                [files, stopping](const httplib::Request& req, httplib::Response& res) {
@@ -45,7 +43,7 @@ void register_archive_routes(http::HttpServer& server, std::shared_ptr<files::Fi
   });
 
   server.route_streaming(http::HttpServer::Method::post, R"(/files/extract)",
-                         [files, limits, spill_dir, quota](const httplib::Request& req, httplib::Response& res,
+                         [files, limits, spill_dir](const httplib::Request& req, httplib::Response& res,
                                                            const httplib::ContentReader& reader) {
     const std::string path = req.get_param_value("path");
     if (path.empty()) {
@@ -80,7 +78,7 @@ void register_archive_routes(http::HttpServer& server, std::shared_ptr<files::Fi
     if (write_failed) return http::write_error(res, core::make_error(core::Errc::no_space, "cannot spool the archive"));
     if (!ok) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "the archive was not received whole"));
     if (received == 0) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "send the archive as the request body"));
-    auto stats = files::ArchiveExtract(files->resolver(), limits, quota.get()).extract(spool.get(), path);
+    auto stats = files::ArchiveExtract(files->resolver(), limits, files->quota()).extract(spool.get(), path);
     if (!stats) return http::write_error(res, stats.error());
     http::write_json(res, {{"files", stats->files}, {"directories", stats->directories}, {"links", stats->links}, {"bytes", stats->bytes}});
   });

@@ -1,7 +1,6 @@
 #include "api/edit_routes.hpp"
 
 #include "api/request_fields.hpp"
-#include "files/disk_quota.hpp"
 #include "files/text_edit.hpp"
 #include "http/json_io.hpp"
 
@@ -27,10 +26,9 @@ core::Result<files::TextEdit> edit_of(const nlohmann::json& v, const std::string
 
 }  // namespace
 
-void register_edit_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files,
-                          std::shared_ptr<files::DiskQuota> quota) {
+void register_edit_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files) {
   server.route(http::HttpServer::Method::post, R"(/files/edit)",
-               [files, quota](const httplib::Request& req, httplib::Response& res) {
+               [files](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
@@ -57,7 +55,7 @@ void register_edit_routes(http::HttpServer& server, std::shared_ptr<files::FileS
       if (!e) return http::write_error(res, e.error());
       edits.push_back(std::move(e).value());
     }
-    auto outcome = files::TextEditor(*files, quota.get()).edit(**path, edits);
+    auto outcome = files::TextEditor(*files).edit(**path, edits);
     if (!outcome) return http::write_error(res, outcome.error());
     http::write_json(res, {{"path", outcome->path}, {"replacements", outcome->replacements}, {"diff", outcome->diff}});
   });

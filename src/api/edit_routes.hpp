@@ -16,8 +16,7 @@ namespace execd::api {
 ///   POST /files/edit {"path", "edits": [{"old", "new", "expected_replacements"?}, ...]}
 ///     -> {"path", "replacements", "diff"}   (diff: unified, `diff -u` shape)
 /// Edits apply in order, all or nothing; a count other than expected (default 1) is 409
-/// naming the count and lines. `quota` may be null.
-void register_edit_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files,
-                          std::shared_ptr<files::DiskQuota> quota);
+/// naming the count and lines. The write is charged to the service's disk quota.
+void register_edit_routes(http::HttpServer& server, std::shared_ptr<files::FileService> files);
 
 }  // namespace execd::api

@@ -128,11 +128,8 @@ core::Result<ArchiveExtract::Stats> ArchiveExtract::extract(int archive_fd, cons
       if (archive_read_data_skip(a->get()) < ARCHIVE_WARN) return bad_archive(a->get());
     }
   }
-  std::optional<DiskQuota::Charge> charge;
   if (quota_ != nullptr) {
-    auto c = quota_->charge(static_cast<int64_t>(declared), "the archive extracted to " + root);
-    if (!c) return c.error();
-    charge.emplace(std::move(c).value());
+    if (auto room = quota_->check_room(declared, "the archive extracted to " + root); !room) return room.error();
   }
 
   // Pass 2: write, beneath the destination.
@@ -183,7 +180,7 @@ core::Result<ArchiveExtract::Stats> ArchiveExtract::extract(int archive_fd, cons
       }
       case AE_IFREG: {
         const uint64_t left = limits_.max_bytes - stats.bytes;
-        auto w = AtomicWriter::open(jail, abs, left == 0 ? 1 : left);  // 0 would mean unlimited
+        auto w = AtomicWriter::open(jail, abs, left == 0 ? 1 : left, nullptr, quota_);  // 0 would mean unlimited
         if (!w) return w.error();
         for (;;) {
           const la_ssize_t n = archive_read_data(a->get(), buf.data(), buf.size());
@@ -208,7 +205,6 @@ core::Result<ArchiveExtract::Stats> ArchiveExtract::extract(int archive_fd, cons
         break;  // devices, FIFOs, sockets: not made from an archive
     }
   }
-  if (charge) charge->keep();
   return stats;
 }
 

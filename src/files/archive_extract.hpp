@@ -38,7 +38,8 @@ class ArchiveExtract {
     uint64_t bytes = 0;
   };
 
-  /// `quota` may be null.
+  /// `quota` may be null. The declared sizes must fit it before anything is written;
+  /// each file written is then charged as it is written (AtomicWriter).
   ArchiveExtract(const PathResolver& resolver, Limits limits, DiskQuota* quota = nullptr)
       : resolver_(resolver), limits_(limits), quota_(quota) {}
 

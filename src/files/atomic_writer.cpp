@@ -12,7 +12,7 @@
 namespace execd::files {
 
 core::Result<AtomicWriter> AtomicWriter::open(const PathResolver& resolver, const std::string& user_path,
-                                              uint64_t max_bytes, core::BackgroundCloser* closer) {
+                                              uint64_t max_bytes, core::BackgroundCloser* closer, DiskQuota* quota) {
   auto target = resolver.resolve_creating_parents(user_path);
   if (!target) return target.error();
   if (target->leaf.empty()) return core::make_error(core::Errc::invalid_argument, "cannot write to a directory: " + target->abs);
@@ -28,6 +28,20 @@ core::Result<AtomicWriter> AtomicWriter::open(const PathResolver& resolver, cons
   w.target_ = std::move(*target);
   w.max_bytes_ = max_bytes;
   w.closer_ = closer;
+  if (quota != nullptr) {
+    auto charge = quota->charge(0, w.target_.abs);
+    if (!charge) return charge.error();  // cannot happen for 0 bytes; checked anyway
+    w.charge_.emplace(std::move(charge).value());
+    w.quota_ = quota;
+    // Replacing a file: its bytes are counted already and go at the rename, so a
+    // rewrite that ends no larger than the file needs no room (commit settles the real
+    // difference). Only a file's last name frees anything.
+    struct stat entry {};
+    if (::fstatat(w.target_.parent.get(), w.target_.leaf.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(entry.st_mode) &&
+        entry.st_nlink == 1) {
+      w.reserved_ = static_cast<uint64_t>(entry.st_size);
+    }
+  }
   w.done_ = false;
   return w;
 }
@@ -45,6 +59,11 @@ AtomicWriter& AtomicWriter::operator=(AtomicWriter&& o) noexcept {
     closer_ = o.closer_;
     buffer_ = std::move(o.buffer_);
     max_bytes_ = o.max_bytes_;
+    quota_ = o.quota_;
+    charge_.reset();
+    if (o.charge_) charge_.emplace(std::move(*o.charge_));  // the moved-from charge refunds nothing
+    o.charge_.reset();
+    reserved_ = o.reserved_;
     done_ = o.done_;
     o.done_ = true;
   }
@@ -58,6 +77,21 @@ void AtomicWriter::abort() {
   done_ = true;
   fd_.reset();
   ::unlinkat(target_.parent.get(), temp_name_.c_str(), 0);
+  charge_.reset();  // not kept: the reservation goes back
+}
+
+core::Result<void> AtomicWriter::reserve(uint64_t total) {
+  if (quota_ == nullptr || total <= reserved_) return {};
+  const uint64_t need = total - reserved_;
+  // Ahead by a step, so a large upload takes the quota's lock once a MiB; near the
+  // limit only what is really needed, so a write that fits is never refused.
+  if (need < kReserveStep && quota_->extend(*charge_, static_cast<int64_t>(kReserveStep), target_.abs)) {
+    reserved_ += kReserveStep;
+    return {};
+  }
+  if (auto r = quota_->extend(*charge_, static_cast<int64_t>(need), target_.abs); !r) return r;
+  reserved_ += need;
+  return {};
 }
 
 core::Result<void> AtomicWriter::write(std::string_view bytes) {
@@ -68,6 +102,7 @@ core::Result<void> AtomicWriter::write(std::string_view bytes) {
   }
   // Request bodies arrive in small pieces (a few KiB); batching them into large writes
   // halves the cost of an upload.
+  if (auto r = reserve(written_ + bytes.size()); !r) return r;
   written_ += bytes.size();
   if (buffer_.capacity() < kBuffer) buffer_.reserve(kBuffer);  // grown once, not by doubling
   if (buffer_.size() + bytes.size() < kBuffer) {
@@ -148,6 +183,10 @@ core::Result<void> AtomicWriter::commit(const FileAttributes& attrs) {
   // Held across the rename, the replaced file is freed when this is closed, not inside
   // renameat (freeing 1 MiB of blocks costs ~0.4 ms).
   core::UniqueFd replaced(existed ? ::openat(target_.parent.get(), target_.leaf.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1);
+  // What the rename frees: the replaced entry's bytes, if it was the file's only name.
+  struct stat entry {};
+  const bool frees = ::fstatat(target_.parent.get(), target_.leaf.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISREG(entry.st_mode) && entry.st_nlink == 1;
   if (::renameat(target_.parent.get(), temp_name_.c_str(), target_.parent.get(), target_.leaf.c_str()) != 0) {
     const int err = errno;
     abort();
@@ -155,6 +194,11 @@ core::Result<void> AtomicWriter::commit(const FileAttributes& attrs) {
   }
   done_ = true;
   fd_.reset();
+  if (charge_) {
+    quota_->settle(*charge_, static_cast<int64_t>(written_) - (frees ? static_cast<int64_t>(entry.st_size) : 0));
+    charge_->keep();
+    charge_.reset();
+  }
   if (closer_ != nullptr) closer_->close(std::move(replaced));
   return {};
 }

@@ -10,6 +10,7 @@
 #include "core/background_closer.hpp"
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
+#include "files/disk_quota.hpp"
 #include "files/path_resolver.hpp"
 
 namespace execd::files {
@@ -34,9 +35,14 @@ class AtomicWriter {
  public:
   /// Creates missing parent directories; refuses a target that is a directory.
   /// `max_bytes` 0: unlimited; past it write() fails with too_large. `closer` (may be
-  /// null: closed inline) gets the replaced file after commit().
+  /// null: closed inline) gets the replaced file after commit(). `quota` (may be null):
+  /// bytes beyond the size of the file being replaced are reserved ahead of the writes
+  /// (1 MiB at a time, exactly what is asked near the limit; past it write() fails with
+  /// no_space), settled at commit() to the new size minus the replaced file's, and
+  /// refunded by abort().
   static core::Result<AtomicWriter> open(const PathResolver& resolver, const std::string& user_path,
-                                         uint64_t max_bytes = 0, core::BackgroundCloser* closer = nullptr);
+                                         uint64_t max_bytes = 0, core::BackgroundCloser* closer = nullptr,
+                                         DiskQuota* quota = nullptr);
   AtomicWriter(AtomicWriter&&) noexcept;
   AtomicWriter& operator=(AtomicWriter&&) noexcept;
   ~AtomicWriter();
@@ -54,12 +60,15 @@ class AtomicWriter {
  private:
   AtomicWriter() = default;
   core::Result<void> flush();
+  /// Makes the quota reservation cover `total` bytes.
+  core::Result<void> reserve(uint64_t total);
   core::Result<void> write_fd(std::string_view bytes);
   /// Starts writeback of what reached the temp file since the last start, once that is
   /// kWritebackEvery or more.
   void start_writeback();
   static constexpr size_t kBuffer = 64 * 1024;
   static constexpr uint64_t kWritebackEvery = 256 * 1024;
+  static constexpr uint64_t kReserveStep = 1 << 20;
 
   ResolvedPath target_;
   std::string temp_name_;
@@ -69,6 +78,9 @@ class AtomicWriter {
   core::BackgroundCloser* closer_ = nullptr;
   std::string buffer_;
   uint64_t max_bytes_ = 0;
+  DiskQuota* quota_ = nullptr;
+  std::optional<DiskQuota::Charge> charge_;  // what the quota holds for this write
+  uint64_t reserved_ = 0;
   bool done_ = true;
 };
 

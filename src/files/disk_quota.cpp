@@ -48,18 +48,42 @@ DiskQuota::Charge::~Charge() {
   if (!kept_) quota_->used_ -= delta_;
 }
 
+core::Error DiskQuota::refusal(int64_t delta, const std::string& what) const {
+  const uint64_t used = used_ > 0 ? static_cast<uint64_t>(used_) : 0;
+  return core::make_error(core::Errc::no_space,
+                          "disk quota exceeded: writing " + what + " needs " + human(static_cast<uint64_t>(delta)) +
+                              " more, " + human(used) + " of the " + human(limit_) + " quota on " + root_ + " is in use");
+}
+
 core::Result<DiskQuota::Charge> DiskQuota::charge(int64_t delta, const std::string& what) {
   std::lock_guard lock(mu_);
-  if (delta > 0 && limit_ > 0 && used_ + delta > static_cast<int64_t>(limit_)) {
-    const uint64_t used = used_ > 0 ? static_cast<uint64_t>(used_) : 0;
-    return core::make_error(core::Errc::no_space,
-                            "disk quota exceeded: writing " + what + " needs " + human(static_cast<uint64_t>(delta)) +
-                                " more, " + human(used) + " of the " + human(limit_) + " quota on " + root_ +
-                                " is in use");
-  }
+  if (delta > 0 && limit_ > 0 && used_ + delta > static_cast<int64_t>(limit_)) return refusal(delta, what);
   used_ += delta;
   pending_ += delta;
   return Charge(this, delta);
+}
+
+core::Result<void> DiskQuota::extend(Charge& c, int64_t delta, const std::string& what) {
+  std::lock_guard lock(mu_);
+  if (delta > 0 && limit_ > 0 && used_ + delta > static_cast<int64_t>(limit_)) return refusal(delta, what);
+  used_ += delta;
+  pending_ += delta;
+  c.delta_ += delta;
+  return {};
+}
+
+void DiskQuota::settle(Charge& c, int64_t delta) {
+  std::lock_guard lock(mu_);
+  used_ += delta - c.delta_;
+  pending_ += delta - c.delta_;
+  c.delta_ = delta;
+}
+
+core::Result<void> DiskQuota::check_room(uint64_t bytes, const std::string& what) const {
+  std::lock_guard lock(mu_);
+  const auto delta = static_cast<int64_t>(bytes);
+  if (limit_ > 0 && used_ + delta > static_cast<int64_t>(limit_)) return refusal(delta, what);
+  return {};
 }
 
 void DiskQuota::adjust(int64_t delta) {

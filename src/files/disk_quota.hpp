@@ -43,6 +43,16 @@ class DiskQuota {
   /// Reserves `delta` bytes (negative: frees) for writing `what`. Refused with no_space
   /// when it would take usage past the limit; freeing always succeeds.
   core::Result<Charge> charge(int64_t delta, const std::string& what);
+  /// Grows a pending charge by `delta` bytes (a writer reserving ahead of what it
+  /// writes); refused like charge() when that would pass the limit.
+  core::Result<void> extend(Charge& c, int64_t delta, const std::string& what);
+  /// Sets a pending charge to what its write finally changed (at commit: bytes written
+  /// minus the bytes of the file it replaced). Only ever lowers a reservation, so it
+  /// cannot be refused.
+  void settle(Charge& c, int64_t delta);
+  /// no_space when `bytes` more would pass the limit now; reserves nothing (an early
+  /// refusal before a multi-file write starts).
+  core::Result<void> check_room(uint64_t bytes, const std::string& what) const;
   /// Records a change already made (a removal: negative).
   void adjust(int64_t delta);
   /// Walks the root (no symlinks followed, each inode once) and resets usage to what it
@@ -60,6 +70,7 @@ class DiskQuota {
   std::string root_;
   uint64_t limit_;
   mutable std::mutex mu_;
+  core::Error refusal(int64_t delta, const std::string& what) const;  // caller holds mu_
   int64_t used_ = 0;     // committed + pending charges
   int64_t pending_ = 0;  // charges not yet kept or refunded
 };

@@ -60,7 +60,9 @@ core::Result<void> walk(int dirfd, const std::string& abs, int depth,
   return {};
 }
 
-core::Result<void> remove_below(int dirfd, const std::string& abs, int level) {
+/// Removes what `dirfd` holds; adds to `freed` the bytes of the regular files whose last
+/// name it removed (the quota's credit).
+core::Result<void> remove_below(int dirfd, const std::string& abs, int level, int64_t& freed) {
   if (level > FileService::kMaxWalkDepth) {
     return core::make_error(core::Errc::invalid_argument, "directory tree is nested deeper than " +
                                                               std::to_string(FileService::kMaxWalkDepth) +
@@ -75,12 +77,14 @@ core::Result<void> remove_below(int dirfd, const std::string& abs, int level) {
       const int sub = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) return errno_error(errno, "cannot open", join(abs, name));
       core::UniqueFd holder(sub);
-      if (auto r = remove_below(sub, join(abs, name), level + 1); !r) return r;
+      if (auto r = remove_below(sub, join(abs, name), level + 1, freed); !r) return r;
       if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
         return errno_error(errno, "cannot remove", join(abs, name));
       }
-    } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-      return errno_error(errno, "cannot remove", join(abs, name));
+    } else if (::unlinkat(dirfd, name.c_str(), 0) != 0) {
+      if (errno != ENOENT) return errno_error(errno, "cannot remove", join(abs, name));
+    } else if (S_ISREG(st.st_mode) && st.st_nlink == 1) {
+      freed += st.st_size;
     }
   }
   return {};
@@ -91,7 +95,7 @@ core::Result<void> remove_below(int dirfd, const std::string& abs, int level) {
 FileService::FileService(Options options) : resolver_(options.root), options_(std::move(options)) {}
 
 core::Result<AtomicWriter> FileService::open_writer(const std::string& path, uint64_t max_bytes) const {
-  return AtomicWriter::open(resolver_, path, max_bytes, closer_.get());
+  return AtomicWriter::open(resolver_, path, max_bytes, closer_.get(), options_.quota.get());
 }
 
 core::Result<AttributeRequest> FileService::attribute_request(const nlohmann::json& v, const std::string& subject) {
@@ -166,9 +170,10 @@ core::Result<void> FileService::remove_file(const std::string& path) const {
   if (S_ISDIR(st.st_mode) || p->leaf.empty()) {
     return core::make_error(core::Errc::invalid_argument, "is a directory (use DELETE /directories): " + p->abs);
   }
-  if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0 && errno != ENOENT) {
-    return errno_error(errno, "cannot remove", p->abs);
+  if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0) {
+    return errno == ENOENT ? core::Result<void>() : errno_error(errno, "cannot remove", p->abs);
   }
+  if (options_.quota && S_ISREG(st.st_mode) && st.st_nlink == 1) options_.quota->adjust(-static_cast<int64_t>(st.st_size));
   return {};
 }
 
@@ -273,13 +278,20 @@ core::Result<void> FileService::remove_tree(const std::string& path) const {
     return errno == ENOENT ? core::Result<void>() : errno_error(errno, "cannot stat", p->abs);
   }
   if (!S_ISDIR(st.st_mode)) {
-    if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0 && errno != ENOENT) return errno_error(errno, "cannot remove", p->abs);
+    if (::unlinkat(p->parent.get(), p->leaf.c_str(), 0) != 0) {
+      return errno == ENOENT ? core::Result<void>() : errno_error(errno, "cannot remove", p->abs);
+    }
+    if (options_.quota && S_ISREG(st.st_mode) && st.st_nlink == 1) options_.quota->adjust(-static_cast<int64_t>(st.st_size));
     return {};
   }
   const int fd = ::openat(p->parent.get(), p->leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno_error(errno, "cannot open", p->abs);
   core::UniqueFd holder(fd);
-  if (auto r = remove_below(fd, p->abs, 1); !r) return r;
+  int64_t freed = 0;
+  auto removed = remove_below(fd, p->abs, 1, freed);
+  // Credit what went even when a later entry could not be removed.
+  if (options_.quota && freed > 0) options_.quota->adjust(-freed);
+  if (!removed) return removed;
   if (::unlinkat(p->parent.get(), p->leaf.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return errno_error(errno, "cannot remove", p->abs);
   }

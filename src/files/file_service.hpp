@@ -14,6 +14,7 @@
 #include "core/background_closer.hpp"
 #include "core/result.hpp"
 #include "files/atomic_writer.hpp"
+#include "files/disk_quota.hpp"
 #include "files/file_info.hpp"
 #include "files/glob_pattern.hpp"
 #include "files/path_resolver.hpp"
@@ -43,6 +44,9 @@ class FileService {
     size_t max_search_results = 10000;
     size_t max_list_entries = 100000;
     std::chrono::milliseconds search_timeout{10000};  ///< --search-timeout
+    /// --disk-quota over the root: every write through this service (uploads, tus,
+    /// replace, edit, extract) is charged to it, every removal credited. Null: none.
+    std::shared_ptr<DiskQuota> quota;
   };
 
   /// What a search found, and whether (and why) it stopped before the end.
@@ -56,6 +60,8 @@ class FileService {
 
   [[nodiscard]] const PathResolver& resolver() const { return resolver_; }
   [[nodiscard]] const Options& options() const { return options_; }
+  /// The quota writes are charged to; null when none is set.
+  [[nodiscard]] DiskQuota* quota() const { return options_.quota.get(); }
 
   /// An AtomicWriter for `path` under this service's root (`max_bytes` 0: unlimited);
   /// the files its commit replaces are freed on this service's closer thread.

@@ -134,12 +134,6 @@ core::Result<EditOutcome> TextEditor::edit(const std::string& path, const std::v
   auto edited = apply_text_edits(content, edits, file->abs, outcome.replacements);
   if (!edited) return edited.error();
 
-  std::optional<DiskQuota::Charge> charge;
-  if (quota_ != nullptr) {
-    auto c = quota_->charge(static_cast<int64_t>(edited->size()) - static_cast<int64_t>(content.size()), file->abs);
-    if (!c) return c.error();
-    charge.emplace(std::move(c).value());
-  }
   auto w = files_.open_writer(file->abs);
   if (!w) return w.error();
   if (auto r = w->write(*edited); !r) return r.error();
@@ -160,7 +154,6 @@ core::Result<EditOutcome> TextEditor::edit(const std::string& path, const std::v
   if (file->uid != ::geteuid()) keep.uid = file->uid;
   if (file->gid != ::getegid()) keep.gid = file->gid;
   if (auto r = w->commit(keep); !r) return r.error();
-  if (charge) charge->keep();
   outcome.diff = unified_diff(file->abs, content, *edited);
   return outcome;
 }

@@ -41,8 +41,8 @@ struct EditOutcome {
 /// so an edit never silently drops someone else's change. Stateless; any thread.
 class TextEditor {
  public:
-  /// `quota` may be null (no quota).
-  explicit TextEditor(const FileService& files, DiskQuota* quota = nullptr) : files_(files), quota_(quota) {}
+  /// The write is charged to the service's quota, if it has one (FileService::open_writer).
+  explicit TextEditor(const FileService& files) : files_(files) {}
 
   core::Result<EditOutcome> edit(const std::string& path, const std::vector<TextEdit>& edits) const;
 
@@ -50,7 +50,6 @@ class TextEditor {
 
  private:
   const FileService& files_;
-  DiskQuota* quota_;
 };
 
 }  // namespace execd::files

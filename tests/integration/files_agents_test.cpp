@@ -674,3 +674,59 @@ TEST_CASE("quota: edits and extracts past --disk-quota are 507 naming quota and 
   check_error(extract(d, root.str() + "/out", zip), 507, "INSUFFICIENT_STORAGE", "in use");
   CHECK_FALSE(fs::exists(root.path() / "out" / "x.bin"));
 }
+
+TEST_CASE("quota: uploads, tus, replace and removals are counted; writes past it are 507 and leave nothing") {
+  TempDir root;
+  DaemonProcess d({"--files-root", root.str(), "--disk-quota", "100000"});
+  auto used = [&] { return json::parse(d.client()->Get("/files/usage")->body)["used"].get<uint64_t>(); };
+  auto upload = [&](const std::string& path, const std::string& content) {
+    httplib::MultipartFormDataItems items{{"metadata", json{{"path", path}}.dump(), "metadata", "application/json"},
+                                          {"file", content, "blob", "application/octet-stream"}};
+    return d.client()->Post("/files/upload", items);
+  };
+  const std::string a = root.str() + "/a.bin";
+  const std::string b = root.str() + "/sub/b.bin";
+  auto r = upload(a, std::string(60000, 'a'));
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(used() == 60000);
+  // A second 60,000 bytes would pass 100,000: refused, nothing left behind, usage unchanged.
+  check_error(upload(b, std::string(60000, 'b')), 507, "INSUFFICIENT_STORAGE", "quota");
+  CHECK_FALSE(fs::exists(b));
+  CHECK(used() == 60000);
+  // Rewriting the file at the same size needs no room: its own bytes are freed by the rename.
+  r = upload(a, std::string(10000, 'A') + std::string(50000, 'B'));
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(used() == 60000);
+  // Replace shrinks it: credited.
+  r = d.client()->Post("/files/replace", json{{a, {{"old", std::string(10000, 'A')}, {"new", "x"}}}}.dump(), "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(used() == 60000 - 9999);
+  // Removing a file and a tree credits their bytes.
+  REQUIRE(upload(b, std::string(30000, 'b'))->status == 200);
+  CHECK(used() == 50001 + 30000);
+  CHECK(d.client()->Delete(("/files?path=" + a).c_str())->status == 200);
+  CHECK(used() == 30000);
+  CHECK(d.client()->Delete(("/directories?path=" + root.str() + "/sub").c_str())->status == 200);
+  CHECK(used() == 0);
+  // A resumable upload is charged as its bytes arrive: one that announces 150,000 bytes
+  // fails when they pass the quota, and its reservation is returned.
+  httplib::Headers tus{{"Tus-Resumable", "1.0.0"}, {"Upload-Length", "150000"},
+                       {"Upload-Metadata", "path " + execd::test::base64(root.str() + "/big.bin")}};
+  auto created = d.client()->Post("/files/uploads", tus, "", "");
+  REQUIRE(created);
+  REQUIRE(created->status == 201);
+  const std::string location = created->get_header_value("Location");
+  auto patched = d.client()->Patch(location.c_str(), {{"Tus-Resumable", "1.0.0"}, {"Upload-Offset", "0"}},
+                                   std::string(150000, 't'), "application/offset+octet-stream");
+  REQUIRE(patched);
+  CHECK(patched->status == 507);
+  d.client()->Delete(location.c_str(), {{"Tus-Resumable", "1.0.0"}});
+  CHECK_FALSE(fs::exists(root.path() / "big.bin"));
+  CHECK(used() == 0);
+  // And the quota still admits what fits.
+  CHECK(upload(a, std::string(90000, 'z'))->status == 200);
+  CHECK(used() == 90000);
+}

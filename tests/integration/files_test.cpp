@@ -398,26 +398,8 @@ httplib::Headers tus(std::initializer_list<std::pair<const std::string, std::str
   return h;
 }
 
-std::string b64(const std::string& in) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  while (out.size() % 4 != 0) out += '=';
-  return out;
-}
-
 std::string create_upload(const DaemonProcess& d, const std::string& path, size_t length) {
-  auto r = d.client()->Post("/files/uploads", tus({{"Upload-Length", std::to_string(length)}, {"Upload-Metadata", "path " + b64(path)}}), "", "");
+  auto r = d.client()->Post("/files/uploads", tus({{"Upload-Length", std::to_string(length)}, {"Upload-Metadata", "path " + execd::test::base64(path)}}), "", "");
   REQUIRE(r);
   INFO(r->body);
   REQUIRE(r->status == 201);
@@ -486,7 +468,7 @@ TEST_CASE("tus: termination, expiry, and bad requests") {
   CHECK(leftovers(dir.path()).empty());
   CHECK_FALSE(fs::exists(dir.path() / "e.bin"));
 
-  check_error(d.client()->Post("/files/uploads", tus({{"Upload-Length", "99999999999"}, {"Upload-Metadata", "path " + b64((dir.path() / "x").string())}}), "", ""),
+  check_error(d.client()->Post("/files/uploads", tus({{"Upload-Length", "99999999999"}, {"Upload-Metadata", "path " + execd::test::base64((dir.path() / "x").string())}}), "", ""),
               413, "TOO_LARGE", "max-upload-bytes");
   check_error(d.client()->Post("/files/uploads", tus({{"Upload-Length", "5"}}), "", ""), 400, "INVALID_REQUEST_BODY", "path");
   check_error(d.client()->Post("/files/uploads", httplib::Headers{{"Upload-Length", "5"}}, "", ""), 412, "INVALID_REQUEST_BODY", "Tus-Resumable");

@@ -10,4 +10,7 @@ namespace execd::test {
 /// and whose "message" contains `needle` (doctest CHECKs; REQUIREs a response and JSON).
 void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle);
 
+/// Standard base64 with padding (tus Upload-Metadata values).
+std::string base64(const std::string& in);
+
 }  // namespace execd::test

@@ -44,3 +44,32 @@ TEST_CASE("disk quota: human sizes") {
   CHECK(DiskQuota::human(1536) == "1.5 KiB");
   CHECK(DiskQuota::human(10ull << 20) == "10.0 MiB");
 }
+
+TEST_CASE("disk quota: a charge grows as a writer reserves, settles to the final change, or is refunded") {
+  execd::test::TempDir dir;
+  DiskQuota q(dir.str(), 1000);
+  q.rescan();
+  {
+    auto c = q.charge(0, "w");
+    REQUIRE(c);
+    REQUIRE(q.extend(c.value(), 600, "w"));
+    CHECK(q.used() == 600);
+    auto refused = q.extend(c.value(), 500, "w");
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == execd::core::Errc::no_space);
+    CHECK(q.used() == 600);  // a refused extension takes nothing
+    CHECK_FALSE(q.check_room(401, "other"));
+    CHECK(q.check_room(400, "other"));
+    q.settle(c.value(), 250);  // the write ended smaller than reserved
+    CHECK(q.used() == 250);
+    c.value().keep();
+  }
+  CHECK(q.used() == 250);
+  {
+    auto c = q.charge(0, "aborted");
+    REQUIRE(c);
+    REQUIRE(q.extend(c.value(), 700, "aborted"));
+    CHECK(q.used() == 950);
+  }
+  CHECK(q.used() == 250);  // destroyed without keep(): all of it back
+}
