@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <re2/re2.h>
 
@@ -84,7 +85,51 @@ class Matcher {
 struct IgnoreLevel {
   std::string base;  // relative dir of the .gitignore ("" for the search root), with a trailing '/'
   GitignoreRules rules;
+  std::string prefix;  // a parent's .gitignore: the search root's path from its directory, with '/'
 };
+
+/// Reads a .gitignore (bounded); empty rules when there is none.
+GitignoreRules read_gitignore(int dfd) {
+  const int f = ::openat(dfd, ".gitignore", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (f < 0) return {};
+  std::string text;
+  char block[8192];
+  for (;;) {
+    const ssize_t n = ::read(f, block, sizeof block);
+    if (n <= 0 || text.size() + static_cast<size_t>(n) > kMaxGitignoreBytes) break;
+    text.append(block, static_cast<size_t>(n));
+  }
+  ::close(f);
+  return GitignoreRules::parse(text);
+}
+
+/// The .gitignore files of the directories above `abs` (a directory being searched) up
+/// to the repository's top (the nearest one holding `.git`), outermost first, as git
+/// applies them; none when `abs` is not inside a repository, or is its top. Never looks
+/// above `root` (the files root; empty: none).
+std::vector<IgnoreLevel> parent_gitignores(const std::string& abs, const std::string& root) {
+  std::vector<IgnoreLevel> levels;
+  auto has_git = [](const std::string& dir) {
+    struct stat st {};
+    return ::fstatat(AT_FDCWD, (dir + "/.git").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  };
+  if (abs.empty() || has_git(abs)) return levels;
+  std::string dir = abs;
+  std::string below;  // the search root relative to `dir`
+  while (dir.size() > 1) {
+    if (!root.empty() && root != "/" && dir == root) return {};  // the jail's top, no repository
+    const auto slash = dir.rfind('/');
+    below = dir.substr(slash + 1) + "/" + below;
+    dir = slash == 0 ? std::string("/") : dir.substr(0, slash);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return {};
+    auto rules = read_gitignore(dfd);
+    ::close(dfd);
+    if (!rules.empty()) levels.insert(levels.begin(), IgnoreLevel{"", std::move(rules), below});
+    if (has_git(dir)) return levels;
+  }
+  return {};
+}
 
 class Search {
  public:
@@ -285,7 +330,10 @@ class Search {
 
 class Walker {
  public:
-  Walker(const GrepQuery& q, Search& s) : q_(q), s_(s) {}
+  /// `glob`: the query's glob, compiled (null: none). `parents`: rules from .gitignore
+  /// files above the search root.
+  Walker(const GrepQuery& q, Search& s, const GlobPattern* glob, std::vector<IgnoreLevel> parents)
+      : q_(q), s_(s), glob_(glob), ignores_(std::move(parents)) {}
 
   /// Walks the directory `fd` (consumed) whose absolute path is `abs` and relative path
   /// from the search root `rel` ("" or ending in '/').
@@ -326,7 +374,7 @@ class Walker {
         const int sub = ::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub >= 0) dir(sub, abs + "/" + name, child_rel + "/", depth + 1, st.st_dev);
       } else if (type == DT_REG) {
-        if (!q_.glob.empty() && !glob_match(q_.glob, q_.glob.find('/') != std::string::npos ? child_rel : name)) continue;
+        if (glob_ != nullptr && !glob_->matches(glob_->has_slash() ? std::string_view(child_rel) : std::string_view(name))) continue;
         if (q_.gitignore && ignored(child_rel, false)) continue;
         const int f = ::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
         if (f < 0) continue;
@@ -342,25 +390,16 @@ class Walker {
 
  private:
   bool push_gitignore(int dfd, const std::string& rel) {
-    const int f = ::openat(dfd, ".gitignore", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (f < 0) return false;
-    std::string text;
-    char block[8192];
-    for (;;) {
-      const ssize_t n = ::read(f, block, sizeof block);
-      if (n <= 0 || text.size() + static_cast<size_t>(n) > kMaxGitignoreBytes) break;
-      text.append(block, static_cast<size_t>(n));
-    }
-    ::close(f);
-    auto rules = GitignoreRules::parse(text);
+    auto rules = read_gitignore(dfd);
     if (rules.empty()) return false;
-    ignores_.push_back({rel, std::move(rules)});
+    ignores_.push_back({rel, std::move(rules), ""});
     return true;
   }
 
   bool ignored(const std::string& rel, bool is_dir) const {
     for (auto it = ignores_.rbegin(); it != ignores_.rend(); ++it) {
-      const auto v = it->rules.match(std::string_view(rel).substr(it->base.size()), is_dir);
+      const auto own = std::string_view(rel).substr(it->base.size());
+      const auto v = it->prefix.empty() ? it->rules.match(own, is_dir) : it->rules.match(it->prefix + std::string(own), is_dir);
       if (v != GitignoreRules::Verdict::none) return v == GitignoreRules::Verdict::ignore;
     }
     return false;
@@ -368,12 +407,21 @@ class Walker {
 
   const GrepQuery& q_;
   Search& s_;
+  const GlobPattern* glob_;
   std::vector<IgnoreLevel> ignores_;
 };
 
 }  // namespace
 
 namespace {
+
+/// The query's glob compiled once for the whole walk; invalid_argument naming it.
+core::Result<std::optional<GlobPattern>> compile_glob(const GrepQuery& query) {
+  if (query.glob.empty()) return std::optional<GlobPattern>();
+  auto g = GlobPattern::compile(query.glob);
+  if (!g) return core::make_error(core::Errc::invalid_argument, "'glob': " + g.error().message);
+  return std::optional<GlobPattern>(std::move(g).value());
+}
 
 core::Result<void> check_bounds(const GrepQuery& query) {
   if (query.context < 0 || query.context > GrepQuery::kMaxContext) {
@@ -390,6 +438,7 @@ core::Result<void> check_bounds(const GrepQuery& query) {
 
 core::Result<void> ContentSearch::check(const GrepQuery& query) const {
   if (auto r = check_bounds(query); !r) return r;
+  if (auto g = compile_glob(query); !g) return g.error();
   Matcher matcher;
   if (auto r = matcher.compile(query); !r) return r;
   auto p = resolver_.resolve(query.path);
@@ -402,6 +451,8 @@ core::Result<void> ContentSearch::check(const GrepQuery& query) const {
 core::Result<GrepSummary> ContentSearch::run(const GrepQuery& query, const std::function<bool(const GrepMatch&)>& on_match,
                                              const std::atomic<bool>* stop) const {
   if (auto r = check_bounds(query); !r) return r.error();
+  auto glob = compile_glob(query);
+  if (!glob) return glob.error();
   Matcher matcher;
   if (auto r = matcher.compile(query); !r) return r.error();
   auto p = resolver_.resolve(query.path);
@@ -414,7 +465,8 @@ core::Result<GrepSummary> ContentSearch::run(const GrepQuery& query, const std::
   if (S_ISREG(st.st_mode)) {
     search.file(fd->get(), p->abs);
   } else if (S_ISDIR(st.st_mode)) {
-    Walker walker(query, search);
+    Walker walker(query, search, glob->has_value() ? &**glob : nullptr,
+                  query.gitignore ? parent_gitignores(p->abs, resolver_.root()) : std::vector<IgnoreLevel>());
     walker.dir(fd->release(), p->abs == "/" ? "" : p->abs, "", 0, st.st_dev);
   } else {
     return core::make_error(core::Errc::invalid_argument, "not a file or directory: " + p->abs);

@@ -282,6 +282,36 @@ TEST_CASE("grep: binary files skipped, .gitignore honoured when asked, symlinks 
   CHECK(hits(ign, root) == want);
 }
 
+TEST_CASE("grep: searching inside a repository applies the .gitignore files above the search root, as git does") {
+  TempDir dir;
+  DaemonProcess d;
+  dir.write(".git/HEAD", "ref: refs/heads/main\n");
+  dir.write(".gitignore", "*.log\nsrc/gen/\n");
+  dir.write("src/.gitignore", "tmp_*\n");
+  dir.write("src/pkg/a.txt", "secret\n");
+  dir.write("src/pkg/b.log", "secret\n");        // the top's *.log
+  dir.write("src/pkg/tmp_c.txt", "secret\n");    // src/.gitignore's tmp_*
+  dir.write("src/gen/d.txt", "secret\n");        // anchored src/gen/ at the top
+  const std::string root = dir.str();
+  auto pkg = grep_json(d, "path=" + url_encode(root + "/src/pkg") + "&pattern=secret&gitignore=true");
+  CHECK(hits(pkg, root + "/src/pkg") == std::vector<std::string>{"a.txt:1:secret"});
+  // The top's anchored `src/gen/` applies to a search of src...
+  auto src = grep_json(d, "path=" + url_encode(root + "/src") + "&pattern=secret&gitignore=true");
+  CHECK(hits(src, root + "/src") == std::vector<std::string>{"pkg/a.txt:1:secret"});
+  // ...but a path asked for by name is searched, as ripgrep does.
+  auto gen = grep_json(d, "path=" + url_encode(root + "/src/gen") + "&pattern=secret&gitignore=true");
+  CHECK(gen["matches"].size() == 1);
+  // Without gitignore=true nothing is skipped; outside a repository parents do not apply.
+  CHECK(grep_json(d, "path=" + url_encode(root + "/src/pkg") + "&pattern=secret")["matches"].size() == 3);
+  TempDir plain;
+  plain.write(".gitignore", "*.log\n");
+  plain.write("sub/x.log", "secret\n");
+  CHECK(grep_json(d, "path=" + url_encode(plain.str() + "/sub") + "&pattern=secret&gitignore=true")["matches"].size() == 1);
+  // A glob that does not compile is a 400 naming it, not a search that silently finds nothing.
+  check_error(d.client()->Get(("/files/grep?pattern=x&glob=" + std::string(5000, 'a') + "&path=" + url_encode(root)).c_str()), 400,
+              "INVALID_REQUEST_BODY", "glob");
+}
+
 TEST_CASE("grep: a pathological pattern runs in linear time; bounds cut with a flag") {
   TempDir dir;
   DaemonProcess d;
