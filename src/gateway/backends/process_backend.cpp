@@ -44,10 +44,11 @@ constexpr const char* kInsideWorkspace = "/workspace";
 // The keeper: run bwrap in the background (a fork, so the parent-death signal that
 // process::spawn arms is not inherited), record its pid, exit. The background subshell
 // waits for bwrap and writes how it ended; it lives in the sandbox's cgroup, so remove's
-// kill_all ends it with everything else. Arguments: status file, pid file, bwrap argv.
+// kill_all ends it with everything else. Arguments: status file, pid file, bwrap's
+// options file (opened as fd 3 for --args), then bwrap's argv.
 constexpr const char* kKeeperScript =
-    "s=$1 p=$2; shift 2\n"
-    "( \"$@\"; echo $? > \"$s\" ) &\n"
+    "s=$1 p=$2 a=$3; shift 3\n"
+    "( \"$@\" 3<\"$a\"; echo $? > \"$s\" ) &\n"
     "echo $! > \"$p\"\n";
 
 bool is_safe_id(const std::string& id) {
@@ -429,7 +430,6 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
   }
   execd_argv.insert(execd_argv.end(), {kInsideExecd, "--host", "127.0.0.1", "--port", "0", "--port-file",
                                        std::string(kInsideRun) + "/port", "--isolation", "none"});
-  if (!access_token.empty()) execd_argv.insert(execd_argv.end(), {"--access-token", access_token});
   std::vector<std::string> inner = execd_argv;
   if (!spec.entrypoint.empty()) {
     std::string script;
@@ -438,9 +438,14 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
     inner = {"/bin/sh", "-c", script, "sh"};
     inner.insert(inner.end(), execd_argv.begin(), execd_argv.end());
   }
+  // The token reaches execd as EXECD_ACCESS_TOKEN (read when no flag is given), so that,
+  // like the spec's env, it is only in bwrap's options, which travel through a file
+  // (--args) and not on a command line every user of the host can read. The sandbox's
+  // own code may see it: it may reach its own execd anyway.
   std::map<std::string, std::string> env = spec.env;
   env.emplace("PATH", kDefaultPath);
   env.emplace("HOME", kInsideWorkspace);
+  env["EXECD_ACCESS_TOKEN"] = access_token;
   for (const auto& [k, v] : env) bo.env.push_back(k + "=" + v);
 
   core::Result<isolation::SystemLayout> layout = isolation::SystemLayout::host(options_.bwrap);
@@ -448,6 +453,22 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
   if (!layout) return layout.error();
   auto bwrap_argv = isolation::BwrapCommand::build(bo, inner, *layout);
   if (!bwrap_argv) return bwrap_argv.error();
+  // bwrap's options (binds, env, token) into a 0600 file it reads with --args; the
+  // command after "--" must stay on its command line.
+  const size_t command_at = bwrap_argv->size() - inner.size();
+  if (command_at < 2 || (*bwrap_argv)[command_at - 1] != "--") {
+    return core::make_error(core::Errc::internal, "process backend: unexpected bubblewrap argv shape");
+  }
+  std::string options_blob;
+  for (size_t i = 1; i + 1 < command_at; ++i) options_blob += (*bwrap_argv)[i] + '\0';
+  const std::string args_file = dir + "/bwrap.args";
+  {
+    core::UniqueFd fd(::open(args_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid() || !core::write_all(fd.get(), options_blob)) {
+      return core::make_error(core::Errc::unavailable, "process backend: cannot write " + args_file + ": " +
+                                                           std::strerror(errno));
+    }
+  }
 
   // The launcher joins the cgroup before exec, so everything after it is inside.
   auto fds = cg->procs_fds();
@@ -455,8 +476,9 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
   isolation::ChildSteps steps;
   steps.cgroup_procs_fds = *fds;
   process::SpawnOptions so;
-  so.argv = {"/bin/sh", "-c", kKeeperScript, "execd-sandbox-keeper", dir + "/exit_status", dir + "/keeper.pid"};
-  so.argv.insert(so.argv.end(), bwrap_argv->begin(), bwrap_argv->end());
+  so.argv = {"/bin/sh", "-c", kKeeperScript, "execd-sandbox-keeper", dir + "/exit_status", dir + "/keeper.pid",
+             args_file, options_.bwrap, "--args", "3", "--"};
+  so.argv.insert(so.argv.end(), inner.begin(), inner.end());
   so.env = {std::string("PATH=") + kDefaultPath};
   so.cwd = dir;
   so.output_file = dir + "/log";
@@ -483,7 +505,10 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
   // Bounded wait for execd's port file; an early end of the keeper is a failed start.
   const auto deadline = Clock::now() + options_.start_timeout;
   for (;;) {
-    if (const auto port = read_port(run + "/port")) return Placement{sandbox_id, "127.0.0.1", *port};
+    if (const auto port = read_port(run + "/port")) {
+      ::unlink(args_file.c_str());  // read by bwrap long ago; the token need not stay on disk
+      return Placement{sandbox_id, "127.0.0.1", *port};
+    }
     reap_if_child(record.pid);
     if (!started || !record.is_alive()) {
       auto again = cgroups_->open_existing(record.cgroup);

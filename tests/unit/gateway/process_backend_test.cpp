@@ -184,6 +184,12 @@ TEST_CASE("process backend: execd starts in a namespace sandbox, answers with it
     if (b->cgroups().version() == 1) CHECK(quota == 25000u);
   }
 
+  // Neither the token nor the spec's env is on a command line other users of the host
+  // can read (bwrap takes its options from a file; execd its token from its environment).
+  CHECK(execd::test::live_with(kToken).empty());
+  CHECK(execd::test::live_with("hello from the spec").empty());
+  CHECK_FALSE(fs::exists(b->sandbox_dir(id) + "/bwrap.args"));
+
   auto st = b->inspect(*placed);
   REQUIRE(st.ok());
   CHECK(st->phase == InstanceStatus::Phase::running);
@@ -351,7 +357,10 @@ TEST_CASE("process backend: a sandbox whose execd ends is reported exited with i
   auto record = SandboxRecord::load(b->sandbox_dir(id) + "/record.json");
   REQUIRE(record.ok());
   // Kill everything in the sandbox but the keeper (the sandbox's execd "crashes").
-  for (const auto pid : execd::test::live_with(b->sandbox_dir(id) + "/run")) {
+  const std::string procs = cgroup_file(*b, "pids", id, "cgroup.procs");
+  const auto members = execd::isolation::read_cgroup_procs(fs::path(procs).parent_path().string());
+  REQUIRE(members.size() >= 3);  // keeper, bwrap, its pid 1, execd
+  for (const auto pid : members) {
     if (pid != record->pid) ::kill(pid, SIGKILL);
   }
   REQUIRE(execd::test::within(5s, [&] {
