@@ -31,8 +31,10 @@ namespace execd::gateway {
 /// at /.execd/lib and execd is started through that loader, so an image needs no glibc
 /// of its own (libraries outside the loader's directory are not found). The workspace is
 /// /workspace inside, the working directory; the environment is exactly the spec's env
-/// (plus PATH and HOME when it has none), which execd's commands and the entrypoint
-/// inherit. execd runs with `--isolation none`: the sandbox is the isolation.
+/// (plus PATH and HOME when it has none, and EXECD_ACCESS_TOKEN, execd's token), which
+/// execd's commands and the entrypoint inherit. bwrap reads its options from a 0600 file
+/// (--args), so neither the token nor the env is on a command line other host users can
+/// read. execd runs with `--isolation none`: the sandbox is the isolation.
 ///
 /// The entrypoint, when the spec has one, runs beside execd: bwrap starts `/bin/sh -c
 /// '<entrypoint> & exec execd ...'`, so the image needs /bin/sh then. Its output goes to
