@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/flag_table.hpp"
 #include "core/result.hpp"
 
 namespace execd::core {
@@ -82,10 +83,6 @@ Result<Config> parse_config(const std::vector<std::string>& args,
 /// The --help text: every flag, its environment variable and default.
 std::string config_help();
 
-/// "1500ms", "3s", "2m", "1h", or a bare number of seconds.
-Result<std::chrono::milliseconds> parse_duration(const std::string& text);
-
-/// "1048576", "64k", "16MiB", "2G" (binary multiples).
-Result<uint64_t> parse_size(const std::string& text);
+// parse_duration ("1500ms", "3s") and parse_size ("16MiB") live in core/flag_table.hpp.
 
 }  // namespace execd::core
