@@ -28,6 +28,7 @@ enum class Errc {
   not_supported,          ///< a feature this build or platform lacks
   no_space,               ///< the disk is full
   unavailable,            ///< a dependency (kernel, spawn) cannot be had now
+  capacity,               ///< the gateway or its engine is full (max sandboxes, memory, pids)
   kernel_dead,            ///< the kernel process died
   internal,               ///< a bug or an unexpected OS failure
 };

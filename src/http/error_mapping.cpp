@@ -23,6 +23,7 @@ HttpError map_error(core::Errc errc) {
     case Errc::range_not_satisfiable: return {416, "RANGE_NOT_SATISFIABLE"};
     case Errc::not_supported: return {501, "NOT_SUPPORTED"};
     case Errc::unavailable: return {503, "UNAVAILABLE"};
+    case Errc::capacity: return {503, "CAPACITY"};
     case Errc::kernel_dead: return {500, "KERNEL_DEAD"};
     case Errc::no_space: return {507, "INSUFFICIENT_STORAGE"};
     case Errc::internal: return {500, "RUNTIME_ERROR"};

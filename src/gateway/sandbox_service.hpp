@@ -1,0 +1,185 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/result.hpp"
+#include "gateway/backend.hpp"
+#include "gateway/sandbox.hpp"
+#include "gateway/sandbox_store.hpp"
+
+namespace execd::gateway {
+
+/// A warm pool: keep `size` sandboxes of `image` created, Running and unclaimed.
+struct PoolSpec {
+  std::string image;
+  size_t size = 0;
+};
+
+struct ServiceOptions {
+  size_t max_sandboxes = 0;                          ///< live sandboxes (pool included); 0: no cap
+  std::chrono::milliseconds start_timeout{30000};    ///< create -> execd answering /ping
+  std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};  ///< final rows kept this long
+  std::chrono::milliseconds reap_interval{500};      ///< how often expiry, liveness and pruning run
+  std::chrono::milliseconds ping_timeout{2000};      ///< one /ping attempt
+  std::vector<PoolSpec> pools;
+};
+
+/// One page of GET /sandboxes.
+struct SandboxQuery {
+  std::set<SandboxState> states;                  ///< empty: any state; else any of these (OR)
+  std::map<std::string, std::string> metadata;    ///< every pair must match (AND)
+  size_t page = 1;                                ///< from 1
+  size_t page_size = 20;
+};
+struct SandboxPage {
+  std::vector<Sandbox> items;  ///< newest first
+  size_t total_items = 0;
+};
+
+/// Where a sandbox's port answers, and the header that opens it.
+struct SandboxAddress {
+  std::string host;
+  int port = 0;
+  std::string access_token;  ///< for X-EXECD-ACCESS-TOKEN
+};
+
+/// Prometheus-bound numbers, as a plain snapshot (the metrics route renders them).
+struct ServiceCounters {
+  static constexpr std::array<double, 12> kLatencyBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                         0.5,   1,    2.5,   5,    10,  30};
+  uint64_t creates = 0;    ///< accepted creates (pool claims included)
+  uint64_t deletes = 0;    ///< user deletes
+  uint64_t failures = 0;   ///< sandboxes that became Failed
+  uint64_t expirations = 0;
+  uint64_t pool_claims = 0;
+  /// create -> Running, seconds: count per bucket of kLatencyBounds (cumulative, as
+  /// Prometheus wants: bucket i counts samples <= bound i), plus the total count and sum.
+  std::array<uint64_t, 12> latency_buckets{};
+  uint64_t latency_count = 0;
+  double latency_sum_seconds = 0;
+  std::map<SandboxState, size_t> by_state;  ///< listed sandboxes (pool members not counted)
+  size_t pooled = 0;                        ///< idle warm-pool members
+  size_t capacity_left = 0;                 ///< max_sandboxes minus live ones (0 when no cap: see has_cap)
+  bool has_cap = false;
+  std::string backend;                      ///< Backend::name()
+};
+
+/// The sandbox lifecycle over one Backend and the table. Request threads call create,
+/// get, list, remove, pause, resume, renew, patch_metadata and address; each returns
+/// promptly: a create answers Pending and a worker thread starts the sandbox and waits
+/// for its execd's /ping. One reaper thread expires sandboxes at their expiresAt, notices
+/// instances that died, prunes old final rows and refills warm pools. The service lock
+/// guards the in-memory table (the store is written under it, so rows and memory agree)
+/// and is never held across a Backend call. start() reconciles the table with
+/// Backend::list() first; stop() joins every thread (sandboxes keep running: a restarted
+/// gateway serves them again).
+class SandboxService {
+ public:
+  SandboxService(std::shared_ptr<Backend> backend, std::unique_ptr<SandboxStore> store, ServiceOptions options);
+  ~SandboxService();
+  SandboxService(const SandboxService&) = delete;
+  SandboxService& operator=(const SandboxService&) = delete;
+
+  /// Loads the table, reconciles it with the engine, starts the reaper. Call once.
+  core::Result<void> start();
+  /// Stops the reaper and waits for start-up workers (each bounded by the start timeout).
+  void stop();
+
+  /// Validates (backend), checks capacity (capacity: --max-sandboxes or the engine's
+  /// own room, the message naming what ran out), stores Pending and starts it in the
+  /// background; or hands out a matching warm-pool member, already Running.
+  core::Result<Sandbox> create(SandboxSpec spec);
+  core::Result<Sandbox> get(const std::string& id) const;
+  core::Result<SandboxPage> list(const SandboxQuery& query) const;
+  /// Stopping -> backend remove -> Terminated ("user_delete"). A Pending sandbox is
+  /// ended by its start-up worker once the engine placed it. conflict when already final.
+  core::Result<void> remove(const std::string& id);
+  /// Running -> Pausing -> Paused; conflict from any other state.
+  core::Result<void> pause(const std::string& id);
+  /// Paused -> Resuming -> Running; conflict from any other state.
+  core::Result<void> resume(const std::string& id);
+  /// A new absolute expiry: invalid_argument when not in the future, conflict when final.
+  core::Result<TimePoint> renew(const std::string& id, TimePoint expires_at);
+  /// RFC 7396 merge of metadata (metadata_rules.hpp); conflict when final.
+  core::Result<Sandbox> patch_metadata(const std::string& id,
+                                       const std::map<std::string, std::optional<std::string>>& patch);
+  /// Where `port` of a live sandbox answers: kExecdPort is its execd (wherever the engine
+  /// put it); any other port is on the execd's host (the process backend shares the host
+  /// network). conflict when the sandbox is not placed yet or final.
+  core::Result<SandboxAddress> address(const std::string& id, int port) const;
+
+  [[nodiscard]] ServiceCounters counters() const;
+  [[nodiscard]] std::string_view backend_name() const { return backend_->name(); }
+
+  /// The port SDKs ask endpoints for to reach a sandbox's execd.
+  static constexpr int kExecdPort = 44772;
+
+ private:
+  struct Entry {
+    SandboxRecord record;
+    std::chrono::steady_clock::time_point accepted;  // for the create latency
+    bool is_starting = false;   // a worker owns its start-up
+    bool is_busy = false;       // a pause/resume/remove is between its two halves
+  };
+
+  /// A transition under mu_: state, reason, message, timestamps, counters, the row.
+  void set_state_locked(Entry& e, SandboxState state, std::string reason, std::string message);
+  void persist_locked(const Entry& e);
+  core::Result<void> check_capacity_locked() const;
+  size_t live_count_locked() const;
+  Entry* find_locked(const std::string& id);
+  const Entry* find_locked(const std::string& id) const;
+
+  void launch(std::function<void()> work);
+  void start_sandbox(const std::string& id);
+  /// Waits for the placed sandbox's execd, then Running; or removes it (Failed, or
+  /// Terminated when deleted meanwhile).
+  void await_start(const std::string& id, const Placement& placed, const std::string& token,
+                   std::chrono::steady_clock::time_point deadline);
+  /// Waits for `placement`'s execd to answer /ping until `deadline`; an error says why not.
+  core::Result<void> wait_ready(const std::string& id, const Placement& placement, const std::string& token,
+                                std::chrono::steady_clock::time_point deadline);
+  void reconcile();
+  void reap_loop();
+  void reap_once();
+  void refill_pools();
+  /// Ends a sandbox whose instance is bad or expired: backend remove, then `state`.
+  void finish(const std::string& id, SandboxState state, const std::string& reason, const std::string& message);
+  bool pool_matches(const PoolSpec& pool, const SandboxSpec& spec) const;
+  void record_latency_locked(std::chrono::steady_clock::duration d);
+
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<SandboxStore> store_;
+  ServiceOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // wakes the reaper (stop, pool refill)
+  bool stopping_ = false;
+  std::map<std::string, Entry> sandboxes_;
+  ServiceCounters counters_;
+
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex workers_mu_;
+  std::list<Worker> workers_;
+  std::thread reaper_;
+  std::atomic<bool> started_{false};
+};
+
+}  // namespace execd::gateway
