@@ -19,11 +19,10 @@ dlopened="libzmq.so.5 libarchive.so.13"
 busybox=/bin/busybox
 
 [ -x "$execd" ] || { echo "make_bundle: no executable at $execd" >&2; exit 1; }
-if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
-  if ! "$busybox" 2>&1 | head -n 1 | grep -q BusyBox || ldd "$busybox" >/dev/null 2>&1; then
-    echo "make_bundle: a static $busybox is needed (Debian package busybox-static)" >&2
-    exit 1
-  fi
+# ldd fails on a static binary ("not a dynamic executable").
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+  echo "make_bundle: a static $busybox is needed (Debian package busybox-static)" >&2
+  exit 1
 fi
 
 tmp="$out.tmp.$$"
