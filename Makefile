@@ -12,6 +12,12 @@ APT_BUILD := meson ninja-build pkg-config g++ python3 \
 # kernel (ipykernel) with the libraries users plot and compute with.
 APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
+# The reverse proxy's tests talk to a real WebSocket server through it, with a real client.
+APT_PACKAGES += python3-websockets
+# The docker backend (docs/IMAGES.md): its tests start a private dockerd and import an
+# image holding only a static busybox, which is also the bundle's entrypoint shell.
+APT_DOCKER := docker.io busybox-static
+APT_PACKAGES += $(APT_DOCKER)
 
 # JavaScript/TypeScript kernels: tslab from the npm registry, in a prefix this Makefile
 # owns, with their kernelspecs under the checkout too (never the user's global
@@ -119,6 +125,17 @@ fuzz: packages
 
 bench: build
 	./bench/run.sh $(BUILD)
+
+# A self-contained execd in $(BUILD)/bundle: the binary, its libraries (dlopen'ed ones
+# too) and glibc's loader, for images without our libraries (docs/IMAGES.md).
+# `make images` builds the base, test and runtime images locally (no registry needed).
+.PHONY: bundle images
+bundle: build
+	tools/make_bundle.sh $(BUILD)/execd $(BUILD)/bundle
+
+images:
+	$(call apt_install,docker.io debootstrap busybox-static,images)
+	tools/make_images.sh
 
 fmt:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
