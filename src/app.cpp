@@ -25,7 +25,9 @@
 #include "files/resumable_uploads.hpp"
 #include "http/http_server.hpp"
 #include "jupyter/context_manager.hpp"
+#include "metrics/execution_metrics.hpp"
 #include "metrics/metrics_sampler.hpp"
+#include "metrics/prometheus.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
 #include "process/session_ledger.hpp"
@@ -35,6 +37,29 @@ namespace execd {
 namespace {
 
 constexpr const char* kSessionLedger = "sessions";
+
+// The Prometheus series of GET /metrics?format=prometheus: executions counted as they
+// end, and counts other modules keep, read at each scrape.
+std::shared_ptr<metrics::Registry> make_prometheus(exec::ExecutionRegistry& executions,
+                                                   std::shared_ptr<jupyter::ContextManager> contexts,
+                                                   const http::HttpServer& server) {
+  auto registry = std::make_shared<metrics::Registry>();
+  auto counted = std::make_shared<metrics::ExecutionMetrics>(registry);
+  executions.set_finish_observer([counted](const std::string& kind, const exec::Event& terminal,
+                                           std::chrono::nanoseconds took) { counted->finished(kind, terminal, took); });
+  registry->counter_callback("execd_kernel_starts_total", "Kernels started (warm pool included).", {},
+                             [contexts] { return static_cast<double>(contexts->kernel_counts().starts); });
+  registry->counter_callback("execd_kernel_start_failures_total", "Kernel starts that failed.", {},
+                             [contexts] { return static_cast<double>(contexts->kernel_counts().failures); });
+  registry->counter_callback("execd_kernel_restarts_total", "Kernels restarted for a context (died or reset).", {},
+                             [contexts] { return static_cast<double>(contexts->kernel_counts().restarts); });
+  const http::SseCounters* sse = &server.sse_counters();  // the server outlives its routes' registry
+  registry->counter_callback("execd_sse_bytes_total", "Bytes of events and keepalives streamed over SSE.", {},
+                             [sse] { return static_cast<double>(sse->bytes.load(std::memory_order_relaxed)); });
+  registry->gauge_callback("execd_sse_streams_open", "SSE streams open now.", {},
+                           [sse] { return static_cast<double>(sse->open.load(std::memory_order_relaxed)); });
+  return registry;
+}
 
 http::ServerOptions server_options(const core::Config& c) {
   http::ServerOptions o;
@@ -114,7 +139,7 @@ App::App(core::Config config) : config_(std::move(config)) {
 
   api::register_ping_routes(*server_);
   api::register_capabilities_routes(*server_, isolator);
-  api::register_metrics_routes(*server_, sampler_);
+  api::register_metrics_routes(*server_, sampler_, make_prometheus(*executions_, contexts_, *server_));
   api::register_execution_routes(*server_, executions_);
   api::register_command_routes(*server_, commands_, sessions_);
   api::register_session_routes(*server_, sessions_);

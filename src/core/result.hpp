@@ -30,6 +30,7 @@ enum class Errc {
   unavailable,            ///< a dependency (kernel, spawn) cannot be had now
   capacity,               ///< the gateway or its engine is full (max sandboxes, memory, pids)
   kernel_dead,            ///< the kernel process died
+  bad_gateway,            ///< a proxied upstream could not be reached or broke off
   internal,               ///< a bug or an unexpected OS failure
 };
 

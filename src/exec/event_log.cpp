@@ -49,9 +49,11 @@ uint64_t EventLog::append(Event event) {
 
 uint64_t EventLog::close(Event terminal) {
   uint64_t seq = 0;
+  Event seen;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return 0;
+    if (on_close_) seen = terminal;
     // A log that already spills moves the rest of its events to the file as it closes:
     // it may be retained for many minutes, and thousands of retained logs must not each
     // keep their memory budget. (One that never spilled keeps its few events in memory:
@@ -62,16 +64,20 @@ uint64_t EventLog::close(Event terminal) {
     if (spill_) spill_->seal();
   }
   cv_.notify_all();
+  if (on_close_) on_close_(seen);
   return seq;
 }
 
 void EventLog::close() {
+  bool was_open = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    was_open = !closed_;
     closed_ = true;
     if (spill_) spill_->seal();
   }
   cv_.notify_all();
+  if (was_open && on_close_) on_close_(Event{});
 }
 
 bool EventLog::accepting() const {

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,10 @@ class EventLog final : public EventSource {
   uint64_t close(Event terminal);
   /// Closes with no further event (the producer went away).
   void close();
+  /// `on_close` is called once, by the thread that closes the log, after it closed: with
+  /// the terminal event, or with an empty Event when close() came without one (metrics).
+  /// Set before any producer runs.
+  void set_on_close(std::function<void(const Event& terminal)> on_close) { on_close_ = std::move(on_close); }
 
   [[nodiscard]] bool is_closed() const;
   /// False once closed or full: producers may skip building events nobody keeps.
@@ -75,6 +80,7 @@ class EventLog final : public EventSource {
                           uint64_t scan_from_seq);
 
   Options options_;
+  std::function<void(const Event&)> on_close_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Event> memory_;       // events spilled_upto_+1 .. last_seq_

@@ -14,8 +14,18 @@ std::shared_ptr<Execution> ExecutionRegistry::create(const std::string& kind, co
   std::string key = id;
   if (key.empty() || by_id_.count(key) != 0) key = core::new_id();
   auto e = std::make_shared<Execution>(key, kind, log_options_);
+  if (observer_) {
+    e->log()->set_on_close([observer = observer_, kind, started = now](const Event& terminal) {
+      observer(kind, terminal, std::chrono::steady_clock::now() - started);
+    });
+  }
   by_id_[key] = Entry{e, {}};
   return e;
+}
+
+void ExecutionRegistry::set_finish_observer(FinishObserver observer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  observer_ = std::move(observer);
 }
 
 std::shared_ptr<Execution> ExecutionRegistry::find(const std::string& id) const {

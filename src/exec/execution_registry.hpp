@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +18,12 @@ class ExecutionRegistry {
  public:
   ExecutionRegistry(EventLog::Options log_options, std::chrono::seconds retention);
 
+  /// Told of every execution created from now on when its log closes: its kind, the
+  /// terminal event (empty type: none) and how long it ran. Set once, at start-up.
+  using FinishObserver =
+      std::function<void(const std::string& kind, const Event& terminal, std::chrono::nanoseconds took)>;
+  void set_finish_observer(FinishObserver observer);
+
   /// A new execution with a fresh id (or `id` when given and unused).
   std::shared_ptr<Execution> create(const std::string& kind, const std::string& id = {});
   [[nodiscard]] std::shared_ptr<Execution> find(const std::string& id) const;
@@ -32,6 +39,7 @@ class ExecutionRegistry {
   };
 
   EventLog::Options log_options_;
+  FinishObserver observer_;
   std::chrono::seconds retention_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> by_id_;

@@ -10,6 +10,7 @@
 #include "exec/event.hpp"
 #include "http/connection_stream.hpp"
 #include "http/error_mapping.hpp"
+#include "http/request_id.hpp"
 
 namespace execd::http {
 namespace {
@@ -30,6 +31,7 @@ struct Current {
   ConnectionStream* stream = nullptr;
   const HeadInfo* head = nullptr;
   bool must_close = false;
+  std::chrono::steady_clock::time_point start;
 };
 thread_local Current current;
 
@@ -48,7 +50,8 @@ void refuse(ConnectionStream& stream, int status, const std::string& message) {
   const HttpError e = map_protocol_status(status);
   const std::string body = exec::dump_json({{"code", e.code}, {"message", message}});
   write_all(stream, "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
-                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                        "\r\nContent-Type: application/json\r\n" + kRequestIdHeader + ": " + accept_request_id({}) +
+                        "\r\nContent-Length: " + std::to_string(body.size()) +
                         "\r\nConnection: close\r\n\r\n" + body);
 }
 
@@ -84,6 +87,15 @@ void BufferedServer::bound_body(std::chrono::milliseconds within) {
   if (current.stream != nullptr) current.stream->bound_body(within);
 }
 
+int BufferedServer::take_over_connection(std::string& buffered) {
+  if (current.stream == nullptr) return -1;
+  current.must_close = true;
+  buffered = current.stream->detach();
+  return current.stream->socket();
+}
+
+std::chrono::steady_clock::time_point BufferedServer::current_start() { return current.start; }
+
 bool BufferedServer::process_and_close_socket(socket_t sock) {
   ConnectionStream stream(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
                           to_ms(write_timeout_sec_, write_timeout_usec_));
@@ -93,6 +105,7 @@ bool BufferedServer::process_and_close_socket(socket_t sock) {
   for (size_t left = keep_alive_max_count_;
        left > 0 && svr_sock_ != INVALID_SOCKET && stream.wait_for_request(keep_alive, stop_fd_.get()); --left) {
     stream.begin_request();
+    const auto started = std::chrono::steady_clock::now();
     std::string_view bytes;
     const auto wait = stream.peek_head(head_limits_.max_head_bytes, bytes);
     if (wait == ConnectionStream::HeadWait::failed) break;  // closed, or the head's deadline passed
@@ -116,12 +129,13 @@ bool BufferedServer::process_and_close_socket(socket_t sock) {
     const bool body_left = check.info->has_body() && !httplib_reads_body(check.info->method);
     HeadInfo head = *check.info;
     head.method = {};
-    current = Current{&stream, &head, false};
+    current = Current{&stream, &head, false, started};
     bool closed = false;
     ok = process_request(stream, left == 1, closed, nullptr);
     const bool must_close = current.must_close || body_left;
     current = Current{};
-    if (must_close || !ok) linger = true;
+    // A taken-over connection was closed by its protocol: nothing to linger for.
+    if ((must_close || !ok) && !stream.is_detached()) linger = true;
     if (!ok || closed || must_close || stream.is_spoiled()) break;
   }
   if (linger) {

@@ -37,6 +37,13 @@ class BufferedServer final : public httplib::Server {
   static void close_after_response(httplib::Response& res);
   /// The rest of the current request's body must arrive within `within`.
   static void bound_body(std::chrono::milliseconds within);
+  /// Takes the current connection over (a protocol upgrade): its socket is the caller's
+  /// to read and write until the handler returns, `buffered` receives the bytes already
+  /// read past the request head, what httplib writes afterwards is dropped, and the
+  /// connection is closed once the handler returns. -1 off a server thread.
+  static int take_over_connection(std::string& buffered);
+  /// When the current request started (its first byte was awaited), for access logs.
+  static std::chrono::steady_clock::time_point current_start();
 
  private:
   // httplib declares this private virtual; overriding it is what SSLServer does too.

@@ -43,7 +43,9 @@ int ConnectionStream::poll_for(short events, std::chrono::milliseconds timeout) 
   }
 }
 
-bool ConnectionStream::is_readable() const { return buffered() > 0 || poll_for(POLLIN, read_timeout_) > 0; }
+bool ConnectionStream::is_readable() const {
+  return !detached_ && (buffered() > 0 || poll_for(POLLIN, read_timeout_) > 0);
+}
 
 bool ConnectionStream::is_writable() const { return !broken_; }
 
@@ -155,7 +157,15 @@ ssize_t ConnectionStream::receive(char* ptr, size_t size) {
   }
 }
 
+std::string ConnectionStream::detach() {
+  std::string rest(buffer_.get() + begin_, buffered());
+  begin_ = end_ = 0;
+  detached_ = true;
+  return rest;
+}
+
 ssize_t ConnectionStream::read(char* ptr, size_t size) {
+  if (detached_) return -1;
   if (size == 0) return 0;
   if (buffered() == 0) {
     if (size >= capacity_ && !in_head_) return receive(ptr, size);
@@ -179,6 +189,7 @@ ssize_t ConnectionStream::read(char* ptr, size_t size) {
 }
 
 ssize_t ConnectionStream::write(const char* ptr, size_t size) {
+  if (detached_) return static_cast<ssize_t>(size);
   if (broken_) return -1;
   for (;;) {
     const ssize_t n = ::send(fd_, ptr, size, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -77,6 +77,13 @@ class ConnectionStream final : public httplib::Stream {
   /// none) is readable — the server stopping — so idle connections cost no wake-ups.
   bool wait_for_request(std::chrono::milliseconds timeout, int stop_fd) const;
 
+  /// Hands the connection over to a handler that speaks another protocol on it (a
+  /// WebSocket relayed by the reverse proxy): returns the bytes already read past the
+  /// current request's head, and from now on reads fail and writes are swallowed, so
+  /// what httplib writes after the handler returns never reaches the peer.
+  std::string detach();
+  [[nodiscard]] bool is_detached() const { return detached_; }
+
  private:
   size_t buffered() const { return end_ - begin_; }
   /// poll(2) on the socket: 1 ready, 0 timed out, -1 error.
@@ -97,6 +104,7 @@ class ConnectionStream final : public httplib::Stream {
   size_t begin_ = 0;
   size_t end_ = 0;
   bool broken_ = false;
+  bool detached_ = false;
   bool in_head_ = false;
   bool head_timed_out_ = false;
   bool body_bounded_ = false;

@@ -25,6 +25,7 @@ HttpError map_error(core::Errc errc) {
     case Errc::unavailable: return {503, "UNAVAILABLE"};
     case Errc::capacity: return {503, "CAPACITY"};
     case Errc::kernel_dead: return {500, "KERNEL_DEAD"};
+    case Errc::bad_gateway: return {502, "BAD_GATEWAY"};
     case Errc::no_space: return {507, "INSUFFICIENT_STORAGE"};
     case Errc::internal: return {500, "RUNTIME_ERROR"};
   }

@@ -11,6 +11,8 @@
 #include "core/bytes.hpp"
 #include "http/elastic_thread_pool.hpp"
 #include "http/json_io.hpp"
+#include "http/relayed_response.hpp"
+#include "http/request_id.hpp"
 
 namespace execd::http {
 namespace {
@@ -36,6 +38,16 @@ HttpServer::Method method_of(const std::string& m) {
   if (m == "DELETE") return HttpServer::Method::del;
   if (m == "OPTIONS") return HttpServer::Method::options;
   return HttpServer::Method::get;
+}
+
+thread_local std::string current_request_id_value;
+thread_local bool is_relayed = false;
+
+// Sets the request's id (once per request) on the thread and on the response.
+void tag_request(const httplib::Request& req, httplib::Response& res) {
+  if (res.has_header(kRequestIdHeader)) return;
+  current_request_id_value = accept_request_id(req.get_header_value(kRequestIdHeader));
+  res.set_header(kRequestIdHeader, current_request_id_value);
 }
 
 bool has_body_to_read() {
@@ -71,6 +83,8 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
     // (a 404 came back as 11 bytes of its JSON). /files/download answers Range itself from
     // the header; nothing else serves ranges. The Request is httplib's own non-const object.
     const_cast<httplib::Request&>(req).ranges.clear();
+    is_relayed = false;
+    tag_request(req, res);
     if (is_authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     if (has_body_to_read()) BufferedServer::close_after_response(res);  // the body stays unread
     write_error(res, core::make_error(core::Errc::unauthorized,
@@ -99,7 +113,9 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
   s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     // httplib calls this for every status >= 400; a body means a route already wrote
     // its error. What is left: its own 404 (no route) and protocol errors (400, 413, 414).
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // Those can come before the pre-routing handler ran: the request id is set here too.
+    tag_request(req, res);
+    if (!res.body.empty() || is_relayed) return httplib::Server::HandlerResponse::Unhandled;
     if (res.status == 404) {
       std::string allow;
       if (path_matches_other_method(req.path, method_of(req.method), allow)) {
@@ -121,6 +137,14 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
     res.status = status;
     return httplib::Server::HandlerResponse::Handled;
   }));
+
+  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (!spdlog::should_log(spdlog::level::debug)) return;
+    const auto took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                                BufferedServer::current_start());
+    spdlog::debug("http: {} {} {} {:.2f} ms request_id={}", req.method, req.path, res.status, took.count(),
+                  res.get_header_value(kRequestIdHeader));
+  });
 
   s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
@@ -287,6 +311,10 @@ core::Result<int> HttpServer::bind() {
   return port;
 }
 
+void mark_relayed_response() { is_relayed = true; }
+
+const std::string& HttpServer::current_request_id() { return current_request_id_value; }
+
 void HttpServer::run() { server_->listen_after_bind(); }
 
 void HttpServer::stop() {
@@ -300,6 +328,7 @@ SseOptions HttpServer::sse_options(bool ends_at_terminal) const {
   o.keepalive = options_.sse_keepalive;
   o.stopping = &stopping_;
   o.ends_at_terminal = ends_at_terminal;
+  o.counters = &sse_counters_;
   return o;
 }
 

@@ -67,6 +67,16 @@ class HttpServer {
   /// SSE settings for streams served by this server (keepalive, stopping flag).
   [[nodiscard]] SseOptions sse_options(bool ends_at_terminal = true) const;
   [[nodiscard]] bool is_stopping() const { return stopping_.load(); }
+  /// The flag open streams watch (set by stop()).
+  [[nodiscard]] const std::atomic<bool>& stopping_flag() const { return stopping_; }
+  /// Counters every SSE stream of this server feeds (bytes written, streams open).
+  [[nodiscard]] const SseCounters& sse_counters() const { return sse_counters_; }
+
+  /// The X-Request-ID of the request the calling thread serves: the client's when it sent
+  /// a usable one, else a fresh one (accept_request_id). Every response carries it and the
+  /// access log (debug level) names it; the reverse proxy passes it upstream. Empty off a
+  /// server thread.
+  static const std::string& current_request_id();
 
  private:
   bool is_authorized(const httplib::Request& req) const;
@@ -78,6 +88,7 @@ class HttpServer {
   ServerOptions options_;
   std::unique_ptr<BufferedServer> server_;
   std::atomic<bool> stopping_{false};
+  mutable SseCounters sse_counters_;  // streams add to it through their SseOptions
   int listen_fd_ = -1;
   struct RouteEntry {
     Method method;

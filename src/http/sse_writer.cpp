@@ -44,9 +44,16 @@ void stream_events(httplib::Response& res, std::shared_ptr<exec::EventSource> so
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   auto cursor = std::make_shared<exec::Cursor>(start);
+  // Counted open from here until httplib releases the provider (the stream ended, or the
+  // response was never written).
+  SseCounters* counters = options.counters;
+  if (counters != nullptr) counters->open.fetch_add(1, std::memory_order_relaxed);
+  auto count = [counters](size_t n) {
+    if (counters != nullptr) counters->bytes.fetch_add(n, std::memory_order_relaxed);
+  };
   res.set_chunked_content_provider(
       "text/event-stream",
-      [source = std::move(source), cursor, options](size_t /*offset*/, httplib::DataSink& sink) {
+      [source = std::move(source), cursor, options, count](size_t /*offset*/, httplib::DataSink& sink) {
         auto silent_since = std::chrono::steady_clock::now();
         for (;;) {
           if (options.stopping != nullptr && options.stopping->load()) {
@@ -57,6 +64,7 @@ void stream_events(httplib::Response& res, std::shared_ptr<exec::EventSource> so
           const auto until_keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive - idle);
           if (until_keepalive.count() <= 0) {
             if (!sink.write(kSseKeepalive, std::char_traits<char>::length(kSseKeepalive))) return false;
+            count(std::char_traits<char>::length(kSseKeepalive));
             silent_since = std::chrono::steady_clock::now();
             continue;
           }
@@ -66,6 +74,7 @@ void stream_events(httplib::Response& res, std::shared_ptr<exec::EventSource> so
             for (const auto& e : batch.events) out += format_sse_event(e);
             // Return after each batch: httplib flushes it and calls us again.
             if (!sink.write(out.data(), out.size())) return false;
+            count(out.size());
             if (batch.end && options.ends_at_terminal) sink.done();
             return true;
           }
@@ -74,6 +83,9 @@ void stream_events(httplib::Response& res, std::shared_ptr<exec::EventSource> so
             return true;
           }
         }
+      },
+      [counters](bool /*success*/) {
+        if (counters != nullptr) counters->open.fetch_sub(1, std::memory_order_relaxed);
       });
 }
 

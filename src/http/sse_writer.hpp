@@ -18,12 +18,21 @@ namespace execd::http {
 /// (clients read with ~10 s socket timeouts), and a clean end of the chunked body right
 /// after the terminal event. Standard SSE, which the contract's clients accept beside raw
 /// JSON lines (compat-notes §2).
+/// What a server's SSE streams add up to, for its metrics: bytes written (events and
+/// keepalives, without chunk framing) and streams open now. Relaxed atomics.
+struct SseCounters {
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<int64_t> open{0};
+};
+
 struct SseOptions {
   std::chrono::milliseconds keepalive{3000};
   /// Set by the server at shutdown: streams end at their next wake-up.
   const std::atomic<bool>* stopping = nullptr;
   /// Open-ended feeds (metrics) never close by themselves; false makes that explicit.
   bool ends_at_terminal = true;
+  /// Fed by the stream when set (the server's).
+  SseCounters* counters = nullptr;
 };
 
 /// Pure framing, separate from the socket so it can be tested against a string.

@@ -94,6 +94,7 @@ void CodeContext::run(Job& job) {
         old = std::move(kernel_);
       }
       old.reset();  // shut down (or reap) the old kernel outside the lock
+      if (was_running) launcher_->count_restart();
       auto fresh = launcher_->start(spec_, cwd_, limits_);
       if (!fresh) {
         log.close(exec::events::error("KernelStartError", fresh.error().message, {}));

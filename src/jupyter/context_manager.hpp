@@ -58,6 +58,8 @@ class ContextManager {
                                                       const std::string& language, std::chrono::milliseconds timeout);
   /// Languages served, sorted.
   [[nodiscard]] std::vector<std::string> languages();
+  /// Kernel starts, failures and restarts so far (the launcher's), for metrics.
+  [[nodiscard]] KernelLauncher::Counts kernel_counts() const { return launcher_->counts(); }
   void shutdown();
 
  private:

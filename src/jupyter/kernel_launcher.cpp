@@ -11,6 +11,11 @@ KernelLauncher::KernelLauncher(std::shared_ptr<process::ChildReaper> reaper, Opt
   concurrency_ = options_.concurrency > 0 ? options_.concurrency : std::max(1u, std::thread::hardware_concurrency());
 }
 
+KernelLauncher::Counts KernelLauncher::counts() const {
+  return Counts{starts_.load(std::memory_order_relaxed), failures_.load(std::memory_order_relaxed),
+                restarts_.load(std::memory_order_relaxed)};
+}
+
 core::Result<std::unique_ptr<Kernel>> KernelLauncher::start(const KernelSpec& spec, const std::string& cwd,
                                                             const isolation::Limits& limits) {
   {
@@ -42,6 +47,7 @@ core::Result<std::unique_ptr<Kernel>> KernelLauncher::start(const KernelSpec& sp
     std::lock_guard<std::mutex> lock(mu_);
     --running_;
   }
+  (k ? starts_ : failures_).fetch_add(1, std::memory_order_relaxed);
   cv_.notify_all();
   return k;
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -44,6 +45,16 @@ class KernelLauncher {
                                               const isolation::Limits& limits = {});
   [[nodiscard]] size_t concurrency() const { return concurrency_; }
 
+  /// Kernels started (warm ones included) and failed starts so far, and restarts of a
+  /// context's kernel (reported by CodeContext): for metrics.
+  struct Counts {
+    uint64_t starts = 0;
+    uint64_t failures = 0;
+    uint64_t restarts = 0;
+  };
+  [[nodiscard]] Counts counts() const;
+  void count_restart() { restarts_.fetch_add(1, std::memory_order_relaxed); }
+
  private:
   std::shared_ptr<process::ChildReaper> reaper_;
   Options options_;
@@ -54,6 +65,9 @@ class KernelLauncher {
   uint64_t serving_ = 0;      // tickets below this have had their turn (or gave up)
   size_t running_ = 0;
   std::map<uint64_t, bool> abandoned_;  // tickets that gave up before their turn
+  std::atomic<uint64_t> starts_{0};
+  std::atomic<uint64_t> failures_{0};
+  std::atomic<uint64_t> restarts_{0};
 };
 
 }  // namespace execd::jupyter
