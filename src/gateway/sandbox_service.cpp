@@ -71,6 +71,22 @@ void SandboxService::stop() {
   for (auto& w : workers) {
     if (w.thread.joinable()) w.thread.join();
   }
+  // Idle pool members are no one's: they go with this gateway (the next one refills).
+  std::vector<std::pair<std::string, Placement>> pooled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, e] : sandboxes_) {
+      if (e.record.is_pooled) pooled.emplace_back(id, e.record.sandbox.placement);
+    }
+  }
+  for (const auto& [id, placement] : pooled) {
+    if (!placement.handle.empty()) {
+      if (auto r = backend_->remove(placement); !r) spdlog::warn("warm pool: remove {}: {}", id, r.error().message);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto r = store_->erase(id); !r) spdlog::error("warm pool: {}", r.error().message);
+    sandboxes_.erase(id);
+  }
 }
 
 // ---- the table, under mu_ ----
@@ -389,7 +405,7 @@ ServiceCounters SandboxService::counters() const {
   ServiceCounters c = counters_;
   for (const auto& [id, e] : sandboxes_) {
     if (e.record.is_pooled) {
-      if (!is_final(e.record.sandbox.state)) ++c.pooled;
+      if (e.record.sandbox.state == SandboxState::running) ++c.pooled;
       continue;
     }
     ++c.by_state[e.record.sandbox.state];

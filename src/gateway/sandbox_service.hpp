@@ -72,7 +72,7 @@ struct ServiceCounters {
   uint64_t latency_count = 0;
   double latency_sum_seconds = 0;
   std::map<SandboxState, size_t> by_state;  ///< listed sandboxes (pool members not counted)
-  size_t pooled = 0;                        ///< idle warm-pool members
+  size_t pooled = 0;                        ///< idle warm-pool members, Running (ready to claim)
   size_t capacity_left = 0;                 ///< max_sandboxes minus live ones (0 when no cap: see has_cap)
   bool has_cap = false;
   std::string backend;                      ///< Backend::name()
@@ -96,7 +96,8 @@ class SandboxService {
 
   /// Loads the table, reconciles it with the engine, starts the reaper. Call once.
   core::Result<void> start();
-  /// Stops the reaper and waits for start-up workers (each bounded by the start timeout).
+  /// Stops the reaper, waits for start-up workers (each bounded by the start timeout)
+  /// and removes idle warm-pool members. Claimed sandboxes keep running.
   void stop();
 
   /// Validates (backend), checks capacity (capacity: --max-sandboxes or the engine's

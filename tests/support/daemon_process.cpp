@@ -17,9 +17,12 @@ extern char** environ;
 
 namespace execd::test {
 
-DaemonProcess::DaemonProcess(std::vector<std::string> extra_args, std::vector<std::string> extra_env) {
-  const char* bin = std::getenv("EXECD_BIN");
-  if (bin == nullptr) throw std::runtime_error("EXECD_BIN is not set (run through meson test)");
+DaemonProcess::DaemonProcess(std::vector<std::string> extra_args, std::vector<std::string> extra_env,
+                             Program program) {
+  const char* bin_var = program == Program::gateway ? "EXECD_GATEWAY_BIN" : "EXECD_BIN";
+  const std::string name = program == Program::gateway ? "execd-gateway" : "execd";
+  const char* bin = std::getenv(bin_var);
+  if (bin == nullptr) throw std::runtime_error(std::string(bin_var) + " is not set (run through meson test)");
   std::vector<std::string> args = {bin, "--port", "0", "--host", "127.0.0.1", "--log-level", "info"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
@@ -42,7 +45,7 @@ DaemonProcess::DaemonProcess(std::vector<std::string> extra_args, std::vector<st
   if (pid_ < 0) {
     close(fds[0]);
     close(fds[1]);
-    throw std::runtime_error(std::string("cannot fork execd: ") + std::strerror(errno));
+    throw std::runtime_error("cannot fork " + name + ": " + std::strerror(errno));
   }
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -79,7 +82,7 @@ DaemonProcess::DaemonProcess(std::vector<std::string> extra_args, std::vector<st
     waitpid(pid_, nullptr, 0);
     exited_ = true;
     close(stderr_fd_);
-    throw std::runtime_error("execd did not report a listening port; its log:\n" + seen);
+    throw std::runtime_error(name + " did not report a listening port; its log:\n" + seen);
   }
   drain_ = std::thread([this] {
     char buf[4096];

@@ -14,14 +14,21 @@
 
 namespace execd::test {
 
-/// The real build/execd (path from $EXECD_BIN) started with `--port 0` on 127.0.0.1.
-/// The constructor waits for the "listening on" log line and reads the bound port from
-/// it; a daemon that does not come up within 15 s fails the test loudly. stderr is drained
+/// Which program a DaemonProcess starts, and the environment variable naming its path.
+enum class Program {
+  execd,    ///< $EXECD_BIN (build/execd)
+  gateway,  ///< $EXECD_GATEWAY_BIN (build/execd-gateway)
+};
+
+/// A real program of this repository (build/execd by default, or build/execd-gateway)
+/// started with `--port 0` on 127.0.0.1. The constructor waits for the "listening on"
+/// log line and reads the bound port from it; a program that does not come up within
+/// 15 s fails the test loudly. stderr is drained
 /// by a thread and kept (log()). The destructor sends SIGTERM, then SIGKILL after 10 s.
 class DaemonProcess {
  public:
   explicit DaemonProcess(std::vector<std::string> extra_args = {},
-                         std::vector<std::string> extra_env = {});
+                         std::vector<std::string> extra_env = {}, Program program = Program::execd);
   ~DaemonProcess();
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;

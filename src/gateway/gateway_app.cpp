@@ -1,0 +1,118 @@
+#include "gateway/gateway_app.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "gateway/api/health_routes.hpp"
+#include "gateway/api/metrics_routes.hpp"
+#include "gateway/api/proxy_routes.hpp"
+#include "gateway/api/sandbox_routes.hpp"
+#include "gateway/backends/process_backend.hpp"
+#include "gateway/sandbox_service.hpp"
+#include "gateway/sandbox_store.hpp"
+#include "http/http_server.hpp"
+
+namespace execd::gateway {
+namespace {
+
+using core::Errc;
+using core::make_error;
+
+std::string default_state_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/execd-gateway-" + std::to_string(getuid());
+}
+
+// `execd` beside this program's own binary (build/execd next to build/execd-gateway).
+std::string default_execd_bin() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "execd";
+  return (self.parent_path() / "execd").string();
+}
+
+core::Result<std::shared_ptr<Backend>> make_backend(const GatewayConfig& c, const std::string& state_dir) {
+  if (c.backend == "process") {
+    ProcessBackend::Options o;
+    o.execd_binary = c.execd_bin.empty() ? default_execd_bin() : c.execd_bin;
+    o.state_dir = state_dir + "/sandboxes";
+    o.rootfs_dir = c.rootfs_dir;
+    o.start_timeout = c.sandbox_start_timeout;
+    auto backend = ProcessBackend::open(std::move(o));
+    if (!backend) return backend.error();
+    return std::shared_ptr<Backend>(std::move(*backend));
+  }
+  return make_error(Errc::invalid_argument, "backend '" + c.backend + "' is not built into this gateway");
+}
+
+}  // namespace
+
+GatewayApp::GatewayApp(GatewayConfig config) : config_(std::move(config)) {}
+
+GatewayApp::~GatewayApp() { stop(); }
+
+core::Result<int> GatewayApp::start() {
+  const std::string state_dir = config_.state_dir.empty() ? default_state_dir() : config_.state_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) return make_error(Errc::unavailable, "cannot create the state directory " + state_dir + ": " + ec.message());
+  const std::string state_path = config_.state_path.empty() ? state_dir + "/gateway.db" : config_.state_path;
+  auto store = SandboxStore::open(state_path);
+  if (!store) return store.error();
+  auto backend = make_backend(config_, state_dir);
+  if (!backend) return backend.error();
+  backend_ = std::move(*backend);
+
+  ServiceOptions so;
+  so.max_sandboxes = config_.max_sandboxes;
+  so.start_timeout = config_.sandbox_start_timeout;
+  so.terminated_retention = config_.terminated_retention;
+  so.pools = config_.pools;
+  service_ = std::make_shared<SandboxService>(backend_, std::move(*store), so);
+  if (auto r = service_->start(); !r) return r.error();
+  spdlog::info("sandbox table {} ({} backend)", state_path, backend_->name());
+
+  http::ServerOptions o;
+  o.host = config_.host;
+  o.port = config_.port;
+  o.access_token = config_.api_key;
+  o.auth_header = "OPEN-SANDBOX-API-KEY";
+  server_ = std::make_unique<http::HttpServer>(o);
+
+  api::EndpointOptions endpoints;
+  endpoints.is_proxy_mode = config_.endpoint_mode == "proxy";
+  endpoints.public_url = config_.public_url;
+  api::register_sandbox_routes(*server_, service_, endpoints);
+  api::register_health_routes(*server_, service_);
+  auto service = service_;
+  proxy_ = api::register_proxy_routes(
+      *server_, [service](const std::string& id, int port) -> core::Result<http::ProxyTarget> {
+        auto address = service->address(id, port);
+        if (!address) return address.error();
+        http::ProxyTarget target;
+        target.endpoint.host = address->host;
+        target.endpoint.port = address->port;
+        target.headers = {{"X-EXECD-ACCESS-TOKEN", address->access_token}};
+        return target;
+      });
+
+  api::register_metrics_routes(*server_, service_, proxy_);
+
+  auto port = server_->bind();
+  if (!port) return port.error();
+  return port;
+}
+
+void GatewayApp::run() {
+  if (server_) server_->run();
+}
+
+void GatewayApp::stop() {
+  if (server_) server_->stop();
+  if (service_) service_->stop();
+}
+
+}  // namespace execd::gateway

@@ -1,0 +1,133 @@
+#include "gateway/gateway_config.hpp"
+
+#include "core/flag_table.hpp"
+
+namespace execd::gateway {
+namespace {
+
+using core::Errc;
+using core::FlagOption;
+using core::make_error;
+using Option = FlagOption<GatewayConfig>;
+
+core::Result<void> add_one_pool(GatewayConfig& c, const std::string& v) {
+  const auto eq = v.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+    return make_error(Errc::invalid_argument, "expected IMAGE=N, got '" + v + "'");
+  }
+  auto n = core::parse_flag_uint(v.substr(eq + 1), 1000);
+  if (!n || *n == 0) return make_error(Errc::invalid_argument, "pool size must be 1..1000, got '" + v.substr(eq + 1) + "'");
+  const std::string image = v.substr(0, eq);
+  for (auto& p : c.pools) {
+    if (p.image == image) return make_error(Errc::invalid_argument, "image '" + image + "' has two --pool flags");
+  }
+  c.pools.push_back({image, static_cast<size_t>(*n)});
+  return {};
+}
+
+// One IMAGE=N per flag; the environment variable may list several, comma-separated.
+core::Result<void> add_pool(GatewayConfig& c, const std::string& v) {
+  size_t start = 0;
+  while (start <= v.size()) {
+    const auto comma = v.find(',', start);
+    const std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (auto r = add_one_pool(c, item); !r) return r;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return {};
+}
+
+Option::Setter one_of(std::string GatewayConfig::*field, std::vector<std::string> allowed) {
+  return [field, allowed](GatewayConfig& c, const std::string& v) -> core::Result<void> {
+    std::string list;
+    for (const auto& a : allowed) {
+      if (v == a) {
+        c.*field = v;
+        return {};
+      }
+      list += (list.empty() ? "" : ", ") + a;
+    }
+    return make_error(Errc::invalid_argument, "unknown value '" + v + "' (use " + list + ")");
+  };
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = {
+      {"host", "EXECD_GATEWAY_HOST", "ADDR", "address to listen on (default 127.0.0.1)",
+       core::flag_string(&GatewayConfig::host)},
+      {"port", "EXECD_GATEWAY_PORT", "N", "TCP port (default 8080; 0 picks a free one and logs it)",
+       core::flag_port(&GatewayConfig::port)},
+      {"port-file", "EXECD_GATEWAY_PORT_FILE", "PATH", "once listening, write the bound port here",
+       core::flag_string(&GatewayConfig::port_file)},
+      {"api-key", "EXECD_GATEWAY_API_KEY", "KEY",
+       "require header OPEN-SANDBOX-API-KEY on every /v1 route (default: none)",
+       core::flag_string(&GatewayConfig::api_key)},
+      {"backend", "EXECD_GATEWAY_BACKEND", "NAME", "engine that runs sandboxes: process|docker (default process)",
+       one_of(&GatewayConfig::backend, {"process", "docker"})},
+      {"state", "EXECD_GATEWAY_STATE", "PATH", "the sandbox table's SQLite file (default <state-dir>/gateway.db)",
+       core::flag_string(&GatewayConfig::state_path)},
+      {"state-dir", "EXECD_GATEWAY_STATE_DIR", "DIR",
+       "where the process backend keeps each sandbox's directory (default $TMPDIR/execd-gateway-<uid>)",
+       core::flag_string(&GatewayConfig::state_dir)},
+      {"max-sandboxes", "EXECD_GATEWAY_MAX_SANDBOXES", "N",
+       "live sandboxes at most, warm pool included; past it creates are 503 CAPACITY (default 0: no cap)",
+       core::flag_count(&GatewayConfig::max_sandboxes, 0, 1000000)},
+      {"rootfs-dir", "EXECD_GATEWAY_ROOTFS_DIR", "DIR",
+       "process backend: image.uri names a root filesystem directory under DIR ('host' always works)",
+       core::flag_string(&GatewayConfig::rootfs_dir)},
+      {"pool", "EXECD_GATEWAY_POOL", "IMAGE=N",
+       "keep N idle sandboxes of IMAGE started; a create of just that image claims one (repeatable)", add_pool},
+      {"docker-host", "DOCKER_HOST", "URL", "docker backend: the engine's socket (default unix:///var/run/docker.sock)",
+       core::flag_string(&GatewayConfig::docker_host)},
+      {"docker-runtime", "EXECD_GATEWAY_DOCKER_RUNTIME", "NAME", "docker backend: OCI runtime, e.g. runsc (default: the engine's)",
+       core::flag_string(&GatewayConfig::docker_runtime)},
+      {"execd-bin", "EXECD_GATEWAY_EXECD_BIN", "PATH", "the execd each sandbox runs (default: execd beside this binary)",
+       core::flag_string(&GatewayConfig::execd_bin)},
+      {"endpoint-mode", "EXECD_GATEWAY_ENDPOINT_MODE", "MODE",
+       "what GET /v1/sandboxes/{id}/endpoints/{port} answers: direct (the sandbox's own address) or proxy "
+       "(this gateway's /v1/sandboxes/{id}/proxy/{port}) (default direct)",
+       one_of(&GatewayConfig::endpoint_mode, {"direct", "proxy"})},
+      {"public-url", "EXECD_GATEWAY_PUBLIC_URL", "URL",
+       "base URL clients reach this gateway at, for proxy endpoints (default: http:// and the request's Host header)",
+       core::flag_string(&GatewayConfig::public_url)},
+      {"sandbox-start-timeout", "EXECD_GATEWAY_SANDBOX_START_TIMEOUT", "DUR",
+       "a sandbox whose execd does not answer /ping by then is Failed (default 30s)",
+       core::flag_duration(&GatewayConfig::sandbox_start_timeout)},
+      {"terminated-retention", "EXECD_GATEWAY_TERMINATED_RETENTION", "DUR",
+       "how long Terminated and Failed sandboxes stay listed (default 1h)",
+       core::flag_duration(&GatewayConfig::terminated_retention)},
+      {"graceful-shutdown-timeout", "EXECD_GATEWAY_GRACE_SHUTDOWN", "DUR",
+       "time open streams get to end on SIGTERM (default 3s)",
+       core::flag_duration(&GatewayConfig::graceful_shutdown_timeout)},
+      {"log-level", "EXECD_GATEWAY_LOG_LEVEL", "LEVEL", "trace|debug|info|warn|error|critical|off (default info)",
+       core::flag_log_level(&GatewayConfig::log_level)},
+      {"log-file", "EXECD_GATEWAY_LOG_FILE", "PATH", "log to this file instead of stderr",
+       core::flag_string(&GatewayConfig::log_file)},
+  };
+  return kOptions;
+}
+
+}  // namespace
+
+core::Result<GatewayConfig> parse_gateway_config(const std::vector<std::string>& args,
+                                                 const std::map<std::string, std::string>& env) {
+  auto c = core::parse_flags(options(), args, env);
+  if (!c) return c;
+  if (c->sandbox_start_timeout.count() <= 0) {
+    return make_error(Errc::invalid_argument, "--sandbox-start-timeout must be more than 0");
+  }
+  if (!c->public_url.empty() && c->public_url.rfind("http://", 0) != 0 && c->public_url.rfind("https://", 0) != 0) {
+    return make_error(Errc::invalid_argument, "--public-url must start with http:// or https://, got '" + c->public_url + "'");
+  }
+  while (!c->public_url.empty() && c->public_url.back() == '/') c->public_url.pop_back();
+  return c;
+}
+
+std::string gateway_config_help() {
+  return core::flags_help(options(),
+                          "usage: execd-gateway [flags]\n\nCreates, routes to and reaps execd sandboxes: the OpenSandbox "
+                          "Lifecycle API under /v1.\n");
+}
+
+}  // namespace execd::gateway

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "gateway/sandbox_service.hpp"
+
+namespace execd::gateway {
+
+/// Everything execd-gateway can be told at start-up (flags with environment fallbacks,
+/// through core/flag_table.hpp as execd's Config). Built once in main.
+struct GatewayConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;                 ///< the Lifecycle API's own default; 0 picks a free one
+  std::string port_file;           ///< non-empty: the bound port is written here once listening
+  std::string api_key;             ///< OPEN-SANDBOX-API-KEY clients must send; empty: no auth
+  std::string backend = "process"; ///< process | docker
+  std::string state_path;          ///< the SQLite file; empty: <state-dir>/gateway.db
+  std::string state_dir;           ///< sandboxes' directories (process backend); empty: $TMPDIR/execd-gateway-<uid>
+  size_t max_sandboxes = 0;        ///< 0: no cap of the gateway's own
+  std::string rootfs_dir;          ///< image.uri names a directory under it (process backend)
+  std::vector<PoolSpec> pools;     ///< --pool IMAGE=N, repeatable
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string docker_runtime;      ///< e.g. runsc; empty: the engine's default
+  std::string execd_bin;           ///< empty: `execd` beside the gateway binary
+  std::string endpoint_mode = "direct";  ///< direct | proxy: what endpoints/{port} answers
+  std::string public_url;          ///< proxy mode's base URL; empty: http://<the Host header clients sent>
+  std::chrono::milliseconds sandbox_start_timeout{30000};
+  std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};
+  std::chrono::milliseconds graceful_shutdown_timeout{3000};
+  std::string log_level = "info";
+  std::string log_file;
+  bool show_help = false;
+};
+
+/// argv (without the program name) and the environment into a GatewayConfig; flag >
+/// env > default. invalid_argument with one line naming the bad flag or variable.
+core::Result<GatewayConfig> parse_gateway_config(const std::vector<std::string>& args,
+                                                 const std::map<std::string, std::string>& env);
+
+/// The --help text.
+std::string gateway_config_help();
+
+}  // namespace execd::gateway
