@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and test toolchain and libraries (Debian bookworm names).
 APT_BUILD := meson ninja-build pkg-config g++ python3 \
 	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev \
-	libre2-dev libarchive-dev
+	libre2-dev libarchive-dev libsqlite3-dev
 # What the daemon drives at run time: shells and tools commands expect, and the Python
 # kernel (ipykernel) with the libraries users plot and compute with.
 APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
@@ -30,7 +30,7 @@ KERNELS_DATA := $(CURDIR)/.kernels/share/jupyter
 KERNELSPECS := $(KERNELS_DATA)/kernels
 export JUPYTER_PATH := $(KERNELS_DATA)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 
-.PHONY: all deps packages kernels build run test test-sanitize fuzz bench fmt lint clean
+.PHONY: all deps packages kernels build run run-gateway test test-sanitize fuzz bench fmt lint clean
 
 all: build
 
@@ -74,6 +74,12 @@ build: packages $(BUILD)/build.ninja
 
 run: build kernels
 	./$(BUILD)/execd $(ARGS)
+
+# The control plane on this machine: the process backend (each sandbox an execd in
+# bubblewrap), the Lifecycle API on 127.0.0.1:8080 (README, "execd-gateway"). ARGS adds
+# flags, e.g. ARGS="--api-key secret --pool host=2".
+run-gateway: build
+	./$(BUILD)/execd-gateway --backend process $(ARGS)
 
 # meson runs every test executable; summarize.py adds up doctest's per-executable counts
 # into the one closing line `N passed, M failed` and fails if anything failed or crashed.
@@ -149,6 +155,7 @@ lint:
 	@! grep -rlE '#include <archive(_entry)?\.h>' src | grep -vE 'files/archive_(stream|extract|loader)\.cpp' || { echo "lint: libarchive outside files/archive_*"; exit 1; }
 	@! grep -rl '#include <zmq.h>' src | grep -v 'jupyter/zmq_loader.cpp' || { echo "lint: libzmq's C API outside jupyter/zmq_loader.cpp"; exit 1; }
 	@! grep -rl 'dlopen' src | grep -v 'core/lazy_library.cpp' || { echo "lint: dlopen outside core/lazy_library.cpp"; exit 1; }
+	@! grep -rnE '#include (<httplib.h>|"http/)' src/gateway | grep -vE '^src/gateway/(api/|gateway_app\.(c|h)pp|main\.cpp)' | grep -v '"http/client.hpp"' || { echo "lint: the gateway's domain (src/gateway outside api/, gateway_app, main) includes HTTP server headers; only http/client.hpp"; exit 1; }
 	@echo "lint: layering ok"
 
 clean:
