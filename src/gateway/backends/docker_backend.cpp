@@ -77,6 +77,13 @@ core::Result<DockerBackend> DockerBackend::open(DockerBackendConfig config) {
 std::string DockerBackend::resource_name(const std::string& sandbox_id) { return "execd-" + sandbox_id; }
 
 core::Result<void> DockerBackend::validate(const SandboxSpec& spec) const {
+  if (auto limits = check_limits(spec); !limits) return limits;
+  auto image = engine_.inspect_image(spec.image);
+  if (!image) return image_error(image.error(), spec.image);
+  return {};
+}
+
+core::Result<void> DockerBackend::check_limits(const SandboxSpec& spec) const {
   const auto& l = spec.limits;
   if (l.memory_bytes > 0 && l.memory_bytes < kMinMemoryBytes) {
     return core::make_error(core::Errc::invalid_argument,
@@ -103,8 +110,6 @@ core::Result<void> DockerBackend::validate(const SandboxSpec& spec) const {
       return core::make_error(core::Errc::invalid_argument, "env: '" + key + "' is not a variable name");
     }
   }
-  auto image = engine_.inspect_image(spec.image);
-  if (!image) return image_error(image.error(), spec.image);
   return {};
 }
 
@@ -139,7 +144,7 @@ core::Result<Placement> DockerBackend::create(const std::string& sandbox_id, con
       })) {
     return core::make_error(core::Errc::invalid_argument, "sandbox id '" + sandbox_id + "' cannot name a container");
   }
-  if (auto v = validate(spec); !v) return v.error();
+  if (auto v = check_limits(spec); !v) return v.error();
   auto image = engine_.inspect_image(spec.image);
   if (!image) return image_error(image.error(), spec.image).error();
 

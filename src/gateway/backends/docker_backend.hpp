@@ -64,6 +64,8 @@ class DockerBackend final : public Backend {
   DockerBackend(DockerBackendConfig config, DockerEngine engine, EngineInfo info)
       : config_(std::move(config)), engine_(std::move(engine)), engine_info_(std::move(info)) {}
 
+  /// validate() without the image: limits the engine can express, env names.
+  core::Result<void> check_limits(const SandboxSpec& spec) const;
   /// The container (and its network) made for `sandbox_id`.
   [[nodiscard]] static std::string resource_name(const std::string& sandbox_id);
   /// Removes a container and the network of the same name; what is already gone is fine.
