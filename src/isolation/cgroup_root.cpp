@@ -256,7 +256,13 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
 }
 
 CgroupRoot::~CgroupRoot() {
-  if (parents_.empty() || keep_groups_) return;
+  if (parents_.empty()) return;
+  if (keep_groups_) {
+    // Only an empty parent goes (rmdir refuses one with child groups): no litter of
+    // parents from gateways that ran no sandbox, none taken from one that still has some.
+    for (const auto& [controller, d] : parents_) ::rmdir(d.c_str());
+    return;
+  }
   std::map<std::string, std::string> grandparents;
   std::string name;
   for (const auto& [controller, d] : parents_) {
@@ -288,7 +294,16 @@ core::Result<std::unique_ptr<Cgroup>> CgroupRoot::create(const std::string& name
       dirs[controller] = d;
       continue;
     }
-    if (::mkdir(d.c_str(), 0755) != 0) {
+    // A kept parent that was empty may have been removed by another object of the same
+    // name going away (a gateway restarting): make it again.
+    int rc = ::mkdir(d.c_str(), 0755);
+    if (rc != 0 && errno == ENOENT && keep_groups_ && ::mkdir(parent.c_str(), 0755) == 0) {
+      if (version_ == 2) {
+        for (const auto& c : kV2Controllers) (void)write_cgroup_file(parent + "/cgroup.subtree_control", "+" + c);
+      }
+      rc = ::mkdir(d.c_str(), 0755);
+    }
+    if (rc != 0) {
       const int err = errno;
       Cgroup partial(version_, dirs);  // removes what was made
       return core::make_error(err == EEXIST ? core::Errc::conflict : core::Errc::unavailable,

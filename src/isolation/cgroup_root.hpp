@@ -29,8 +29,9 @@ class CgroupRoot {
     /// Also the v1 cpu controller, for CPU quotas (v2 delegates cpu anyway). Off for
     /// execd, whose executions are limited in CPU time by rlimit, not bandwidth.
     bool cpu = false;
-    /// The destructor leaves the parent and its groups alone: the gateway's sandboxes
-    /// outlive the gateway, and a restarted one finds them again by `name`.
+    /// The destructor leaves the parent's groups alone (and the parent, unless it is
+    /// empty): the gateway's sandboxes outlive the gateway, and a restarted one finds
+    /// them again by `name`.
     bool keep_groups = false;
   };
 

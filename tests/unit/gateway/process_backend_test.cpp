@@ -346,6 +346,22 @@ TEST_CASE("process backend: sandboxes outlive the backend object; a new one on t
   listed = second->list();
   REQUIRE(listed.ok());
   CHECK(listed->empty());
+
+  // An empty cgroup parent goes with the last object; one still in use is made again.
+  const auto parents = second->cgroups().parent_dirs();
+  REQUIRE_FALSE(parents.empty());
+  {
+    auto other = open_backend(state.str());
+    second.reset();
+    for (const auto& [controller, d] : parents) CHECK_FALSE(fs::exists(d));
+    const std::string again_id = unique_id("again");
+    auto again = other->create(again_id, host_spec(), kToken);
+    REQUIRE_MESSAGE(again.ok(), (again.ok() ? "" : again.error().message));
+    CHECK(ping(*again, kToken) == 200);
+    REQUIRE(other->remove(*again).ok());
+    check_gone(*other, again_id);
+  }
+  for (const auto& [controller, d] : parents) CHECK_FALSE(fs::exists(d));
 }
 
 TEST_CASE("process backend: a sandbox whose execd ends is reported exited with its status") {
