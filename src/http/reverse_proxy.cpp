@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include "http/buffered_server.hpp"
@@ -67,6 +70,55 @@ core::Error upstream_error(const core::Error& e) {
   return core::make_error(core::Errc::bad_gateway, "upstream " + e.message);
 }
 
+}  // namespace
+
+// Idle upstream connections by endpoint, most recent last. A connection is put back only
+// after a whole response (its framing ended, no Connection: close) and taken only if it
+// still looks alive (nothing readable: no stray bytes, no close) and is not too old.
+struct ReverseProxy::Pool {
+  struct Idle {
+    std::string key;
+    UpstreamConnection conn;
+    Clock::time_point since;
+  };
+  std::mutex mu;
+  std::deque<Idle> idle;
+  size_t max_per_key = 0;
+  std::chrono::milliseconds keep{0};
+
+  std::optional<UpstreamConnection> take(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto now = Clock::now();
+    while (!idle.empty() && now - idle.front().since > keep) idle.pop_front();
+    for (auto it = idle.end(); it != idle.begin();) {
+      --it;
+      if (it->key != key) continue;
+      UpstreamConnection conn = std::move(it->conn);
+      it = idle.erase(it);
+      pollfd p{conn.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) == 0) return conn;
+    }
+    return std::nullopt;
+  }
+  void put(std::string key, UpstreamConnection conn) {
+    if (max_per_key == 0) return;
+    std::lock_guard<std::mutex> lock(mu);
+    size_t same = 0;
+    for (const auto& i : idle) same += i.key == key;
+    if (same >= max_per_key) {
+      for (auto it = idle.begin(); it != idle.end(); ++it) {
+        if (it->key == key) {
+          idle.erase(it);
+          break;
+        }
+      }
+    }
+    idle.push_back(Idle{std::move(key), std::move(conn), Clock::now()});
+  }
+};
+
+namespace {
+
 // What a response body provider needs after forward() returns: httplib calls it while it
 // writes the response, on the same thread, and destroys it with the Response.
 struct BodyRelay {
@@ -75,6 +127,20 @@ struct BodyRelay {
   std::chrono::milliseconds idle;
   std::shared_ptr<ProxyStats> stats;
   std::string what;  // "GET /path from host:port", for the log
+  std::shared_ptr<ReverseProxy::Pool> pool;  // where the connection goes once the body is whole
+  bool reusable = false;                     // the upstream did not say Connection: close
+  bool complete = false;
+
+  BodyRelay(UpstreamConnection c, std::chrono::milliseconds i, std::shared_ptr<ProxyStats> s, std::string w,
+            std::shared_ptr<ReverseProxy::Pool> p, bool r)
+      : conn(std::move(c)), idle(i), stats(std::move(s)), what(std::move(w)), pool(std::move(p)), reusable(r) {}
+  BodyRelay(const BodyRelay&) = delete;
+  BodyRelay& operator=(const BodyRelay&) = delete;
+  ~BodyRelay() {
+    if (!complete || !reusable) return;
+    std::string key = conn.where();  // before the connection is moved from
+    pool->put(std::move(key), std::move(conn));
+  }
 
   // One piece of the body into the sink: false when the upstream broke off or the client
   // went away (httplib then closes the connection without a clean end).
@@ -90,10 +156,12 @@ struct BodyRelay {
         // A Content-Length body cannot end early: read_body only says 0 once it is whole.
         return false;
       }
+      complete = true;
       sink.done();
       return true;
     }
     stats->bytes_from_upstream.fetch_add(*n, std::memory_order_relaxed);
+    if (!chunked && conn.remaining() == 0) complete = true;
     return sink.write(piece.get(), *n);
   }
 };
@@ -178,7 +246,10 @@ std::optional<std::string> target_after(std::string_view raw_target, std::string
 }
 
 ReverseProxy::ReverseProxy(ProxyOptions options)
-    : options_(std::move(options)), stats_(std::make_shared<ProxyStats>()) {}
+    : options_(std::move(options)), stats_(std::make_shared<ProxyStats>()), pool_(std::make_shared<Pool>()) {
+  pool_->max_per_key = options_.max_idle_per_upstream;
+  pool_->keep = options_.idle_keep;
+}
 
 void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* body,
                            const ProxyTarget& target, const std::string& upstream_target) const {
@@ -232,11 +303,8 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   if (!client_host.empty()) head += "X-Forwarded-Host: " + client_host + "\r\n";
   head += std::string(kRequestIdHeader) + ": " + HttpServer::current_request_id() + "\r\n";
   for (const auto& [name, value] : target.headers) head += name + ": " + value + "\r\n";
-  if (is_websocket) {
-    head += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
-  } else {
-    head += "Connection: close\r\n";
-  }
+  // Otherwise HTTP/1.1's default: the connection may be kept alive for the next request.
+  if (is_websocket) head += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
   if (send_chunked) {
     head += "Transfer-Encoding: chunked\r\n";
   } else if (has_body) {
@@ -247,9 +315,24 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   }
   head += "\r\n";
 
-  auto conn = UpstreamConnection::open(target.endpoint, Clock::now() + options_.connect_timeout);
+  // A pooled connection may have been closed by the upstream since: a request without a
+  // body that is safe to repeat (GET, HEAD, OPTIONS) is then sent again on a fresh one.
+  const bool may_reuse = !is_websocket && body == nullptr &&
+                         (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS");
+  const std::string key = UpstreamConnection::where_of(target.endpoint);
+  std::optional<UpstreamConnection> pooled = may_reuse ? pool_->take(key) : std::nullopt;
+  core::Result<UpstreamConnection> conn =
+      pooled ? core::Result<UpstreamConnection>(std::move(*pooled))
+             : UpstreamConnection::open(target.endpoint, Clock::now() + options_.connect_timeout);
   if (!conn) return fail(conn.error());
-  if (auto sent = conn->send(head, Clock::now() + options_.idle_timeout); !sent) return fail(sent.error());
+  auto sent = conn->send(head, Clock::now() + options_.idle_timeout);
+  if (!sent && pooled) {
+    conn = UpstreamConnection::open(target.endpoint, Clock::now() + options_.connect_timeout);
+    if (!conn) return fail(conn.error());
+    pooled.reset();
+    sent = conn->send(head, Clock::now() + options_.idle_timeout);
+  }
+  if (!sent) return fail(sent.error());
 
   // The body goes up as it arrives. An upstream that answers early (413, 401) and stops
   // reading makes a send fail: its answer is still read and relayed below.
@@ -293,6 +376,12 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   }
 
   auto response_head = conn->read_head(req.method, Clock::now() + options_.idle_timeout);
+  if (!response_head && pooled) {
+    conn = UpstreamConnection::open(target.endpoint, Clock::now() + options_.connect_timeout);
+    if (!conn) return fail(conn.error());
+    if (auto again = conn->send(head, Clock::now() + options_.idle_timeout); !again) return fail(again.error());
+    response_head = conn->read_head(req.method, Clock::now() + options_.idle_timeout);
+  }
   if (!response_head) {
     return fail(body_done ? response_head.error()
                           : conn->fail("the request body could not be forwarded (" + response_head.error().message + ")"));
@@ -338,14 +427,16 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
 
   const BodyFraming framing = conn->framing();
+  const bool reusable = !names_token(response_head->header("Connection"), "close");
   if (framing == BodyFraming::none) {
     if (!content_type.empty()) res.set_header("Content-Type", content_type);
+    if (reusable && body_done) pool_->put(key, std::move(*conn));
     return;
   }
   if (content_type.empty()) content_type = "application/octet-stream";
   std::string what = req.method + " " + upstream_target + " from " + conn->where();
-  auto relay_state = std::make_shared<BodyRelay>(BodyRelay{std::move(*conn), std::unique_ptr<char[]>(new char[kPiece]),
-                                                           options_.idle_timeout, stats_, std::move(what)});
+  auto relay_state = std::make_shared<BodyRelay>(std::move(*conn), options_.idle_timeout, stats_, std::move(what), pool_,
+                                                 reusable && body_done && framing != BodyFraming::until_close);
   if (framing == BodyFraming::length) {
     res.set_content_provider(static_cast<size_t>(relay_state->conn.remaining()), content_type,
                              [relay_state](size_t /*offset*/, size_t length, httplib::DataSink& sink) {

@@ -44,6 +44,11 @@ struct ProxyOptions {
   std::vector<std::string> withheld_headers;
   /// When set (the server stopping), WebSocket relays end within a second.
   const std::atomic<bool>* stopping = nullptr;
+  /// Upstream connections kept alive after a whole response, per upstream, for the next
+  /// GET/HEAD/OPTIONS (0: a fresh connection per request), and for how long (below the
+  /// upstream's own keep-alive timeout: execd's is 5 s).
+  size_t max_idle_per_upstream = 8;
+  std::chrono::milliseconds idle_keep{2000};
 };
 
 /// A streaming HTTP/1.1 reverse proxy, run inside an HttpServer handler on the request's
@@ -60,6 +65,8 @@ struct ProxyOptions {
 ///  - an upstream that cannot be reached, or breaks off before its response head, is a 502
 ///    `BAD_GATEWAY` naming it; one that dies mid-body cuts the client's response (no
 ///    clean end: the connection closes short of the length or the last chunk), logged;
+///  - upstream connections are kept alive and reused, but only for GET, HEAD and OPTIONS
+///    (no body, idempotent: one that went stale is retried once on a fresh connection);
 ///  - `Upgrade: websocket` is forwarded; on the upstream's 101 the client's connection is
 ///    taken over (BufferedServer::take_over_connection), the 101 relayed, and bytes copied
 ///    both ways with poll() until either side closes.
@@ -75,9 +82,12 @@ class ReverseProxy {
 
   [[nodiscard]] const ProxyStats& stats() const { return *stats_; }
 
+  struct Pool;  ///< idle upstream connections (defined in the .cpp)
+
  private:
   ProxyOptions options_;
   std::shared_ptr<ProxyStats> stats_;  // shared with response providers that outlive a call
+  std::shared_ptr<Pool> pool_;         // idle upstream connections, shared the same way
 };
 
 /// Where a request to a proxy route goes, as its route decides.

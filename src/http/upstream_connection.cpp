@@ -1,5 +1,6 @@
 #include "http/upstream_connection.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -62,6 +63,13 @@ core::Result<core::UniqueFd> connect_to(const ClientEndpoint& ep, Clock::time_po
     std::memcpy(addr.sun_path, ep.unix_path.data(), ep.unix_path.size());
     return try_connect(AF_UNIX, SOCK_STREAM, 0, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   }
+  // A numeric address (the usual upstream: a sandbox on loopback) skips the resolver.
+  sockaddr_in v4{};
+  if (::inet_pton(AF_INET, ep.host.c_str(), &v4.sin_addr) == 1) {
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(static_cast<uint16_t>(ep.port));
+    return try_connect(AF_INET, SOCK_STREAM, 0, reinterpret_cast<const sockaddr*>(&v4), sizeof v4);
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -116,6 +124,8 @@ core::Result<UpstreamConnection> UpstreamConnection::open(const ClientEndpoint& 
 }
 
 std::string UpstreamConnection::where() const { return where_of(endpoint_); }
+
+std::string UpstreamConnection::where_of(const ClientEndpoint& endpoint) { return http::where_of(endpoint); }
 
 core::Error UpstreamConnection::fail(const std::string& what) const { return fail_at(endpoint_, what); }
 

@@ -65,8 +65,9 @@ class UpstreamConnection {
   std::string take_buffered();
   [[nodiscard]] int fd() const { return fd_.get(); }
   [[nodiscard]] const ClientEndpoint& endpoint() const { return endpoint_; }
-  /// "host:port" or "unix:/path", for messages.
+  /// "host:port" or "unix:/path", for messages (and as a key).
   [[nodiscard]] std::string where() const;
+  static std::string where_of(const ClientEndpoint& endpoint);
   /// An `unavailable` error naming the endpoint.
   [[nodiscard]] core::Error fail(const std::string& what) const;
 

@@ -247,6 +247,12 @@ TEST_CASE("proxy: headers forwarded, hop-by-hop and the client's key dropped, qu
   CHECK(r->get_header_value("Keep-Alive") != "timeout=99");
   CHECK(r->get_header_value("X-Request-ID") == "trace-7");
 
+  // The upstream connection was kept alive: the next GET reuses it (same client port
+  // as the upstream saw it).
+  auto again = c->Get(via(upstream.port, "/echo").c_str(), key());
+  REQUIRE(again);
+  CHECK(nlohmann::json::parse(again->body)["headers"].value("REMOTE_PORT", "") == h.value("REMOTE_PORT", "?"));
+
   // A chunked request body is forwarded chunked; a sized one with its length.
   std::string body(300000, 'q');
   r = c->Post(via(upstream.port, "/echo").c_str(), key(), body, "application/octet-stream");
