@@ -10,6 +10,7 @@
 #include "gateway/api/metrics_routes.hpp"
 #include "gateway/api/proxy_routes.hpp"
 #include "gateway/api/sandbox_routes.hpp"
+#include "gateway/backends/docker_backend.hpp"
 #include "gateway/backends/process_backend.hpp"
 #include "gateway/sandbox_service.hpp"
 #include "gateway/sandbox_store.hpp"
@@ -44,6 +45,25 @@ core::Result<std::shared_ptr<Backend>> make_backend(const GatewayConfig& c, cons
     auto backend = ProcessBackend::open(std::move(o));
     if (!backend) return backend.error();
     return std::shared_ptr<Backend>(std::move(*backend));
+  }
+  if (c.backend == "docker") {
+    DockerBackendConfig d;
+    d.docker_host = c.docker_host;
+    d.runtime = c.docker_runtime;
+    // `make bundle`'s output beside this binary (build/bundle next to build/execd-gateway).
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    d.bundle_dir = ec ? "" : (self.parent_path() / "bundle").string();
+    // The engine's containers belong to this gateway's table: name the instance after
+    // where the table lives, so a restart (same table) finds them and another gateway
+    // on the same engine does not (FNV-1a, stable across builds).
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char ch : state_dir + "|" + c.state_path) h = (h ^ ch) * 1099511628211ull;
+    d.instance = "gw-";
+    for (int shift = 60; shift >= 0; shift -= 4) d.instance += "0123456789abcdef"[(h >> shift) & 0xf];
+    auto backend = DockerBackend::open(std::move(d));
+    if (!backend) return backend.error();
+    return std::shared_ptr<Backend>(std::make_shared<DockerBackend>(std::move(*backend)));
   }
   return make_error(Errc::invalid_argument, "backend '" + c.backend + "' is not built into this gateway");
 }
