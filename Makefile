@@ -29,6 +29,8 @@ TSLAB_BIN := $(TSLAB_DIR)/node_modules/.bin/tslab
 KERNELS_DATA := $(CURDIR)/.kernels/share/jupyter
 KERNELSPECS := $(KERNELS_DATA)/kernels
 export JUPYTER_PATH := $(KERNELS_DATA)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
+# TypeScript handlers on /invoke compile with the typescript package tslab brings.
+export EXECD_TYPESCRIPT_MODULE ?= $(TSLAB_DIR)/node_modules/@tslab/typescript-for-tslab
 
 .PHONY: all deps packages kernels build run run-gateway test test-sanitize fuzz bench fmt lint clean
 
@@ -148,9 +150,9 @@ fmt:
 
 # Layering (docs/ARCHITECTURE.md): HTTP stays in api/ and http/, ZeroMQ in its two files.
 lint:
-	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/isolation src/files src/metrics src/jupyter src/commands || { echo "lint: HTTP below api/"; exit 1; }
+	@! grep -rlE '#include <httplib.h>|#include "http/' src/core src/exec src/process src/isolation src/files src/metrics src/jupyter src/commands src/invoke || { echo "lint: HTTP below api/"; exit 1; }
 	@! grep -rl 'zmq.hpp' src | grep -vE 'jupyter/(kernel_client|wire)\.(c|h)pp' || { echo "lint: zmq outside jupyter/kernel_client and jupyter/wire"; exit 1; }
-	@! grep -rl 'openssl/' src | grep -vE 'jupyter/hmac_signer.cpp|deferred_openssl_init.cpp' || { echo "lint: OpenSSL outside jupyter/hmac_signer.cpp (and the programs' deferred_openssl_init.cpp)"; exit 1; }
+	@! grep -rl 'openssl/' src | grep -vE 'jupyter/hmac_signer.cpp|invoke/artifact_scan.cpp|deferred_openssl_init.cpp' || { echo "lint: OpenSSL outside jupyter/hmac_signer.cpp, invoke/artifact_scan.cpp (and the programs' deferred_openssl_init.cpp)"; exit 1; }
 	@! grep -rlE '#include <re2/' src | grep -v 'files/content_search.cpp' || { echo "lint: RE2 outside files/content_search.cpp"; exit 1; }
 	@! grep -rlE '#include <archive(_entry)?\.h>' src | grep -vE 'files/archive_(stream|extract|loader)\.cpp' || { echo "lint: libarchive outside files/archive_*"; exit 1; }
 	@! grep -rl '#include <zmq.h>' src | grep -v 'jupyter/zmq_loader.cpp' || { echo "lint: libzmq's C API outside jupyter/zmq_loader.cpp"; exit 1; }

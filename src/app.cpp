@@ -7,6 +7,7 @@
 #include "api/download_routes.hpp"
 #include "api/edit_routes.hpp"
 #include "api/grep_routes.hpp"
+#include "api/invoke_routes.hpp"
 #include "api/execution_routes.hpp"
 #include "api/file_routes.hpp"
 #include "api/process_routes.hpp"
@@ -23,6 +24,7 @@
 #include "files/disk_quota.hpp"
 #include "files/file_service.hpp"
 #include "files/resumable_uploads.hpp"
+#include "invoke/invoker.hpp"
 #include "http/http_server.hpp"
 #include "jupyter/context_manager.hpp"
 #include "metrics/execution_metrics.hpp"
@@ -144,6 +146,14 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_command_routes(*server_, commands_, sessions_);
   api::register_session_routes(*server_, sessions_);
   api::register_code_routes(*server_, contexts_, commands_, sessions_);
+  // Handlers (issue 13): each invocation a fresh interpreter through the command runner;
+  // working directories in the runtime directory, so a crashed daemon's are removed.
+  invoke::Invoker::Options invoke_options;
+  invoke_options.runtimes.typescript_module_dir = config_.typescript_module;
+  invoke_options.work_base = runtime_ ? runtime_->path() + "/invocations" : spill_dir + "/execd-invocations";
+  invoke_options.retention = config_.execution_retention;
+  invoker_ = std::make_shared<invoke::Invoker>(commands_, invoke_options);
+  api::register_invoke_routes(*server_, invoker_, isolator.get());
   api::register_process_routes(*server_);
   api::register_file_routes(*server_, files_);
   api::register_download_routes(*server_, files_);

@@ -12,6 +12,7 @@ namespace execd {
 namespace commands { class CommandRunner; class SessionManager; }
 namespace exec { class ExecutionRegistry; }
 namespace files { class FileService; class ResumableUploads; }
+namespace invoke { class Invoker; }
 namespace process { class ChildReaper; class Reactor; }
 namespace http { class HttpServer; }
 namespace jupyter { class ContextManager; }
@@ -44,6 +45,7 @@ class App {
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
+  std::shared_ptr<invoke::Invoker> invoker_;  // after commands_: destroyed first, its queued results done
   std::shared_ptr<files::FileService> files_;
   std::shared_ptr<files::ResumableUploads> uploads_;
   std::shared_ptr<jupyter::ContextManager> contexts_;

@@ -173,6 +173,9 @@ void Command::finish(int wait_status, const rusage& usage) {
       {"duration_ms", ms},
       {"cpu_time_ms", static_cast<int64_t>(timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime))},
       {"peak_memory_mb", static_cast<double>(usage.ru_maxrss) / 1024.0},
+      // Block I/O the process and its waited-for children did (512-byte units in rusage).
+      {"io_read_bytes", static_cast<int64_t>(usage.ru_inblock) * 512},
+      {"io_write_bytes", static_cast<int64_t>(usage.ru_oublock) * 512},
   };
 
   std::string error;
@@ -214,6 +217,10 @@ void Command::finish(int wait_status, const rusage& usage) {
     finished_at_ = std::chrono::system_clock::now();
     finished_steady_ = std::chrono::steady_clock::now();
     stdin_fd_.reset();
+  }
+  if (spec_.on_finish) {
+    spec_.on_finish(CommandOutcome{exit_code, error, timed_out, hit.has_value(), std::move(accounting), execution_});
+    return;
   }
   auto& log = *execution_->log();
   if (exit_code == 0 && !timed_out && !hit) {

@@ -3,11 +3,15 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "commands/line_splitter.hpp"
 #include "commands/output_log.hpp"
@@ -21,6 +25,16 @@ namespace execd::commands {
 
 using isolation::ExecutionGuard;  // lives in isolation/ so jupyter can hold one too
 
+/// How a command ended, for an owner that writes the terminal event itself.
+struct CommandOutcome {
+  int exit_code = -1;          ///< -1: killed by a signal
+  std::string error;           ///< empty on success: "exit status 3", "signal: killed", a limit's message
+  bool timed_out = false;
+  bool limit_hit = false;      ///< a resource limit ended it (`accounting` has "killed")
+  nlohmann::json accounting;   ///< duration_ms, cpu_time_ms, peak_memory_mb, io_*_bytes, exit_code, killed?
+  std::shared_ptr<exec::Execution> execution;  ///< whose log the owner closes
+};
+
 /// What to run (POST /command, or /code with no language).
 struct CommandSpec {
   std::string command;
@@ -32,6 +46,16 @@ struct CommandSpec {
   std::optional<uint32_t> gid;
   std::string stdin_data;                    ///< written to stdin first
   bool stdin_open = false;                   ///< keep stdin open for POST /command/{id}/stdin
+  /// Run this argv instead of `bash -c command` (an invocation's interpreter).
+  std::vector<std::string> argv;
+  /// Descriptors the process gets as 3, 4, ... (process::SpawnOptions::pass_fds); the
+  /// caller keeps them open until start() returns.
+  std::vector<int> pass_fds;
+  std::string kind;                          ///< the execution's kind; empty: (background-)command
+  /// When set, the command's log is left open when it ends and this is called instead
+  /// (on the reactor thread: it must only hand the work on); the owner closes the log
+  /// with its own terminal event.
+  std::function<void(CommandOutcome)> on_finish;
 };
 
 /// A point-in-time view for GET /command/status/{id}.

@@ -103,7 +103,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
   if (guarded && !options_.isolator) {
     return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
   }
-  if (spec.command.empty()) return core::make_error(core::Errc::invalid_argument, "command is empty");
+  if (spec.command.empty() && spec.argv.empty()) return core::make_error(core::Errc::invalid_argument, "command is empty");
   if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "timeout must not be negative");
   if (spec.gid && !spec.uid) return core::make_error(core::Errc::invalid_argument, "uid is required when gid is provided");
   if (!spec.cwd.empty()) {
@@ -112,7 +112,8 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
     spec.cwd = *cwd;
   }
   process::SpawnOptions so;
-  so.argv = {shell_path(), "-c", spec.command};
+  so.argv = spec.argv.empty() ? std::vector<std::string>{shell_path(), "-c", spec.command} : spec.argv;
+  so.pass_fds = spec.pass_fds;
   so.env = limits.level == isolation::Level::none ? command_environment(options_.envs_file, spec.envs)
                                                  : isolated_environment(options_.envs_file, spec.envs);
   so.cwd = spec.cwd;
@@ -129,7 +130,7 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
 
   sweep();
   auto output = std::make_unique<OutputLog>(options_.spill_dir);
-  auto execution = executions_->create(spec.background ? "background-command" : "command");
+  auto execution = executions_->create(!spec.kind.empty() ? spec.kind : spec.background ? "background-command" : "command");
   std::unique_ptr<ExecutionGuard> guard;
   if (guarded) {
     auto made = ExecutionGuard::make(*options_.isolator, limits, so, "c-" + execution->id());

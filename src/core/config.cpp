@@ -103,6 +103,9 @@ const std::vector<Option>& options() {
          }
          return {};
        }},
+      {"typescript-module", "EXECD_TYPESCRIPT_MODULE", "DIR",
+       "the typescript package's directory, for TypeScript handlers on /invoke (make run passes tslab's)",
+       flag_string(&Config::typescript_module)},
       {"kernel-start-timeout", "EXECD_KERNEL_START_TIMEOUT", "DUR", "a kernel that is not ready by then fails (default 30s)",
        flag_duration(&Config::kernel_start_timeout)},
       {"kernel-start-concurrency", "EXECD_KERNEL_START_CONCURRENCY", "N",
@@ -115,7 +118,7 @@ const std::vector<Option>& options() {
        flag_count(&Config::max_watches, 1, 100000)},
       {"max-watched-dirs", "EXECD_MAX_WATCHED_DIRS", "N", "directories one recursive file watch may cover (default 8192)",
        flag_count(&Config::max_watched_dirs, 1, 1000000)},
-      {"disk-quota", "EXECD_DISK_QUOTA", "SIZE", "bytes the files API may fill under the files root (default: no quota)",
+      {"disk-quota", "EXECD_DISK_QUOTA", "SIZE", "bytes the files API may fill under the files root: uploads, replace, edit and extract past it are 507 (default: no quota)",
        flag_bytes(&Config::disk_quota_bytes)},
       {"max-extract-bytes", "EXECD_MAX_EXTRACT_BYTES", "SIZE", "bytes one extracted archive may expand to (default 4GiB)",
        flag_bytes(&Config::max_extract_bytes)},

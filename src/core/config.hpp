@@ -52,6 +52,7 @@ struct Config {
   size_t kernel_pool_size = 1;                 ///< warm kernels kept per language used so far
   std::map<std::string, std::string> kernel_for_language;  ///< language -> kernelspec name
   std::chrono::milliseconds kernel_start_timeout{30000};
+  std::string typescript_module;               ///< the `typescript` package's directory, for TypeScript handlers
   size_t kernel_start_concurrency = 0;         ///< kernels starting at once; 0: one per CPU core
 
   // Files search

@@ -74,14 +74,14 @@ struct ChildPlan {
 // stdio. Marking rather than closing keeps the error-report pipe usable until execve.
 // The child has its own copy of the descriptor table (no CLONE_FILES), so this does not
 // touch the daemon's. Async-signal-safe: raw syscalls and a buffer on this stack only.
-bool cloexec_from_3() {
-  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return true;
+bool cloexec_from(unsigned first) {
+  if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return true;
   // Before Linux 5.11: walk /proc/self/fd with getdents64 (opendir would allocate).
   const int dir = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir < 0) {
     // No /proc: every possible descriptor, one fcntl each.
     const long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = 3; fd < (max > 0 ? max : 65536); ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (int fd = static_cast<int>(first); fd < (max > 0 ? max : 65536); ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
     return true;
   }
   alignas(8) char buf[2048];
@@ -106,7 +106,7 @@ bool cloexec_from_3() {
         }
         fd = fd * 10 + (*c - '0');
       }
-      if (digits && fd >= 3 && fd != dir) fcntl(fd, F_SETFD, FD_CLOEXEC);
+      if (digits && fd >= static_cast<int>(first) && fd != dir) fcntl(fd, F_SETFD, FD_CLOEXEC);
       off += reclen;
     }
   }
@@ -157,7 +157,14 @@ int run_child(void* arg) {
       child_fail(p.report_fd, kSetup, step);
     }
   }
-  if (!cloexec_from_3()) child_fail(p.report_fd, kCloseFds);
+  // Passed descriptors become 3, 4, ...: each is first copied above every target (a
+  // source may itself be numbered like a target), then placed; dup2 clears close-on-exec.
+  const auto n_pass = static_cast<int>(o.pass_fds.size());
+  for (int i = 0; i < n_pass; ++i) {
+    const int high = fcntl(o.pass_fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, 3 + n_pass + 64);
+    if (high < 0 || dup2(high, 3 + i) < 0) child_fail(p.report_fd, kDup);
+  }
+  if (!cloexec_from(static_cast<unsigned>(3 + n_pass))) child_fail(p.report_fd, kCloseFds);
   if (o.uid) {
     if (setgroups(static_cast<size_t>(p.n_groups), p.groups) != 0) child_fail(p.report_fd, kGroups);
     if (setgid(p.primary_gid) != 0) child_fail(p.report_fd, kSetgid);

@@ -30,6 +30,9 @@ struct SpawnOptions {
   /// be async-signal-safe and allocation-free. Returns 0, or an errno with `*failed_step`
   /// set to a static string naming the step (reported as the spawn's error).
   int (*child_setup)(const void* arg, const char** failed_step) noexcept = nullptr;
+  /// Descriptors of the daemon's handed to the child as 3, 4, ... in this order (the
+  /// daemon keeps its own; every other descriptor stays closed at exec).
+  std::vector<int> pass_fds;
   const void* child_setup_arg = nullptr;
 };
 

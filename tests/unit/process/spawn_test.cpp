@@ -54,6 +54,29 @@ TEST_CASE("the child leads its own process group and reads /dev/null by default"
   CHECK(WEXITSTATUS(status) == 0);
 }
 
+TEST_CASE("pass_fds: the given descriptors become 3, 4, ... and nothing else is inherited") {
+  int a[2];
+  int b[2];
+  REQUIRE(pipe2(a, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(b, O_CLOEXEC) == 0);
+  // Handed in reverse numbering order, so a source may sit where a target goes.
+  auto o = shell("echo to-three >&3; echo to-four >&4; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+  o.pass_fds = {b[1], a[1]};
+  auto child = process::spawn(o);
+  REQUIRE(child);
+  close(a[1]);
+  close(b[1]);
+  CHECK(read_all(b[0]) == "to-three\n");
+  CHECK(read_all(a[0]) == "to-four\n");
+  // 0-2, 3 and 4, and the descriptor ls opened to list the directory.
+  CHECK(read_all(child->stdout_fd.get()) == "0 1 2 3 4 5 ");
+  close(a[0]);
+  close(b[0]);
+  int status = 0;
+  waitpid(child->pid, &status, 0);
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
 TEST_CASE("signal_group reaches a grandchild") {
   auto child = process::spawn(shell("sleep 1010 & echo $!; wait"));
   REQUIRE(child);

@@ -1,0 +1,143 @@
+#include "invoke/handler_bootstrap.hpp"
+
+namespace execd::invoke {
+
+namespace {
+
+// Python: `async def handler` is awaited with asyncio.run; a return value JSON cannot
+// encode (or NaN) is an error of its own, named. SystemExit is reported as an error
+// with its code rather than ending the process silently.
+constexpr const char* kPython = R"PY(
+import sys, os, json, traceback, inspect
+def _execd_main():
+    channel = os.fdopen(3, "w", encoding="utf-8")
+    def send(doc):
+        channel.write(json.dumps(doc, allow_nan=False))
+        channel.flush()
+    def fail(kind, message, tb=""):
+        send({"ok": False, "error": {"type": kind, "message": message, "traceback": tb}})
+    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    namespace = {"__name__": "__handler__", "__builtins__": __builtins__}
+    try:
+        code = compile(request["code"], "<handler>", "exec")
+    except SyntaxError as e:
+        return fail("SyntaxError", str(e), traceback.format_exc())
+    try:
+        exec(code, namespace)
+        handler = namespace.get("handler")
+        if not callable(handler):
+            return fail("HandlerNotFound", "the code defines no function named handler")
+        value = handler(request["event"])
+        if inspect.isawaitable(value):
+            import asyncio
+            async def _await(v):
+                return await v
+            value = asyncio.run(_await(value))
+    except SystemExit as e:
+        return fail("SystemExit", "the handler called sys.exit(%r)" % (e.code,), traceback.format_exc())
+    except BaseException as e:
+        return fail(type(e).__name__, str(e), traceback.format_exc())
+    try:
+        body = json.dumps({"ok": True, "value": value}, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        return fail("NotSerializable", "the return value cannot be encoded as JSON: %s" % e)
+    channel.write(body)
+    channel.flush()
+_execd_main()
+)PY";
+
+// JavaScript: CommonJS-style code; the handler is module.exports.handler,
+// module.exports itself when a function, or a top-level `handler`.
+constexpr const char* kJavaScriptHead = R"JS(
+const fs = require("fs");
+const channel = 3;
+function send(doc) { fs.writeSync(channel, JSON.stringify(doc)); }
+function fail(type, message, stack) { send({ok: false, error: {type, message, traceback: stack || ""}}); }
+function encode(value) {
+  const seen = new Set();
+  return JSON.stringify({ok: true, value: value === undefined ? null : value}, (k, v) => {
+    if (typeof v === "bigint") throw new TypeError("a BigInt cannot be encoded as JSON");
+    if (typeof v === "number" && !Number.isFinite(v)) throw new TypeError("a non-finite number cannot be encoded as JSON");
+    if (typeof v === "function" || typeof v === "symbol") throw new TypeError("a " + typeof v + " cannot be encoded as JSON");
+    if (v !== null && typeof v === "object") { if (seen.has(v)) throw new TypeError("a cyclic value cannot be encoded as JSON"); seen.add(v); }
+    return v;
+  });
+}
+(async () => {
+  const request = JSON.parse(fs.readFileSync(0, "utf8"));
+  let code = request.code;
+)JS";
+
+constexpr const char* kTypeScriptTranspile = R"JS(
+  try {
+    const ts = require(process.env.EXECD_TYPESCRIPT_MODULE);
+    const out = ts.transpileModule(code, {reportDiagnostics: true, compilerOptions: {module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2020}});
+    const errors = (out.diagnostics || []).filter(d => d.category === ts.DiagnosticCategory.Error);
+    if (errors.length > 0) return fail("SyntaxError", ts.flattenDiagnosticMessageText(errors[0].messageText, "\n"), "");
+    code = out.outputText;
+  } catch (e) { return fail("TranspileError", String(e && e.message || e), String(e && e.stack || "")); }
+)JS";
+
+constexpr const char* kJavaScriptTail = R"JS(
+  let handler;
+  try {
+    const module = {exports: {}};
+    const define = new Function("module", "exports", "require", code + "\n;return typeof handler === 'function' ? handler : undefined;");
+    const top = define(module, module.exports, require);
+    const exp = module.exports;
+    handler = typeof exp === "function" ? exp : (exp && typeof exp.handler === "function" ? exp.handler : top);
+  } catch (e) {
+    return fail(e instanceof SyntaxError ? "SyntaxError" : (e && e.name) || "Error", String(e && e.message || e), String(e && e.stack || ""));
+  }
+  if (typeof handler !== "function") return fail("HandlerNotFound", "the code defines or exports no function named handler");
+  let value;
+  try {
+    value = await handler(request.event);
+  } catch (e) {
+    return fail((e && e.name) || "Error", String(e && e.message || e), String(e && e.stack || ""));
+  }
+  let body;
+  try { body = encode(value); } catch (e) { return fail("NotSerializable", "the return value cannot be encoded as JSON: " + e.message, ""); }
+  fs.writeSync(channel, body);
+})().catch(e => { try { fail("InternalError", String(e), ""); } catch (_) {} });
+)JS";
+
+}  // namespace
+
+core::Result<Language> parse_language(std::string_view text) {
+  if (text == "python" || text.empty()) return Language::python;
+  if (text == "javascript" || text == "js") return Language::javascript;
+  if (text == "typescript" || text == "ts") return Language::typescript;
+  return core::make_error(core::Errc::invalid_argument,
+                          "field 'language' must be python, javascript or typescript, got '" + std::string(text.substr(0, 40)) + "'");
+}
+
+std::string_view to_string(Language language) {
+  switch (language) {
+    case Language::python: return "python";
+    case Language::javascript: return "javascript";
+    case Language::typescript: return "typescript";
+  }
+  return "python";
+}
+
+core::Result<std::vector<std::string>> bootstrap_argv(Language language, const Runtimes& runtimes) {
+  switch (language) {
+    case Language::python:
+      // -I: isolated mode (no user site, no PYTHON* variables, no cwd on sys.path).
+      return std::vector<std::string>{runtimes.python, "-I", "-c", kPython};
+    case Language::javascript:
+      return std::vector<std::string>{runtimes.node, "-e", std::string(kJavaScriptHead) + kJavaScriptTail};
+    case Language::typescript:
+      if (runtimes.typescript_module_dir.empty()) {
+        return core::make_error(core::Errc::not_supported, "TypeScript handlers need the typescript package (make kernels installs it)");
+      }
+      return std::vector<std::string>{runtimes.node, "-e", std::string(kJavaScriptHead) + kTypeScriptTranspile + kJavaScriptTail};
+  }
+  return core::make_error(core::Errc::invalid_argument, "unknown language");
+}
+
+}  // namespace execd::invoke

@@ -1,0 +1,289 @@
+#include "invoke/invoker.hpp"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include "core/id.hpp"
+#include "core/json_parse.hpp"
+#include "exec/event.hpp"
+#include "invoke/artifact_scan.hpp"
+
+namespace execd::invoke {
+
+namespace {
+
+constexpr std::chrono::seconds kSweepEvery{60};
+
+std::string url_encode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+/// stdout and stderr as the handler wrote them (lines, each ended by "\n"), at most
+/// `cap` bytes each.
+struct Streams {
+  std::string out, err;
+  bool out_cut = false, err_cut = false;
+};
+
+Streams collect_streams(exec::EventLog& log, uint64_t cap) {
+  Streams s;
+  exec::Cursor cursor;
+  for (;;) {
+    auto batch = log.read(cursor, 1000, std::chrono::milliseconds(0));
+    if (batch.events.empty()) break;
+    for (const auto& e : batch.events) {
+      const bool is_err = e.type == "stderr";
+      if (!is_err && e.type != "stdout") continue;
+      auto parsed = core::parse_json(e.json);
+      if (!parsed || !parsed->contains("text") || !(*parsed)["text"].is_string()) continue;
+      std::string line = (*parsed)["text"].get<std::string>();
+      if (line == "\n") line.clear();  // an empty line is sent as "\n" (LineSplitter)
+      auto& text = is_err ? s.err : s.out;
+      auto& cut = is_err ? s.err_cut : s.out_cut;
+      if (cut) continue;
+      if (text.size() + line.size() + 1 > cap) {
+        text.append(line, 0, cap > text.size() ? cap - text.size() : 0);
+        cut = true;
+        continue;
+      }
+      text += line;
+      text += '\n';
+    }
+  }
+  return s;
+}
+
+nlohmann::json error_json(const std::string& type, const std::string& message, const std::string& traceback = {}) {
+  return {{"type", type}, {"message", message}, {"traceback", traceback}};
+}
+
+}  // namespace
+
+struct Invoker::Job {
+  commands::CommandOutcome outcome;
+  core::UniqueFd channel;  // the memfd the bootstrap writes its result to
+  std::string work_dir;
+  Language language = Language::python;
+};
+
+Invoker::Invoker(std::shared_ptr<commands::CommandRunner> runner, Options options)
+    : runner_(std::move(runner)), options_(std::move(options)), worker_([this] { run_worker(); }) {}
+
+Invoker::~Invoker() {
+  {
+    std::lock_guard lock(queue_->mu);
+    queue_->stopping = true;
+  }
+  queue_->cv.notify_all();
+  worker_.join();  // after the jobs queued so far are done
+}
+
+core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, const isolation::Limits& limits) {
+  if (spec.code.empty()) return core::make_error(core::Errc::invalid_argument, "field 'code' is required and must not be empty");
+  if (spec.timeout.count() < 0) return core::make_error(core::Errc::invalid_argument, "field 'timeout' must not be negative");
+  auto argv = bootstrap_argv(spec.language, options_.runtimes);
+  if (!argv) return argv.error();
+  sweep_work_dirs();
+
+  std::error_code ec;
+  std::filesystem::create_directories(options_.work_base, ec);
+  auto job = std::make_shared<Job>();
+  job->language = spec.language;
+  job->work_dir = options_.work_base + "/inv-" + core::random_hex(8);
+  if (::mkdir(job->work_dir.c_str(), 0700) != 0) {
+    return core::make_error(core::Errc::unavailable, "cannot make the invocation's working directory " + job->work_dir + ": " +
+                                                         std::strerror(errno));
+  }
+  job->channel.reset(::memfd_create("execd-invoke-result", MFD_CLOEXEC));
+  if (!job->channel.valid()) {
+    std::filesystem::remove_all(job->work_dir, ec);
+    return core::make_error(core::Errc::unavailable, std::string("cannot make the result channel: ") + std::strerror(errno));
+  }
+
+  commands::CommandSpec cs;
+  cs.argv = std::move(argv).value();
+  cs.pass_fds = {job->channel.get()};
+  cs.kind = "invocation";
+  cs.cwd = job->work_dir;
+  cs.timeout = spec.timeout;
+  cs.envs = std::move(spec.envs);
+  if (spec.language == Language::typescript) cs.envs["EXECD_TYPESCRIPT_MODULE"] = options_.runtimes.typescript_module_dir;
+  cs.stdin_data = exec::dump_json({{"code", std::move(spec.code)}, {"event", std::move(spec.event)}});
+  cs.on_finish = [weak = std::weak_ptr<Queue>(queue_), job](commands::CommandOutcome outcome) {
+    auto queue = weak.lock();
+    if (queue) {
+      std::lock_guard lock(queue->mu);
+      if (queue->stopping) queue.reset();
+    }
+    if (!queue) {
+      outcome.execution->log()->close(exec::events::error("InvocationError", "the daemon is stopping", {}));
+      return;
+    }
+    job->outcome = std::move(outcome);
+    {
+      std::lock_guard lock(queue->mu);
+      queue->jobs.push_back(job);
+    }
+    queue->cv.notify_one();
+  };
+  auto cmd = runner_->start(std::move(cs), limits);
+  if (!cmd) {
+    std::filesystem::remove_all(job->work_dir, ec);
+    return cmd.error();
+  }
+  return (*cmd)->execution();
+}
+
+void Invoker::run_worker() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(queue_->mu);
+      queue_->cv.wait(lock, [this] { return queue_->stopping || !queue_->jobs.empty(); });
+      if (queue_->jobs.empty()) return;  // stopping, nothing left
+      job = std::move(queue_->jobs.front());
+      queue_->jobs.pop_front();
+    }
+    finish(*job);
+  }
+}
+
+void Invoker::finish(Job& job) {
+  const auto& outcome = job.outcome;
+  auto& log = *outcome.execution->log();
+  nlohmann::json doc;
+  doc["id"] = outcome.execution->id();
+  doc["language"] = to_string(job.language);
+  doc["start"] = "cold";
+
+  // The result channel: one JSON document, or nothing when the process ended first.
+  std::optional<nlohmann::json> channel;
+  std::optional<nlohmann::json> channel_error;
+  struct stat st {};
+  if (::fstat(job.channel.get(), &st) == 0 && st.st_size > 0) {
+    if (static_cast<uint64_t>(st.st_size) > options_.max_return_bytes) {
+      channel_error = error_json("ReturnTooLarge", "the encoded return value is " + std::to_string(st.st_size) +
+                                                       " bytes, over the limit of " + std::to_string(options_.max_return_bytes));
+    } else {
+      std::string bytes(static_cast<size_t>(st.st_size), '\0');
+      const ssize_t n = ::pread(job.channel.get(), bytes.data(), bytes.size(), 0);
+      auto parsed = n == st.st_size ? core::parse_json(bytes) : core::Result<nlohmann::json>(core::make_error(core::Errc::internal, "short read"));
+      if (parsed && parsed->is_object() && parsed->contains("ok")) {
+        channel = std::move(parsed).value();
+      } else {
+        channel_error = error_json("BrokenResult", "the result channel held no valid result document (was descriptor 3 written to by the handler?)");
+      }
+    }
+  }
+  job.channel.reset();
+
+  std::string status;
+  nlohmann::json error = nullptr;
+  nlohmann::json value = nullptr;
+  const bool signalled = outcome.exit_code == -1;
+  if (outcome.timed_out) {
+    status = "timeout";
+    error = error_json("Timeout", outcome.error);
+  } else if (outcome.limit_hit || signalled) {
+    status = "killed";
+    error = error_json("Killed", outcome.error);
+  } else if (channel_error) {
+    status = "failed";
+    error = *channel_error;
+  } else if (channel && (*channel)["ok"] == true && outcome.exit_code == 0) {
+    status = "success";
+    value = (*channel)["value"];
+  } else if (channel && (*channel)["ok"] == false && channel->contains("error")) {
+    status = "failed";
+    error = (*channel)["error"];
+  } else {
+    status = "failed";
+    error = error_json(channel ? "ExitStatus" : "NoResult",
+                       channel ? "the handler returned but the process ended with " + outcome.error
+                               : "the process ended (" + (outcome.error.empty() ? std::string("exit status 0") : outcome.error) +
+                                     ") before the handler returned");
+  }
+  doc["status"] = status;
+  doc["return_value"] = value;
+  doc["error"] = error;
+  doc["exit_code"] = outcome.exit_code;
+
+  const auto streams = collect_streams(log, options_.max_stream_bytes);
+  doc["stdout"] = streams.out;
+  doc["stderr"] = streams.err;
+  doc["truncated"] = {{"stdout", streams.out_cut}, {"stderr", streams.err_cut}};
+
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const char* key : {"duration_ms", "cpu_time_ms", "peak_memory_mb", "io_read_bytes", "io_write_bytes"}) {
+    if (outcome.accounting.contains(key)) metrics[key] = outcome.accounting[key];
+  }
+  doc["metrics"] = metrics;
+  if (outcome.accounting.contains("killed")) doc["killed"] = outcome.accounting["killed"];
+
+  nlohmann::json artifacts = nlohmann::json::array();
+  for (const auto& a : scan_artifacts(job.work_dir, options_.max_artifacts, options_.artifact_hash_budget)) {
+    artifacts.push_back({{"path", a.path},
+                         {"size", a.size},
+                         {"sha256", a.sha256.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.sha256)},
+                         {"download", "/files/download?path=" + url_encode(a.path)}});
+  }
+  doc["artifacts"] = std::move(artifacts);
+  doc["work_dir"] = job.work_dir;
+  log.close(exec::events::custom(kResultEvent, std::move(doc)));
+}
+
+core::Result<nlohmann::json> Invoker::wait(const exec::Execution& execution, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  exec::Cursor cursor;
+  std::optional<exec::Event> last;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto batch = execution.log()->read(cursor, 1000, std::max(left, std::chrono::milliseconds(0)));
+    if (!batch.events.empty()) last = std::move(batch.events.back());
+    if (batch.end) break;
+    if (left.count() <= 0) return core::make_error(core::Errc::unavailable, "the invocation has not ended yet");
+  }
+  if (!last || last->type != kResultEvent) {
+    return core::make_error(core::Errc::internal, "the invocation ended without a result document");
+  }
+  auto doc = core::parse_json(last->json);
+  if (!doc) return doc.error();
+  doc->erase("type");
+  doc->erase("timestamp");
+  return doc;
+}
+
+void Invoker::sweep_work_dirs() {
+  {
+    std::lock_guard lock(sweep_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_sweep_ < kSweepEvery) return;
+    last_sweep_ = now;
+  }
+  std::error_code ec;
+  const auto cutoff = std::filesystem::file_time_type::clock::now() - options_.retention;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.work_base, ec)) {
+    if (entry.path().filename().string().rfind("inv-", 0) != 0) continue;
+    std::error_code time_ec;
+    if (entry.last_write_time(time_ec) < cutoff && !time_ec) std::filesystem::remove_all(entry.path(), time_ec);
+  }
+}
+
+}  // namespace execd::invoke

@@ -1,0 +1,260 @@
+// POST /invoke against real interpreters: each JSON type back from Python and JavaScript
+// (and TypeScript through tslab's compiler), async handlers, output that tries to forge
+// the result, capped output, every way a handler can fail, timeouts, artifacts, the
+// streamed form, and 200 invocations at once.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/daemon_process.hpp"
+#include "support/http_checks.hpp"
+#include "support/sse_reader.hpp"
+
+using execd::test::check_error;
+using execd::test::DaemonProcess;
+using execd::test::shell_output;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> daemon_args() {
+  std::vector<std::string> args;
+  if (const char* ts = std::getenv("EXECD_TYPESCRIPT_MODULE"); ts != nullptr && *ts != '\0') {
+    args = {"--typescript-module", ts};
+  }
+  return args;
+}
+
+json invoke(const DaemonProcess& d, const json& body) {
+  auto r = d.client()->Post("/invoke", body.dump(), "application/json");
+  REQUIRE(r);
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+json py(const DaemonProcess& d, const std::string& code, const json& event = nullptr, const json& extra = json::object()) {
+  json body = extra;
+  body["code"] = code;
+  body["event"] = event;
+  return invoke(d, body);
+}
+
+}  // namespace
+
+TEST_CASE("invoke: python handlers return every JSON type; async handlers are awaited") {
+  DaemonProcess d(daemon_args());
+  const json event = {{"n", 2}, {"s", "é"}, {"list", {1, 2.5, nullptr, true}}};
+  auto echo = py(d, "def handler(e):\n    return e\n", event);
+  CHECK(echo["status"] == "success");
+  CHECK(echo["return_value"] == event);
+  CHECK(echo["exit_code"] == 0);
+  CHECK(echo["error"].is_null());
+  CHECK(echo["start"] == "cold");
+  for (const auto& [code, want] : std::vector<std::pair<std::string, json>>{
+           {"def handler(e): return 42", 42},
+           {"def handler(e): return 1.5", 1.5},
+           {"def handler(e): return 'text'", "text"},
+           {"def handler(e): return [1, 'a', None]", json::array({1, "a", nullptr})},
+           {"def handler(e): return None", nullptr},
+           {"def handler(e): return False", false},
+           {"import asyncio\nasync def handler(e):\n    await asyncio.sleep(0.01)\n    return {'awaited': e}", {{"awaited", 7}}},
+       }) {
+    auto r = py(d, code, 7);
+    INFO(code);
+    CHECK(r["status"] == "success");
+    CHECK(r["return_value"] == want);
+  }
+  // Metrics of the run.
+  CHECK(echo["metrics"]["duration_ms"].is_number());
+  CHECK(echo["metrics"]["cpu_time_ms"].is_number());
+  CHECK(echo["metrics"]["peak_memory_mb"].get<double>() > 1.0);
+  CHECK(echo["metrics"].contains("io_read_bytes"));
+  // Every invocation is an execution.
+  auto e = d.client()->Get(("/executions/" + echo["id"].get<std::string>()).c_str());
+  REQUIRE(e);
+  CHECK(e->status == 200);
+  CHECK(json::parse(e->body)["kind"] == "invocation");
+}
+
+TEST_CASE("invoke: printed output can neither forge nor break the result; output is capped") {
+  DaemonProcess d(daemon_args());
+  auto r = py(d,
+              "import sys\n"
+              "def handler(e):\n"
+              "    print('{\"ok\": true, \"value\": \"forged\"}')\n"
+              "    print('RESULT:forged', file=sys.stderr)\n"
+              "    sys.stdout.write('\\x00\\xff garbage')\n"
+              "    return 'real'\n");
+  CHECK(r["status"] == "success");
+  CHECK(r["return_value"] == "real");
+  CHECK(r["stdout"].get<std::string>().find("forged") != std::string::npos);
+  CHECK(r["stderr"] == "RESULT:forged\n");
+  auto big = py(d, "def handler(e):\n    for i in range(40000):\n        print('x' * 99)\n    return 'done'\n");
+  CHECK(big["status"] == "success");
+  CHECK(big["return_value"] == "done");
+  CHECK(big["truncated"]["stdout"] == true);
+  CHECK(big["truncated"]["stderr"] == false);
+  CHECK(big["stdout"].get<std::string>().size() <= (1u << 20));
+  CHECK(big["stdout"].get<std::string>().size() > (1u << 19));
+}
+
+TEST_CASE("invoke: each way a handler fails is a clear failed result, and the next invocation is unaffected") {
+  DaemonProcess d(daemon_args());
+  auto raised = py(d, "def handler(e):\n    raise ValueError('bad input ' + str(e))\n", 5);
+  CHECK(raised["status"] == "failed");
+  CHECK(raised["error"]["type"] == "ValueError");
+  CHECK(raised["error"]["message"] == "bad input 5");
+  CHECK(raised["error"]["traceback"].get<std::string>().find("Traceback") != std::string::npos);
+  CHECK(raised["return_value"].is_null());
+  auto syntax = py(d, "def handler(e)\n    return 1\n");
+  CHECK(syntax["status"] == "failed");
+  CHECK(syntax["error"]["type"] == "SyntaxError");
+  auto missing = py(d, "def not_the_handler(e):\n    return 1\n");
+  CHECK(missing["status"] == "failed");
+  CHECK(missing["error"]["type"] == "HandlerNotFound");
+  auto unencodable = py(d, "def handler(e):\n    return object()\n");
+  CHECK(unencodable["status"] == "failed");
+  CHECK(unencodable["error"]["type"] == "NotSerializable");
+  auto nan = py(d, "def handler(e):\n    return float('nan')\n");
+  CHECK(nan["error"]["type"] == "NotSerializable");
+  auto exited = py(d, "import sys\ndef handler(e):\n    sys.exit(3)\n");
+  CHECK(exited["status"] == "failed");
+  CHECK(exited["error"]["type"] == "SystemExit");
+  CHECK(exited["error"]["message"].get<std::string>().find("3") != std::string::npos);
+  auto hard_exit = py(d, "import os\ndef handler(e):\n    os._exit(4)\n");
+  CHECK(hard_exit["status"] == "failed");
+  CHECK(hard_exit["error"]["type"] == "NoResult");
+  CHECK(hard_exit["exit_code"] == 4);
+  auto fine = py(d, "def handler(e):\n    return e + 1\n", 1);
+  CHECK(fine["status"] == "success");
+  CHECK(fine["return_value"] == 2);
+}
+
+TEST_CASE("invoke: a timeout ends the handler and its processes") {
+  DaemonProcess d(daemon_args());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = py(d, "import time, subprocess\ndef handler(e):\n    subprocess.Popen(['sleep', '31.5'])\n    time.sleep(30)\n", nullptr,
+              {{"timeout", 700}});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+  CHECK(r["status"] == "timeout");
+  CHECK(r["error"]["type"] == "Timeout");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(shell_output("pgrep -f '^sleep 31.5$' || true").empty());
+}
+
+TEST_CASE("invoke: files a handler writes are artifacts with their SHA-256, downloadable") {
+  DaemonProcess d(daemon_args());
+  auto r = py(d,
+              "import os\n"
+              "def handler(e):\n"
+              "    open('out.txt', 'w').write('hello')\n"
+              "    os.makedirs('sub', exist_ok=True)\n"
+              "    open('sub/data.bin', 'wb').write(b'\\x00' * 1000)\n"
+              "    return os.getcwd()\n");
+  REQUIRE(r["status"] == "success");
+  const auto cwd = r["return_value"].get<std::string>();
+  REQUIRE(r["artifacts"].size() == 2);
+  const auto& out = r["artifacts"][0];
+  CHECK(out["path"] == cwd + "/out.txt");
+  CHECK(out["size"] == 5);
+  CHECK(out["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  CHECK(r["artifacts"][1]["path"] == cwd + "/sub/data.bin");
+  CHECK(r["artifacts"][1]["size"] == 1000);
+  auto got = d.client()->Get(out["download"].get<std::string>().c_str());
+  REQUIRE(got);
+  CHECK(got->status == 200);
+  CHECK(got->body == "hello");
+  // The next invocation starts in a fresh, empty directory.
+  auto next = py(d, "import os\ndef handler(e):\n    return sorted(os.listdir('.'))\n");
+  CHECK(next["return_value"] == json::array());
+}
+
+TEST_CASE("invoke: javascript and typescript handlers, exported or defined, promises awaited") {
+  DaemonProcess d(daemon_args());
+  auto js = [&](const std::string& code, const json& event, const std::string& language = "javascript") {
+    return invoke(d, {{"code", code}, {"event", event}, {"language", language}});
+  };
+  auto exported = js("module.exports.handler = async (e) => { await new Promise(r => setTimeout(r, 5)); return {got: e}; };", 3);
+  CHECK(exported["status"] == "success");
+  CHECK(exported["return_value"] == json{{"got", 3}});
+  auto defined = js("function handler(e) { console.log('log line'); return [e, 'two', null, true]; }", 1);
+  CHECK(defined["return_value"] == json::array({1, "two", nullptr, true}));
+  CHECK(defined["stdout"] == "log line\n");
+  auto thrown = js("exports.handler = () => { throw new RangeError('boom'); };", nullptr);
+  CHECK(thrown["status"] == "failed");
+  CHECK(thrown["error"]["type"] == "RangeError");
+  CHECK(thrown["error"]["message"] == "boom");
+  auto none = js("const x = 1;", nullptr);
+  CHECK(none["error"]["type"] == "HandlerNotFound");
+  auto bigint = js("exports.handler = () => 10n;", nullptr);
+  CHECK(bigint["error"]["type"] == "NotSerializable");
+  auto syntax = js("function handler( {", nullptr);
+  CHECK(syntax["error"]["type"] == "SyntaxError");
+  auto ts = js("export async function handler(e: {n: number}): Promise<number> { return e.n * 2; }", {{"n", 21}}, "typescript");
+  CHECK(ts["status"] == "success");
+  CHECK(ts["return_value"] == 42);
+  auto ts_bad = js("export function handler(e: number): number { return e +; }", 1, "typescript");
+  CHECK(ts_bad["status"] == "failed");
+  CHECK(ts_bad["error"]["type"] == "SyntaxError");
+}
+
+TEST_CASE("invoke: ?stream=true streams output, then one event with the whole result") {
+  DaemonProcess d(daemon_args());
+  execd::test::SseRequest req;
+  req.method = "POST";
+  req.path = "/invoke?stream=true";
+  req.body = json{{"code", "def handler(e):\n    print('working')\n    return {'x': e}\n"}, {"event", 9}}.dump();
+  auto s = execd::test::sse_request(d.port(), req);
+  CHECK(s.status == 200);
+  CHECK(s.ended);
+  REQUIRE_FALSE(s.events.empty());
+  CHECK(s.events.front().type() == "init");
+  CHECK(s.of_type("stdout").size() == 1);
+  const auto& last = s.events.back();
+  CHECK(last.type() == "invoke_result");
+  CHECK(last.json["status"] == "success");
+  CHECK(last.json["return_value"] == json{{"x", 9}});
+}
+
+TEST_CASE("invoke: bad requests are 4xx naming the problem") {
+  DaemonProcess d(daemon_args());
+  auto post = [&](const std::string& body) { return d.client()->Post("/invoke", body, "application/json"); };
+  check_error(post("{}"), 400, "INVALID_REQUEST_BODY", "code");
+  check_error(post(R"({"code": ""})"), 400, "INVALID_REQUEST_BODY", "code");
+  check_error(post(R"({"code": "def handler(e): pass", "language": "cobol"})"), 400, "INVALID_REQUEST_BODY", "language");
+  check_error(post(R"({"code": "def handler(e): pass", "timeout": -1})"), 400, "INVALID_REQUEST_BODY", "timeout");
+  check_error(post(R"({"code": "def handler(e): pass", "envs": {"A": 1}})"), 400, "INVALID_REQUEST_BODY", "envs");
+  check_error(post(R"([1])"), 400, "INVALID_REQUEST_BODY", "object");
+  auto stream = d.client()->Post("/invoke?stream=maybe", R"({"code": "def handler(e): pass"})", "application/json");
+  check_error(stream, 400, "INVALID_REQUEST_BODY", "stream");
+}
+
+TEST_CASE("invoke: 200 invocations at once are all answered correctly") {
+  DaemonProcess d(daemon_args());
+  constexpr int kTotal = 200;
+  constexpr int kClients = 16;
+  std::atomic<int> next{0};
+  std::atomic<int> right{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      auto client = d.client();
+      for (int i = next++; i < kTotal; i = next++) {
+        const json body = {{"code", "def handler(e):\n    return e * 3\n"}, {"event", i}};
+        auto r = client->Post("/invoke", body.dump(), "application/json");
+        if (r && r->status == 200) {
+          const auto doc = json::parse(r->body);
+          if (doc["status"] == "success" && doc["return_value"] == i * 3) ++right;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(right.load() == kTotal);
+}
