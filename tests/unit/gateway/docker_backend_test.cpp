@@ -77,9 +77,9 @@ core::Result<http::ClientResponse> execd_call(const Placement& p, const std::str
   return http::send_request(http::ClientEndpoint{p.host, p.port, ""}, req);
 }
 
-/// Waits (15 s at most) until execd in the sandbox answers /ping with `token`.
+/// Waits (30 s at most: the machine may be loaded) until execd in the sandbox answers /ping with `token`.
 bool wait_ping(const Placement& p, const std::string& token) {
-  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
     auto r = execd_call(p, token, "GET", "/ping", "", "", 1s);
     if (r && r->status == 200) return true;
