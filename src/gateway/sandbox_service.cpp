@@ -27,6 +27,9 @@ SandboxService::SandboxService(std::shared_ptr<Backend> backend, std::unique_ptr
     : backend_(std::move(backend)), store_(std::move(store)), options_(std::move(options)) {
   counters_.backend = std::string(backend_->name());
   counters_.has_cap = options_.max_sandboxes != 0;
+  start_slots_ = options_.start_concurrency != 0
+                     ? options_.start_concurrency
+                     : std::max<size_t>(4, 2 * std::max(1u, std::thread::hardware_concurrency()));
 }
 
 SandboxService::~SandboxService() { stop(); }
@@ -281,7 +284,10 @@ core::Result<void> SandboxService::remove(const std::string& id) {
     if (e->is_busy) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
     ++counters_.deletes;
     set_state_locked(*e, SandboxState::stopping, "user_delete", "deleted by request");
-    if (e->is_starting) return {};  // its start-up worker ends it once the engine placed it
+    if (e->is_starting) {
+      cv_.notify_all();  // a worker still waiting for a start slot ends it at once
+      return {};         // otherwise its start-up worker ends it once the engine placed it
+    }
     e->is_busy = true;
     placement = s.placement;
   }
@@ -446,16 +452,36 @@ void SandboxService::launch(std::function<void()> work) {
 void SandboxService::start_sandbox(const std::string& id) {
   SandboxSpec spec;
   std::string token;
-  Steady::time_point deadline;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Engines start only so many at once well (fifty bwrap+execd starts on two cores
+    // time each other out): the rest wait here, Pending, for a start slot.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      const Entry* e = find_locked(id);
+      return stopping_ || e == nullptr || e->record.sandbox.state != SandboxState::pending ||
+             starts_in_flight_ < start_slots_;
+    });
     Entry* e = find_locked(id);
     if (e == nullptr) return;
+    if (stopping_ || e->record.sandbox.state != SandboxState::pending) {
+      e->is_starting = false;
+      if (e->record.sandbox.state == SandboxState::stopping) {
+        set_state_locked(*e, SandboxState::terminated, "user_delete", "deleted before it started");
+      }
+      return;
+    }
+    ++starts_in_flight_;
     spec = e->record.sandbox.spec;
     token = e->record.sandbox.access_token;
-    deadline = e->accepted + options_.start_timeout;
   }
+  // The start timeout runs from here: the engine's start and execd's first answer.
+  const Steady::time_point deadline = Steady::now() + options_.start_timeout;
   auto placed = backend_->create(id, spec, token);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --starts_in_flight_;
+  }
+  cv_.notify_all();
   if (!placed) {
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);

@@ -31,7 +31,8 @@ struct PoolSpec {
 
 struct ServiceOptions {
   size_t max_sandboxes = 0;                          ///< live sandboxes (pool included); 0: no cap
-  std::chrono::milliseconds start_timeout{30000};    ///< create -> execd answering /ping
+  std::chrono::milliseconds start_timeout{30000};    ///< engine start -> execd answering /ping
+  size_t start_concurrency = 0;                      ///< engine starts at once (the rest wait Pending); 0: 2 per core, at least 4
   std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};  ///< final rows kept this long
   std::chrono::milliseconds reap_interval{500};      ///< how often expiry, liveness and pruning run
   std::chrono::milliseconds ping_timeout{2000};      ///< one /ping attempt
@@ -170,6 +171,8 @@ class SandboxService {
   mutable std::mutex mu_;
   std::condition_variable cv_;  // wakes the reaper (stop, pool refill)
   bool stopping_ = false;
+  size_t start_slots_ = 4;
+  size_t starts_in_flight_ = 0;
   std::map<std::string, Entry> sandboxes_;
   ServiceCounters counters_;
 
