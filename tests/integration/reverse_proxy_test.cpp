@@ -170,7 +170,7 @@ struct HeaderEcho {
   }
   ~HeaderEcho() {
     server.stop();
-    thread.join();
+    if (thread.joinable()) thread.join();
   }
 };
 
@@ -274,6 +274,14 @@ TEST_CASE("proxy: headers forwarded, hop-by-hop and the client's key dropped, qu
   REQUIRE(r);
   CHECK(nlohmann::json::parse(r->body)["body_size"] == 25);
   CHECK(nlohmann::json::parse(r->body)["headers"].value("Transfer-Encoding", "") == "chunked");
+
+  // A kept connection the upstream closed while it sat idle is not used: the request goes
+  // on a fresh one (which finds nobody listening now: a 502, not a hang or a stale error).
+  upstream.server.stop();
+  upstream.thread.join();
+  auto stale = c->Get(via(upstream.port, "/echo").c_str(), key());
+  REQUIRE(stale);
+  check_error(stale, 502, "BAD_GATEWAY", "127.0.0.1:" + std::to_string(upstream.port));
 }
 
 TEST_CASE("proxy: a command's SSE arrives through the proxy event by event") {
