@@ -26,6 +26,39 @@ core::Result<std::optional<uint64_t>> after_param(const httplib::Request& req) {
   return *after ? *after : *cursor;
 }
 
+constexpr uint64_t kMaxListed = 1000;
+constexpr const char* kKinds[] = {"command", "background-command", "session-run", "code", "invocation"};
+constexpr const char* kStatuses[] = {"running", "success", "failed", "timeout", "killed", "ended"};
+
+nlohmann::json summary_json(const exec::Execution& e) {
+  nlohmann::json j = {{"id", e.id()},
+                      {"kind", e.kind()},
+                      {"started_at", core::rfc3339_nano(e.started_at())},
+                      {"done", e.log()->is_closed()},
+                      {"last_event_id", e.log()->last_seq()}};
+  if (auto o = e.outcome()) {
+    j["status"] = o->status;
+    j["finished_at"] = core::rfc3339_nano(o->finished_at);
+    j["metrics"] = o->metrics;
+  } else {
+    j["status"] = "running";
+  }
+  return j;
+}
+
+// A query parameter that must be one of `allowed` when present.
+template <size_t N>
+core::Result<std::string> one_of(const httplib::Request& req, const std::string& name, const char* const (&allowed)[N]) {
+  if (!req.has_param(name)) return std::string();
+  const std::string v = req.get_param_value(name);
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return v;
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  return core::make_error(core::Errc::invalid_argument, "query parameter '" + name + "' must be one of " + list + ", got '" + v.substr(0, 40) + "'");
+}
+
 }  // namespace
 
 void register_execution_routes(http::HttpServer& server, std::shared_ptr<exec::ExecutionRegistry> executions) {
@@ -37,11 +70,34 @@ void register_execution_routes(http::HttpServer& server, std::shared_ptr<exec::E
                                                            "execution not found: " + std::string(req.matches[1])));
                    return;
                  }
-                 http::write_json(res, {{"id", e->id()},
-                                        {"kind", e->kind()},
-                                        {"started_at", core::rfc3339_nano(e->started_at())},
-                                        {"done", e->log()->is_closed()},
-                                        {"last_event_id", e->log()->last_seq()}});
+                 http::write_json(res, summary_json(*e));
+               });
+
+  // Recent executions, newest first (issue 13's history), within the retention.
+  server.route(http::HttpServer::Method::get, R"(/executions)",
+               [executions](const httplib::Request& req, httplib::Response& res) {
+                 exec::ExecutionRegistry::ListQuery q;
+                 auto kind = one_of(req, "kind", kKinds);
+                 if (!kind) return http::write_error(res, kind.error());
+                 auto status = one_of(req, "status", kStatuses);
+                 if (!status) return http::write_error(res, status.error());
+                 auto limit = uint_query(req, "limit", 1, kMaxListed);
+                 if (!limit) return http::write_error(res, limit.error());
+                 if (req.has_param("after") && req.get_param_value("after").empty()) {
+                   return http::write_error(res, core::make_error(core::Errc::invalid_argument, "query parameter 'after' must be an execution id"));
+                 }
+                 q.kind = *kind;
+                 q.status = *status;
+                 q.limit = limit->value_or(100);
+                 q.after = req.get_param_value("after");
+                 auto listed = executions->list(q);
+                 if (!listed) return http::write_error(res, listed.error());
+                 nlohmann::json items = nlohmann::json::array();
+                 for (const auto& e : *listed) items.push_back(summary_json(*e));
+                 nlohmann::json body = {{"items", items}};
+                 // The next page starts after the last item, when the page is full.
+                 body["next_after"] = listed->size() == q.limit && !listed->empty() ? nlohmann::json(listed->back()->id()) : nlohmann::json(nullptr);
+                 http::write_json(res, body);
                });
 
   server.route(

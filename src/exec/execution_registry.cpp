@@ -1,6 +1,9 @@
 #include "exec/execution_registry.hpp"
 
+#include <algorithm>
+
 #include "core/id.hpp"
+#include "core/json_parse.hpp"
 
 namespace execd::exec {
 
@@ -14,11 +17,11 @@ std::shared_ptr<Execution> ExecutionRegistry::create(const std::string& kind, co
   std::string key = id;
   if (key.empty() || by_id_.count(key) != 0) key = core::new_id();
   auto e = std::make_shared<Execution>(key, kind, log_options_);
-  if (observer_) {
-    e->log()->set_on_close([observer = observer_, kind, started = now](const Event& terminal) {
-      observer(kind, terminal, std::chrono::steady_clock::now() - started);
-    });
-  }
+  // Weak: the log belongs to the execution; the closure must not keep it alive.
+  e->log()->set_on_close([weak = std::weak_ptr<Execution>(e), observer = observer_, kind, started = now](const Event& terminal) {
+    if (auto self = weak.lock()) self->set_outcome(ExecutionOutcome::from_terminal(terminal));
+    if (observer) observer(kind, terminal, std::chrono::steady_clock::now() - started);
+  });
   by_id_[key] = Entry{e, {}};
   return e;
 }
@@ -57,6 +60,74 @@ size_t ExecutionRegistry::sweep() {
     ++it;
   }
   return evicted;
+}
+
+core::Result<std::vector<std::shared_ptr<Execution>>> ExecutionRegistry::list(const ListQuery& q) const {
+  std::vector<std::shared_ptr<Execution>> all;
+  std::shared_ptr<Execution> after;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.reserve(by_id_.size());
+    for (const auto& [id, entry] : by_id_) all.push_back(entry.execution);
+    if (!q.after.empty()) {
+      auto it = by_id_.find(q.after);
+      if (it == by_id_.end()) {
+        return core::make_error(core::Errc::invalid_argument, "query parameter 'after': no retained execution " + q.after.substr(0, 64));
+      }
+      after = it->second.execution;
+    }
+  }
+  // Newest first; the id breaks ties so pages never overlap or skip.
+  auto newer = [](const std::shared_ptr<Execution>& a, const std::shared_ptr<Execution>& b) {
+    return a->started_at() != b->started_at() ? a->started_at() > b->started_at() : a->id() > b->id();
+  };
+  std::sort(all.begin(), all.end(), newer);
+  std::vector<std::shared_ptr<Execution>> out;
+  for (const auto& e : all) {
+    if (out.size() >= q.limit) break;
+    if (after && !newer(after, e)) continue;
+    if (!q.kind.empty() && e->kind() != q.kind) continue;
+    if (!q.status.empty()) {
+      const auto o = e->outcome();
+      if ((o ? o->status : std::string("running")) != q.status) continue;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+ExecutionOutcome ExecutionOutcome::from_terminal(const Event& terminal) {
+  ExecutionOutcome o;
+  o.finished_at = std::chrono::system_clock::now();
+  if (terminal.type.empty()) {
+    o.status = "ended";
+    return o;
+  }
+  auto parsed = core::parse_json(terminal.json);
+  const nlohmann::json doc = parsed ? std::move(parsed).value() : nlohmann::json::object();
+  const nlohmann::json& fields = terminal.type == "invoke_result" && doc.contains("metrics") ? doc["metrics"] : doc;
+  for (const char* key : {"duration_ms", "cpu_time_ms", "peak_memory_mb", "io_read_bytes", "io_write_bytes", "exit_code"}) {
+    if (fields.contains(key)) o.metrics[key] = fields[key];
+    else if (doc.contains(key)) o.metrics[key] = doc[key];
+  }
+  if (terminal.type == "execution_complete") {
+    o.status = "success";
+  } else if (terminal.type == "invoke_result") {
+    o.status = doc.value("status", "failed");
+  } else if (doc.contains("killed")) {
+    o.status = "killed";
+  } else {
+    o.status = "failed";
+    if (doc.contains("error") && doc["error"].is_object()) {
+      const auto& tb = doc["error"].value("traceback", nlohmann::json::array());
+      if (tb.is_array()) {
+        for (const auto& line : tb) {
+          if (line.is_string() && line.get<std::string>().find("timeout after") != std::string::npos) o.status = "timeout";
+        }
+      }
+    }
+  }
+  return o;
 }
 
 size_t ExecutionRegistry::size() const {

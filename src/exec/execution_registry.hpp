@@ -6,7 +6,9 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "core/result.hpp"
 #include "exec/execution.hpp"
 
 namespace execd::exec {
@@ -31,6 +33,16 @@ class ExecutionRegistry {
   /// Evicts finished executions older than the retention; returns how many.
   size_t sweep();
   [[nodiscard]] size_t size() const;
+
+  /// GET /executions: retained executions newest first.
+  struct ListQuery {
+    std::string kind;    ///< empty: any
+    std::string status;  ///< "running", or an ExecutionOutcome status; empty: any
+    size_t limit = 100;
+    std::string after;   ///< an id: only executions older than it (the next page)
+  };
+  /// invalid_argument naming 'after' when it is no retained execution.
+  [[nodiscard]] core::Result<std::vector<std::shared_ptr<Execution>>> list(const ListQuery& query) const;
 
  private:
   struct Entry {

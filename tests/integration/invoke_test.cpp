@@ -258,3 +258,57 @@ TEST_CASE("invoke: 200 invocations at once are all answered correctly") {
   for (auto& t : clients) t.join();
   CHECK(right.load() == kTotal);
 }
+
+TEST_CASE("history: GET /executions lists commands and invocations newest first, filtered and paged") {
+  DaemonProcess d(daemon_args());
+  auto command = [&](const json& body) {
+    execd::test::SseRequest req;
+    req.method = "POST";
+    req.path = "/command";
+    req.body = body.dump();
+    auto s = execd::test::sse_request(d.port(), req);
+    REQUIRE(s.ended);
+    return s.events.front().json["text"].get<std::string>();
+  };
+  const auto ok = command({{"command", "true"}});
+  const auto bad = command({{"command", "exit 3"}});
+  const auto slow = command({{"command", "sleep 5"}, {"timeout", 200}});
+  const auto inv = py(d, "def handler(e):\n    return 1\n")["id"].get<std::string>();
+  auto list = [&](const std::string& query) {
+    auto r = d.client()->Get(("/executions" + query).c_str());
+    REQUIRE(r);
+    INFO(r->body);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body);
+  };
+  auto ids = [](const json& page) {
+    std::vector<std::string> out;
+    for (const auto& i : page["items"]) out.push_back(i["id"]);
+    return out;
+  };
+  auto all = list("");
+  CHECK(ids(all) == std::vector<std::string>{inv, slow, bad, ok});
+  CHECK(all["next_after"].is_null());
+  CHECK(all["items"][0]["kind"] == "invocation");
+  CHECK(all["items"][0]["status"] == "success");
+  CHECK(all["items"][1]["status"] == "timeout");
+  CHECK(all["items"][2]["status"] == "failed");
+  CHECK(all["items"][2]["metrics"]["exit_code"] == 3);
+  CHECK(all["items"][3]["status"] == "success");
+  CHECK(all["items"][3]["metrics"]["duration_ms"].is_number());
+  CHECK(ids(list("?kind=command")) == std::vector<std::string>{slow, bad, ok});
+  CHECK(ids(list("?status=failed")) == std::vector<std::string>{bad});
+  auto first = list("?limit=2");
+  CHECK(ids(first) == std::vector<std::string>{inv, slow});
+  REQUIRE(first["next_after"] == slow);
+  CHECK(ids(list("?limit=2&after=" + slow)) == std::vector<std::string>{bad, ok});
+  check_error(d.client()->Get("/executions?kind=shell"), 400, "INVALID_REQUEST_BODY", "kind");
+  check_error(d.client()->Get("/executions?status=done"), 400, "INVALID_REQUEST_BODY", "status");
+  check_error(d.client()->Get("/executions?limit=0"), 400, "INVALID_REQUEST_BODY", "limit");
+  check_error(d.client()->Get("/executions?limit=x"), 400, "INVALID_REQUEST_BODY", "limit");
+  check_error(d.client()->Get("/executions?after=nope"), 400, "INVALID_REQUEST_BODY", "after");
+  // The single view has the status too.
+  auto one = d.client()->Get(("/executions/" + bad).c_str());
+  REQUIRE(one);
+  CHECK(json::parse(one->body)["status"] == "failed");
+}
