@@ -9,9 +9,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -36,6 +38,28 @@ std::map<std::string, std::string> environment() {
   return env;
 }
 
+// The access token must not reach what the daemon runs: commands at level none inherit
+// the daemon's environment, and any process of the same user can read the daemon's
+// /proc/<pid>/environ and cmdline, which show the original argv and environment blocks.
+// So the token's bytes are overwritten in place (what /proc shows) and the variable is
+// removed, once the config holds its own copy.
+void scrub_token(int argc, char** argv) {
+  constexpr std::string_view kVar = "EXECD_ACCESS_TOKEN=";
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).substr(0, kVar.size()) == kVar) std::memset(*e + kVar.size(), 'x', std::strlen(*e + kVar.size()));
+  }
+  ::unsetenv("EXECD_ACCESS_TOKEN");
+  constexpr std::string_view kFlag = "--access-token";
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    if (arg == kFlag && i + 1 < argc) {
+      std::memset(argv[i + 1], 'x', std::strlen(argv[i + 1]));
+    } else if (arg.substr(0, kFlag.size() + 1) == std::string(kFlag) + "=") {
+      std::memset(argv[i] + kFlag.size() + 1, 'x', arg.size() - kFlag.size() - 1);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +75,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "execd: %s\n", config.error().message.c_str());
     return 2;
   }
+  scrub_token(argc, argv);
   if (config->show_help) {
     std::fputs(execd::core::config_help().c_str(), stdout);
     return 0;

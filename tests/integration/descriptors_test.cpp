@@ -240,3 +240,29 @@ TEST_CASE("1,000 sessions created and deleted and 2,000 commands leave no descri
   REQUIRE(ping);
   CHECK(ping->status == 200);
 }
+
+TEST_CASE("the access token never reaches a command: not in its environment, not in the daemon's /proc environ or cmdline") {
+  const std::string env_secret = "env-token-5e1f0c2a9b";
+  const std::string flag_secret = "flag-token-77c4d3e8a1";
+  for (const bool by_flag : {false, true}) {
+    const std::string secret = by_flag ? flag_secret : env_secret;
+    execd::test::DaemonProcess d(by_flag ? std::vector<std::string>{"--access-token", secret} : std::vector<std::string>{},
+                                 by_flag ? std::vector<std::string>{} : std::vector<std::string>{"EXECD_ACCESS_TOKEN=" + secret});
+    execd::test::SseRequest req;
+    req.method = "POST";
+    req.path = "/command";
+    req.headers = {{"X-EXECD-ACCESS-TOKEN", secret}};
+    // What a command can read: its own environment and the daemon's /proc files.
+    req.body = nlohmann::json{{"command", "env; tr '\\0' ' ' < /proc/" + std::to_string(d.pid()) + "/environ; tr '\\0' ' ' < /proc/" +
+                                              std::to_string(d.pid()) + "/cmdline; echo END"}}
+                   .dump();
+    auto s = execd::test::sse_request(d.port(), req);
+    INFO(s.raw);
+    REQUIRE(s.status == 200);
+    CHECK(s.raw.find("END") != std::string::npos);
+    CHECK(s.raw.find(secret) == std::string::npos);
+    // The daemon still checks it.
+    req.headers = {{"X-EXECD-ACCESS-TOKEN", "wrong"}};
+    CHECK(execd::test::sse_request(d.port(), req).status == 401);
+  }
+}
