@@ -1,9 +1,8 @@
 #include "http/reverse_proxy.hpp"
 
 #include <poll.h>
-#include <sys/socket.h>
-
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,8 +29,8 @@ constexpr size_t kPiece = 64 * 1024;
 // RFC 9110 7.6.1: meaningful for one connection only. Proxy-* covers Proxy-Authorization,
 // Proxy-Authenticate and the non-standard Proxy-Connection.
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
-                                                "Upgrade"};
+  static constexpr std::string_view kNames[] = {"Connection", "Keep-Alive",        "TE",
+                                                "Trailer",    "Transfer-Encoding", "Upgrade"};
   for (const auto n : kNames) {
     if (iequals(name, n)) return true;
   }
@@ -126,7 +125,7 @@ struct BodyRelay {
   std::unique_ptr<char[]> piece{new char[kPiece]};
   std::chrono::milliseconds idle;
   std::shared_ptr<ProxyStats> stats;
-  std::string what;  // "GET /path from host:port", for the log
+  std::string what;                          // "GET /path from host:port", for the log
   std::shared_ptr<ReverseProxy::Pool> pool;  // where the connection goes once the body is whole
   bool reusable = false;                     // the upstream did not say Connection: close
   bool complete = false;
@@ -274,9 +273,9 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
 
   const auto hop = connection_tokens(req.get_header_value("Connection"));
   std::string head = req.method + " " + upstream_target + " HTTP/1.1\r\n";
-  head += "Host: " + (target.endpoint.unix_path.empty()
-                          ? target.endpoint.host + ":" + std::to_string(target.endpoint.port)
-                          : std::string("localhost")) +
+  head += "Host: " +
+          (target.endpoint.unix_path.empty() ? target.endpoint.host + ":" + std::to_string(target.endpoint.port)
+                                             : std::string("localhost")) +
           "\r\n";
   std::string forwarded_for;
   for (const auto& [name, value] : req.headers) {
@@ -317,8 +316,8 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
 
   // A pooled connection may have been closed by the upstream since: a request without a
   // body that is safe to repeat (GET, HEAD, OPTIONS) is then sent again on a fresh one.
-  const bool may_reuse = !is_websocket && body == nullptr &&
-                         (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS");
+  const bool may_reuse =
+      !is_websocket && body == nullptr && (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS");
   const std::string key = UpstreamConnection::where_of(target.endpoint);
   std::optional<UpstreamConnection> pooled = may_reuse ? pool_->take(key) : std::nullopt;
   core::Result<UpstreamConnection> conn =
@@ -383,24 +382,26 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
     response_head = conn->read_head(req.method, Clock::now() + options_.idle_timeout);
   }
   if (!response_head) {
-    return fail(body_done ? response_head.error()
-                          : conn->fail("the request body could not be forwarded (" + response_head.error().message + ")"));
+    return fail(body_done
+                    ? response_head.error()
+                    : conn->fail("the request body could not be forwarded (" + response_head.error().message + ")"));
   }
 
   if (is_websocket && response_head->status == 101) {
     std::string from_client;
     const int client_fd = BufferedServer::take_over_connection(from_client);
     if (client_fd < 0) return fail(conn->fail("no client connection to hand the WebSocket to"));
-    std::string to_client = "HTTP/1.1 101 " + (response_head->reason.empty() ? std::string("Switching Protocols")
-                                                                              : response_head->reason) + "\r\n";
+    std::string to_client =
+        "HTTP/1.1 101 " + (response_head->reason.empty() ? std::string("Switching Protocols") : response_head->reason) +
+        "\r\n";
     for (const auto& [name, value] : response_head->headers) {
       if (!iequals(name, kRequestIdHeader)) to_client += name + ": " + value + "\r\n";
     }
     to_client += std::string(kRequestIdHeader) + ": " + HttpServer::current_request_id() + "\r\n\r\n";
     to_client += conn->take_buffered();
     stats_->websockets_open.fetch_add(1, std::memory_order_relaxed);
-    relay(client_fd, conn->fd(), std::move(from_client), std::move(to_client), options_.idle_timeout,
-          options_.stopping, *stats_);
+    relay(client_fd, conn->fd(), std::move(from_client), std::move(to_client), options_.idle_timeout, options_.stopping,
+          *stats_);
     stats_->websockets_open.fetch_sub(1, std::memory_order_relaxed);
     res.status = 101;  // for the access log; what httplib writes now is dropped
     return;
@@ -435,8 +436,8 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   }
   if (content_type.empty()) content_type = "application/octet-stream";
   std::string what = req.method + " " + upstream_target + " from " + conn->where();
-  auto relay_state = std::make_shared<BodyRelay>(std::move(*conn), options_.idle_timeout, stats_, std::move(what), pool_,
-                                                 reusable && body_done && framing != BodyFraming::until_close);
+  auto relay_state = std::make_shared<BodyRelay>(std::move(*conn), options_.idle_timeout, stats_, std::move(what),
+                                                 pool_, reusable && body_done && framing != BodyFraming::until_close);
   if (framing == BodyFraming::length) {
     res.set_content_provider(static_cast<size_t>(relay_state->conn.remaining()), content_type,
                              [relay_state](size_t /*offset*/, size_t length, httplib::DataSink& sink) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <httplib.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -9,8 +11,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <httplib.h>
 
 #include "core/result.hpp"
 #include "http/client.hpp"
@@ -28,9 +28,9 @@ struct ProxyTarget {
 
 /// What a proxy has done so far, for metrics. Relaxed atomics.
 struct ProxyStats {
-  std::atomic<uint64_t> requests{0};           ///< requests forwarded (WebSocket upgrades included)
-  std::atomic<uint64_t> upstream_failures{0};  ///< 502s and streams cut by the upstream
-  std::atomic<uint64_t> bytes_to_upstream{0};  ///< request bodies and WebSocket bytes sent
+  std::atomic<uint64_t> requests{0};             ///< requests forwarded (WebSocket upgrades included)
+  std::atomic<uint64_t> upstream_failures{0};    ///< 502s and streams cut by the upstream
+  std::atomic<uint64_t> bytes_to_upstream{0};    ///< request bodies and WebSocket bytes sent
   std::atomic<uint64_t> bytes_from_upstream{0};  ///< response bodies and WebSocket bytes received
   std::atomic<int64_t> websockets_open{0};
 };

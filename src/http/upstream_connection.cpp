@@ -123,11 +123,17 @@ core::Result<UpstreamConnection> UpstreamConnection::open(const ClientEndpoint& 
   return UpstreamConnection(endpoint, std::move(*fd));
 }
 
-std::string UpstreamConnection::where() const { return where_of(endpoint_); }
+std::string UpstreamConnection::where() const {
+  return where_of(endpoint_);
+}
 
-std::string UpstreamConnection::where_of(const ClientEndpoint& endpoint) { return http::where_of(endpoint); }
+std::string UpstreamConnection::where_of(const ClientEndpoint& endpoint) {
+  return http::where_of(endpoint);
+}
 
-core::Error UpstreamConnection::fail(const std::string& what) const { return fail_at(endpoint_, what); }
+core::Error UpstreamConnection::fail(const std::string& what) const {
+  return fail_at(endpoint_, what);
+}
 
 core::Error UpstreamConnection::broken(const char* what) const {
   if (timed_out_) return fail(std::string(what) + ": timed out");
@@ -243,7 +249,8 @@ core::Result<ResponseHead> UpstreamConnection::read_head(std::string_view reques
 core::Result<size_t> UpstreamConnection::read_body(char* out, size_t size, Clock::time_point deadline) {
   if (size == 0) return size_t{0};
   switch (framing_) {
-    case BodyFraming::none: return size_t{0};
+    case BodyFraming::none:
+      return size_t{0};
     case BodyFraming::length:
       if (remaining_ == 0) return size_t{0};
       size = static_cast<size_t>(std::min<uint64_t>(size, remaining_));
@@ -269,7 +276,8 @@ core::Result<size_t> UpstreamConnection::read_body(char* out, size_t size, Clock
       }
       size = static_cast<size_t>(std::min<uint64_t>(size, remaining_));
       break;
-    case BodyFraming::until_close: break;
+    case BodyFraming::until_close:
+      break;
   }
   if (buffered() == 0) {
     if (!fill(deadline)) {

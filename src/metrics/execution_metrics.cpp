@@ -44,11 +44,13 @@ std::string_view ExecutionMetrics::outcome_of(const exec::Event& terminal) {
 
 void ExecutionMetrics::finished(const std::string& kind, const exec::Event& terminal, std::chrono::nanoseconds took) {
   const std::string k(kind_label(kind));
-  registry_->counter("execd_executions_total", "Executions finished, by kind and outcome.",
-                     {{"kind", k}, {"outcome", std::string(outcome_of(terminal))}})
+  registry_
+      ->counter("execd_executions_total", "Executions finished, by kind and outcome.",
+                {{"kind", k}, {"outcome", std::string(outcome_of(terminal))}})
       .inc();
-  registry_->histogram("execd_execution_duration_seconds", "Wall time of finished executions, by kind.",
-                       kDurationBounds, {{"kind", k}})
+  registry_
+      ->histogram("execd_execution_duration_seconds", "Wall time of finished executions, by kind.", kDurationBounds,
+                  {{"kind", k}})
       .observe(std::chrono::duration<double>(took).count());
 }
 

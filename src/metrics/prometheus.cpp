@@ -12,18 +12,24 @@ enum Type { kCounter, kGauge, kHistogram };
 
 const char* type_name(int t) {
   switch (t) {
-    case kCounter: return "counter";
-    case kGauge: return "gauge";
-    default: return "histogram";
+    case kCounter:
+      return "counter";
+    case kGauge:
+      return "gauge";
+    default:
+      return "histogram";
   }
 }
 
 std::string escape_help(const std::string& v) {
   std::string out;
   for (const char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -48,10 +54,14 @@ std::string label_text(const Labels& labels, const std::pair<std::string, std::s
 std::string escape_label_value(const std::string& v) {
   std::string out;
   for (const char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '"') out += "\\\"";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"')
+      out += "\\\"";
+    else
+      out += c;
   }
   return out;
 }

@@ -11,9 +11,9 @@ namespace {
 std::string render(const ServiceCounters& c, const http::ProxyStats& p) {
   metrics::Registry r;
   const metrics::Labels backend = {{"backend", c.backend}};
-  for (const SandboxState s : {SandboxState::pending, SandboxState::running, SandboxState::pausing,
-                               SandboxState::paused, SandboxState::resuming, SandboxState::stopping,
-                               SandboxState::terminated, SandboxState::failed}) {
+  for (const SandboxState s :
+       {SandboxState::pending, SandboxState::running, SandboxState::pausing, SandboxState::paused,
+        SandboxState::resuming, SandboxState::stopping, SandboxState::terminated, SandboxState::failed}) {
     const auto it = c.by_state.find(s);
     r.gauge("gateway_sandboxes", "Sandboxes listed now, by state and backend (idle pool members not included).",
             {{"state", std::string(to_string(s))}, {"backend", c.backend}})
@@ -22,7 +22,8 @@ std::string render(const ServiceCounters& c, const http::ProxyStats& p) {
   r.gauge("gateway_sandboxes_pooled", "Idle warm-pool sandboxes.", backend).set(static_cast<double>(c.pooled));
   r.counter("gateway_sandbox_creates_total", "Creates accepted (pool claims included).", backend)
       .inc(static_cast<double>(c.creates));
-  r.counter("gateway_sandbox_deletes_total", "Sandboxes deleted by a user.", backend).inc(static_cast<double>(c.deletes));
+  r.counter("gateway_sandbox_deletes_total", "Sandboxes deleted by a user.", backend)
+      .inc(static_cast<double>(c.deletes));
   r.counter("gateway_sandbox_failures_total", "Sandboxes that became Failed.", backend)
       .inc(static_cast<double>(c.failures));
   r.counter("gateway_sandbox_expirations_total", "Sandboxes reaped at their timeout.", backend)
@@ -38,7 +39,9 @@ std::string render(const ServiceCounters& c, const http::ProxyStats& p) {
                        [latency] { return latency; });
   r.gauge("gateway_capacity_left", "Sandboxes the backend may still create (+Inf: no cap).", backend)
       .set(c.has_cap ? static_cast<double>(c.capacity_left) : std::numeric_limits<double>::infinity());
-  const auto load = [](const std::atomic<uint64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+  const auto load = [](const std::atomic<uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
   r.counter("gateway_proxy_requests_total", "Requests forwarded to sandboxes (WebSocket upgrades included).")
       .inc(load(p.requests));
   r.counter("gateway_proxy_upstream_failures_total", "Proxied requests answered 502 or cut by the sandbox.")
