@@ -30,10 +30,11 @@ COPY tools ./tools
 RUN meson setup /build --buildtype=release -Dwerror=true && ninja -C /build execd && strip /build/execd
 
 FROM ${BASE} AS kernels
-ARG EXTRA_CA_CERT=""
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+# Declared here, after apt, so a certificate does not invalidate the apt layer's cache.
+ARG EXTRA_CA_CERT=""
 # tslab as `make kernels` installs it; @types/node matches Debian's Node 18.
 RUN if [ -n "$EXTRA_CA_CERT" ]; then printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/build-extra.crt \
       && update-ca-certificates; fi \
