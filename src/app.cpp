@@ -26,6 +26,7 @@
 #include "files/resumable_uploads.hpp"
 #include "invoke/invoker.hpp"
 #include "http/http_server.hpp"
+#include "http/webhook_sender.hpp"
 #include "jupyter/context_manager.hpp"
 #include "metrics/execution_metrics.hpp"
 #include "metrics/metrics_sampler.hpp"
@@ -143,7 +144,11 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_capabilities_routes(*server_, isolator);
   api::register_metrics_routes(*server_, sampler_, make_prometheus(*executions_, contexts_, *server_));
   api::register_execution_routes(*server_, executions_);
-  api::register_command_routes(*server_, commands_, sessions_);
+  // Result callbacks (issue 13), signed with --callback-secret, delivered off every
+  // request's path.
+  callbacks_ = std::make_shared<http::WebhookSender>(http::WebhookSender::Options{
+      config_.callback_secret, config_.callback_max_in_flight, std::chrono::milliseconds(10000), config_.callback_retry_for});
+  api::register_command_routes(*server_, commands_, sessions_, callbacks_);
   api::register_session_routes(*server_, sessions_);
   api::register_code_routes(*server_, contexts_, commands_, sessions_);
   // Handlers (issue 13): each invocation a fresh interpreter through the command runner;
@@ -153,7 +158,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   invoke_options.work_base = runtime_ ? runtime_->path() + "/invocations" : spill_dir + "/execd-invocations";
   invoke_options.retention = config_.execution_retention;
   invoker_ = std::make_shared<invoke::Invoker>(commands_, invoke_options);
-  api::register_invoke_routes(*server_, invoker_, isolator.get());
+  api::register_invoke_routes(*server_, invoker_, isolator.get(), callbacks_);
   api::register_process_routes(*server_);
   api::register_file_routes(*server_, files_);
   api::register_download_routes(*server_, files_);

@@ -14,7 +14,7 @@ namespace exec { class ExecutionRegistry; }
 namespace files { class FileService; class ResumableUploads; }
 namespace invoke { class Invoker; }
 namespace process { class ChildReaper; class Reactor; }
-namespace http { class HttpServer; }
+namespace http { class HttpServer; class WebhookSender; }
 namespace jupyter { class ContextManager; }
 namespace metrics { class MetricsSampler; }
 
@@ -45,6 +45,7 @@ class App {
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
+  std::shared_ptr<http::WebhookSender> callbacks_;
   std::shared_ptr<invoke::Invoker> invoker_;  // after commands_: destroyed first, its queued results done
   std::shared_ptr<files::FileService> files_;
   std::shared_ptr<files::ResumableUploads> uploads_;

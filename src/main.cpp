@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -38,24 +39,28 @@ std::map<std::string, std::string> environment() {
   return env;
 }
 
-// The access token must not reach what the daemon runs: commands at level none inherit
-// the daemon's environment, and any process of the same user can read the daemon's
+// Secrets must not reach what the daemon runs: commands at level none inherit the
+// daemon's environment, and any process of the same user can read the daemon's
 // /proc/<pid>/environ and cmdline, which show the original argv and environment blocks.
-// So the token's bytes are overwritten in place (what /proc shows) and the variable is
-// removed, once the config holds its own copy.
-void scrub_token(int argc, char** argv) {
-  constexpr std::string_view kVar = "EXECD_ACCESS_TOKEN=";
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).substr(0, kVar.size()) == kVar) std::memset(*e + kVar.size(), 'x', std::strlen(*e + kVar.size()));
-  }
-  ::unsetenv("EXECD_ACCESS_TOKEN");
-  constexpr std::string_view kFlag = "--access-token";
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg(argv[i]);
-    if (arg == kFlag && i + 1 < argc) {
-      std::memset(argv[i + 1], 'x', std::strlen(argv[i + 1]));
-    } else if (arg.substr(0, kFlag.size() + 1) == std::string(kFlag) + "=") {
-      std::memset(argv[i] + kFlag.size() + 1, 'x', arg.size() - kFlag.size() - 1);
+// So the access token's and the callback key's bytes are overwritten in place (what /proc
+// shows) and their variables removed, once the config holds its own copies.
+void scrub_secrets(int argc, char** argv) {
+  constexpr std::pair<std::string_view, std::string_view> kSecrets[] = {
+      {"EXECD_ACCESS_TOKEN", "--access-token"}, {"EXECD_CALLBACK_SECRET", "--callback-secret"}};
+  for (const auto& [var, flag] : kSecrets) {
+    const std::string prefix = std::string(var) + "=";
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).substr(0, prefix.size()) == prefix) std::memset(*e + prefix.size(), 'x', std::strlen(*e + prefix.size()));
+    }
+    ::unsetenv(std::string(var).c_str());
+    const std::string flag_eq = std::string(flag) + "=";
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg(argv[i]);
+      if (arg == flag && i + 1 < argc) {
+        std::memset(argv[i + 1], 'x', std::strlen(argv[i + 1]));
+      } else if (arg.substr(0, flag_eq.size()) == flag_eq) {
+        std::memset(argv[i] + flag_eq.size(), 'x', arg.size() - flag_eq.size());
+      }
     }
   }
 }
@@ -75,7 +80,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "execd: %s\n", config.error().message.c_str());
     return 2;
   }
-  scrub_token(argc, argv);
+  scrub_secrets(argc, argv);
   if (config->show_help) {
     std::fputs(execd::core::config_help().c_str(), stdout);
     return 0;

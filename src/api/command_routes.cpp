@@ -3,6 +3,7 @@
 #include <charconv>
 #include <thread>
 
+#include "api/callback_fields.hpp"
 #include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
 #include "core/clock.hpp"
@@ -119,16 +120,20 @@ void interrupt_command_or_session(const std::string& id, httplib::Response& res,
 }
 
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
-                             std::shared_ptr<commands::SessionManager> sessions) {
-  server.route(Method::post, R"(/command)", [&server, runner](const httplib::Request& req, httplib::Response& res) {
+                             std::shared_ptr<commands::SessionManager> sessions,
+                             std::shared_ptr<http::WebhookSender> callbacks) {
+  server.route(Method::post, R"(/command)", [&server, runner, callbacks](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     auto spec = parse_command_spec(&*body);
     if (!spec) return http::write_error(res, spec.error());
     auto limits = request_limits(*body, runner->isolator().get());
     if (!limits) return http::write_error(res, limits.error());
+    auto callback = parse_callback(*body);
+    if (!callback) return http::write_error(res, callback.error());
     auto cmd = runner->start(std::move(*spec), *limits);
     if (!cmd) return http::write_error(res, cmd.error());
+    if (*callback) attach_callback((*cmd)->execution(), **callback, callbacks);
     if ((*cmd)->is_background()) return write_background_ack(res, (*cmd)->id());
     // The stream only reads the log: a client that goes away leaves the command running.
     http::stream_events(res, (*cmd)->execution()->log(), exec::Cursor{}, server.sse_options());

@@ -5,6 +5,7 @@
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
 #include "http/http_server.hpp"
+#include "http/webhook_sender.hpp"
 
 namespace execd::api {
 
@@ -19,8 +20,11 @@ namespace execd::api {
 ///   POST   /command/{id}/stdin      -> appends the body to stdin (?close=true closes after)
 ///   DELETE /command?id=             -> interrupts (SIGINT, SIGTERM, SIGKILL to the group);
 ///                                      a bash session id ends that session (compat §3.4)
+/// A `callback_url` (+ `callback_headers`) in the body of POST /command gets the
+/// command's result POSTed there when it ends (api::attach_callback).
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
-                             std::shared_ptr<commands::SessionManager> sessions);
+                             std::shared_ptr<commands::SessionManager> sessions,
+                             std::shared_ptr<http::WebhookSender> callbacks);
 
 /// DELETE /command?id= (and DELETE /code?id= for ids that are not code contexts):
 /// interrupts a command, or ends a bash session.

@@ -43,6 +43,7 @@ nlohmann::json summary_json(const exec::Execution& e) {
   } else {
     j["status"] = "running";
   }
+  if (auto cb = e.callback_state(); !cb.is_null()) j["callback"] = std::move(cb);
   return j;
 }
 

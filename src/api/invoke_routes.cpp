@@ -1,5 +1,6 @@
 #include "api/invoke_routes.hpp"
 
+#include "api/callback_fields.hpp"
 #include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
 #include "http/json_io.hpp"
@@ -33,24 +34,23 @@ core::Result<invoke::InvokeSpec> parse_invoke_spec(const nlohmann::json& body) {
   if (!envs) return envs.error();
   spec.envs = std::move(*envs);
   if (auto e = body.find("event"); e != body.end()) spec.event = *e;
-  if (body.contains("callback_url")) {
-    return core::make_error(core::Errc::not_supported, "field 'callback_url': result callbacks are not implemented yet");
-  }
   return spec;
 }
 
 }  // namespace
 
 void register_invoke_routes(http::HttpServer& server, std::shared_ptr<invoke::Invoker> invoker,
-                            isolation::Isolator* isolator) {
+                            isolation::Isolator* isolator, std::shared_ptr<http::WebhookSender> callbacks) {
   server.route(http::HttpServer::Method::post, R"(/invoke)",
-               [&server, invoker, isolator](const httplib::Request& req, httplib::Response& res) {
+               [&server, invoker, isolator, callbacks](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     auto spec = parse_invoke_spec(*body);
     if (!spec) return http::write_error(res, spec.error());
     auto limits = request_limits(*body, isolator);
     if (!limits) return http::write_error(res, limits.error());
+    auto callback = parse_callback(*body);
+    if (!callback) return http::write_error(res, callback.error());
     const std::string stream = req.get_param_value("stream");
     if (req.has_param("stream") && stream != "true" && stream != "false") {
       return http::write_error(res, core::make_error(core::Errc::invalid_argument, "query parameter 'stream' must be true or false"));
@@ -58,6 +58,7 @@ void register_invoke_routes(http::HttpServer& server, std::shared_ptr<invoke::In
     const auto timeout = spec->timeout;
     auto execution = invoker->start(std::move(*spec), *limits);
     if (!execution) return http::write_error(res, execution.error());
+    if (*callback) attach_callback(*execution, **callback, callbacks);
     if (stream == "true") {
       http::stream_events(res, (*execution)->log(), exec::Cursor{}, server.sse_options());
       return;

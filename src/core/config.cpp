@@ -103,6 +103,14 @@ const std::vector<Option>& options() {
          }
          return {};
        }},
+      {"callback-secret", "EXECD_CALLBACK_SECRET", "KEY",
+       "sign result callbacks: X-Execd-Signature: sha256=<HMAC-SHA256 of the body> (default: unsigned)",
+       flag_string(&Config::callback_secret)},
+      {"callback-max-in-flight", "EXECD_CALLBACK_MAX_IN_FLIGHT", "N", "callback deliveries attempted at once (default 8)",
+       flag_count(&Config::callback_max_in_flight, 1, 256)},
+      {"callback-retry-for", "EXECD_CALLBACK_RETRY_FOR", "DUR",
+       "retry a callback on connection errors and 5xx this long after its first attempt (default 60s)",
+       flag_duration(&Config::callback_retry_for)},
       {"typescript-module", "EXECD_TYPESCRIPT_MODULE", "DIR",
        "the typescript package's directory, for TypeScript handlers on /invoke (make run passes tslab's)",
        flag_string(&Config::typescript_module)},

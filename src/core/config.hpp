@@ -52,6 +52,9 @@ struct Config {
   size_t kernel_pool_size = 1;                 ///< warm kernels kept per language used so far
   std::map<std::string, std::string> kernel_for_language;  ///< language -> kernelspec name
   std::chrono::milliseconds kernel_start_timeout{30000};
+  std::string callback_secret;                 ///< HMAC key of X-Execd-Signature on result callbacks
+  size_t callback_max_in_flight = 8;           ///< callback deliveries attempted at once
+  std::chrono::milliseconds callback_retry_for{60000};  ///< retries end this long after the first attempt
   std::string typescript_module;               ///< the `typescript` package's directory, for TypeScript handlers
   size_t kernel_start_concurrency = 0;         ///< kernels starting at once; 0: one per CPU core
 

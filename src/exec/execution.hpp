@@ -1,10 +1,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -45,9 +47,39 @@ class Execution {
     std::lock_guard<std::mutex> lock(mu_);
     return outcome_;
   }
-  void set_outcome(ExecutionOutcome outcome) {
+  /// Records how it ended and runs the finish hooks (the registry calls it when the log
+  /// closes, on the closing thread).
+  void finish(ExecutionOutcome outcome, const Event& terminal) {
+    std::vector<FinishHook> hooks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      outcome_ = std::move(outcome);
+      terminal_ = terminal;
+      hooks.swap(hooks_);
+    }
+    for (auto& h : hooks) h(*this, terminal);
+  }
+  /// Runs `hook` with the terminal event once the execution has ended: now, on this
+  /// thread, if it already has; else on the thread that ends it (keep it short).
+  using FinishHook = std::function<void(const Execution&, const Event& terminal)>;
+  void when_finished(FinishHook hook) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!outcome_) {
+      hooks_.push_back(std::move(hook));
+      return;
+    }
+    const Event terminal = terminal_;
+    lock.unlock();
+    hook(*this, terminal);
+  }
+  /// A result callback's delivery state (null: none asked).
+  [[nodiscard]] nlohmann::json callback_state() const {
     std::lock_guard<std::mutex> lock(mu_);
-    outcome_ = std::move(outcome);
+    return callback_state_;
+  }
+  void set_callback_state(nlohmann::json state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    callback_state_ = std::move(state);
   }
 
  private:
@@ -57,6 +89,9 @@ class Execution {
   std::chrono::system_clock::time_point started_;
   mutable std::mutex mu_;
   std::optional<ExecutionOutcome> outcome_;
+  Event terminal_;
+  std::vector<FinishHook> hooks_;
+  nlohmann::json callback_state_;
 };
 
 }  // namespace execd::exec

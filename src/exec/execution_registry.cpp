@@ -19,7 +19,7 @@ std::shared_ptr<Execution> ExecutionRegistry::create(const std::string& kind, co
   auto e = std::make_shared<Execution>(key, kind, log_options_);
   // Weak: the log belongs to the execution; the closure must not keep it alive.
   e->log()->set_on_close([weak = std::weak_ptr<Execution>(e), observer = observer_, kind, started = now](const Event& terminal) {
-    if (auto self = weak.lock()) self->set_outcome(ExecutionOutcome::from_terminal(terminal));
+    if (auto self = weak.lock()) self->finish(ExecutionOutcome::from_terminal(terminal), terminal);
     if (observer) observer(kind, terminal, std::chrono::steady_clock::now() - started);
   });
   by_id_[key] = Entry{e, {}};

@@ -4,12 +4,23 @@
 // streamed form, and 200 invocations at once.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
 #include <cstdlib>
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "support/daemon_process.hpp"
 #include "support/http_checks.hpp"
@@ -311,4 +322,145 @@ TEST_CASE("history: GET /executions lists commands and invocations newest first,
   auto one = d.client()->Get(("/executions/" + bad).c_str());
   REQUIRE(one);
   CHECK(json::parse(one->body)["status"] == "failed");
+}
+
+namespace {
+
+// A real HTTP receiver for callbacks: answers `fail_first` requests 503, then 200.
+struct Receiver {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<httplib::Headers, std::string>> got;  // requests answered 200
+  int seen = 0;
+  int fail_first = 0;
+  explicit Receiver(int fail = 0) : fail_first(fail) {
+    server.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu);
+      if (seen++ < fail_first) {
+        res.status = 503;
+        return;
+      }
+      got.emplace_back(req.headers, req.body);
+      cv.notify_all();
+      res.status = 200;
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~Receiver() {
+    server.stop();
+    thread.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/hook"; }
+  bool wait_for(size_t n, std::chrono::seconds within) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, within, [&] { return got.size() >= n; });
+  }
+};
+
+std::string hmac_hex(const std::string& key, const std::string& body) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(body.data()), body.size(), md, &len);
+  std::string out = "sha256=";
+  char b[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", md[i]);
+    out += b;
+  }
+  return out;
+}
+
+json callback_state(const DaemonProcess& d, const std::string& id) {
+  auto r = d.client()->Get(("/executions/" + id).c_str());
+  REQUIRE(r);
+  return json::parse(r->body)["callback"];
+}
+
+}  // namespace
+
+TEST_CASE("callbacks: the result is POSTed signed; retried past 503s; failed when nobody listens; bad URLs are 400") {
+  const std::string key = "cb-key-0d9e";
+  auto args = daemon_args();
+  args.insert(args.end(), {"--callback-secret", key, "--callback-retry-for", "3s"});
+  DaemonProcess d(args);
+  {
+    Receiver rx;
+    auto r = py(d, "def handler(e):\n    return {'double': e * 2}\n", 21,
+                {{"callback_url", rx.url()}, {"callback_headers", {{"X-Tenant", "t1"}}}});
+    REQUIRE(rx.wait_for(1, std::chrono::seconds(10)));
+    const auto& [headers, body] = rx.got.front();
+    CHECK(headers.find("X-Execd-Signature")->second == hmac_hex(key, body));
+    CHECK(headers.find("X-Tenant")->second == "t1");
+    const auto doc = json::parse(body);
+    CHECK(doc["id"] == r["id"]);
+    CHECK(doc["status"] == "success");
+    CHECK(doc["return_value"] == json{{"double", 42}});
+    // The delivery state is on the execution.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto state = callback_state(d, r["id"]);
+    CHECK(state["state"] == "delivered");
+    CHECK(state["status_code"] == 200);
+    CHECK(state["attempts"] == 1);
+  }
+  {
+    Receiver rx(2);  // 503, 503, then 200
+    execd::test::SseRequest req;
+    req.method = "POST";
+    req.path = "/command";
+    req.body = json{{"command", "echo hi"}, {"background", true}, {"callback_url", rx.url()}}.dump();
+    auto s = execd::test::sse_request(d.port(), req);
+    REQUIRE(s.status == 200);
+    const auto id = s.events.front().json["text"].get<std::string>();
+    REQUIRE(rx.wait_for(1, std::chrono::seconds(15)));
+    const auto doc = json::parse(rx.got.front().second);
+    CHECK(doc["id"] == id);
+    CHECK(doc["kind"] == "background-command");
+    CHECK(doc["status"] == "success");
+    CHECK(doc["metrics"]["exit_code"] == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto state = callback_state(d, id);
+    CHECK(state["state"] == "delivered");
+    CHECK(state["attempts"] == 3);
+  }
+  {
+    // A port nothing listens on: retried for --callback-retry-for, then failed.
+    // A port bound and closed without listening: connections to it are refused.
+    int dead_port = 0;
+    {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t len = sizeof addr;
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+      REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+      dead_port = ntohs(addr.sin_port);
+      ::close(fd);
+    }
+    auto r = py(d, "def handler(e):\n    return 1\n", nullptr,
+                {{"callback_url", "http://127.0.0.1:" + std::to_string(dead_port) + "/never"}});
+    json state;
+    for (int i = 0; i < 100; ++i) {
+      state = callback_state(d, r["id"]);
+      if (state["state"] == "failed") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(state["state"] == "failed");
+    INFO(state.dump());
+    CHECK(state["attempts"].get<int>() >= 2);
+    CHECK(state["last_error"].get<std::string>().find("127.0.0.1") != std::string::npos);
+  }
+  auto post = [&](const json& body) { return d.client()->Post("/invoke", body.dump(), "application/json"); };
+  const std::string code = "def handler(e): pass";
+  check_error(post({{"code", code}, {"callback_url", "ftp://example.com/x"}}), 400, "INVALID_REQUEST_BODY", "callback_url");
+  check_error(post({{"code", code}, {"callback_url", "http:///path"}}), 400, "INVALID_REQUEST_BODY", "callback_url");
+  check_error(post({{"code", code}, {"callback_url", "http://h:99999/"}}), 400, "INVALID_REQUEST_BODY", "callback_url");
+  check_error(post({{"code", code}, {"callback_url", "http://h/x"}, {"callback_headers", {{"Bad Name", "v"}}}}), 400,
+              "INVALID_REQUEST_BODY", "callback_headers");
+  check_error(d.client()->Post("/command", json{{"command", "true"}, {"callback_url", 5}}.dump(), "application/json"), 400,
+              "INVALID_REQUEST_BODY", "callback_url");
 }
