@@ -29,10 +29,7 @@ struct WebhookSender::Delivery {
   std::chrono::milliseconds backoff{0};
 };
 
-WebhookSender::WebhookSender(Options options) : options_(std::move(options)) {
-  const size_t n = std::max<size_t>(1, options_.max_in_flight);
-  for (size_t i = 0; i < n; ++i) workers_.emplace_back([this] { run(); });
-}
+WebhookSender::WebhookSender(Options options) : options_(std::move(options)) {}
 
 WebhookSender::~WebhookSender() {
   std::vector<std::shared_ptr<Delivery>> abandoned;
@@ -114,6 +111,11 @@ void WebhookSender::deliver(std::string url, std::vector<std::pair<std::string, 
     std::lock_guard lock(mu_);
     if (stopping_) return;
     waiting_.push_back(std::move(d));
+    // Threads start with the first delivery: a daemon nobody asks for callbacks keeps none.
+    if (workers_.empty()) {
+      const size_t n = std::max<size_t>(1, options_.max_in_flight);
+      for (size_t i = 0; i < n; ++i) workers_.emplace_back([this] { run(); });
+    }
   }
   cv_.notify_one();
 }

@@ -23,7 +23,8 @@ namespace execd::http {
 /// backoff (0.5 s doubling to 30 s) on connection errors, 5xx, 408 and 429 until
 /// `retry_for` has passed since the first attempt; any other status ends it. At most
 /// `max_in_flight` deliveries are attempted at once, each bounded by `timeout`, on the
-/// sender's own threads: nothing else ever waits for a receiver. Thread-safe.
+/// sender's own threads (started by the first delivery): nothing else ever waits for a
+/// receiver. Thread-safe.
 class WebhookSender {
  public:
   struct Options {
