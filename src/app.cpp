@@ -50,12 +50,22 @@ std::shared_ptr<metrics::Registry> make_prometheus(exec::ExecutionRegistry& exec
   auto counted = std::make_shared<metrics::ExecutionMetrics>(registry);
   executions.set_finish_observer([counted](const std::string& kind, const exec::Event& terminal,
                                            std::chrono::nanoseconds took) { counted->finished(kind, terminal, took); });
+  // Weakly: the execution registry holds this registry (through its finish observer) and
+  // the context manager holds the execution registry; a strong reference here would make
+  // a cycle that keeps every service, and the daemon's cgroups, alive past shutdown.
+  const std::weak_ptr<jupyter::ContextManager> weak = contexts;
+  auto kernel_count = [weak](uint64_t jupyter::KernelLauncher::Counts::*field) {
+    return [weak, field] {
+      const auto c = weak.lock();
+      return c ? static_cast<double>(c->kernel_counts().*field) : 0.0;
+    };
+  };
   registry->counter_callback("execd_kernel_starts_total", "Kernels started (warm pool included).", {},
-                             [contexts] { return static_cast<double>(contexts->kernel_counts().starts); });
+                             kernel_count(&jupyter::KernelLauncher::Counts::starts));
   registry->counter_callback("execd_kernel_start_failures_total", "Kernel starts that failed.", {},
-                             [contexts] { return static_cast<double>(contexts->kernel_counts().failures); });
+                             kernel_count(&jupyter::KernelLauncher::Counts::failures));
   registry->counter_callback("execd_kernel_restarts_total", "Kernels restarted for a context (died or reset).", {},
-                             [contexts] { return static_cast<double>(contexts->kernel_counts().restarts); });
+                             kernel_count(&jupyter::KernelLauncher::Counts::restarts));
   const http::SseCounters* sse = &server.sse_counters();  // the server outlives its routes' registry
   registry->counter_callback("execd_sse_bytes_total", "Bytes of events and keepalives streamed over SSE.", {},
                              [sse] { return static_cast<double>(sse->bytes.load(std::memory_order_relaxed)); });
