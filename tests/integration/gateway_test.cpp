@@ -48,7 +48,10 @@ class Gateway {
     if (daemon_) {
       auto list = get("/v1/sandboxes?pageSize=1000");
       if (list && list->status == 200) {
-        for (const auto& s : json::parse(list->body)["items"]) {
+        // Named: a range-for over json::parse(...)["items"] would iterate a member of a
+        // temporary already destroyed (meson's MALLOC_PERTURB_ made that crash).
+        const json listed = json::parse(list->body);
+        for (const auto& s : listed["items"]) {
           const std::string state = s["status"]["state"];
           if (state != "Terminated" && state != "Failed") del("/v1/sandboxes/" + s["id"].get<std::string>());
         }
