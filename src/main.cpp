@@ -1,20 +1,13 @@
 // execd: argv + environment -> Config -> App; signals; exit code.
-#include <fcntl.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <unistd.h>
+#include <stdlib.h>
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -23,21 +16,12 @@
 #include "app.hpp"
 #include "core/config.hpp"
 #include "core/logging.hpp"
+#include "core/program.hpp"
 #include "deferred_openssl_init.hpp"
 
 extern char** environ;
 
 namespace {
-
-std::map<std::string, std::string> environment() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv(*e);
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return env;
-}
 
 // Secrets must not reach what the daemon runs: commands at level none inherit the
 // daemon's environment, and any process of the same user can read the daemon's
@@ -69,13 +53,9 @@ void scrub_secrets(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   execd::begin_openssl_init_forwarding();
-  // Descriptors 0-2 must be taken before anything opens a pipe: a daemon started with
-  // one of them closed would otherwise get a pipe there, and a child's dup2 onto its own
-  // stdio would leave it close-on-exec.
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
-  }
-  auto config = execd::core::parse_config(std::vector<std::string>(argv + 1, argv + argc), environment());
+  // Descriptors 0-2 must be taken before anything opens a pipe (core/program.hpp).
+  if (!execd::core::take_standard_descriptors()) return 2;
+  auto config = execd::core::parse_config(std::vector<std::string>(argv + 1, argv + argc), execd::core::environment_map());
   if (!config) {
     std::fprintf(stderr, "execd: %s\n", config.error().message.c_str());
     return 2;
@@ -99,12 +79,7 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 2);
 
   // Signals are taken by one thread with sigwait; every other thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_signals = execd::core::block_stop_signals();
 
   const auto grace = config->graceful_shutdown_timeout;
   const std::string host = config->host;
@@ -117,44 +92,13 @@ int main(int argc, char** argv) {
   }
   spdlog::info("execd listening on {}:{}", host, *port);
   // A supervisor (execd-gateway's process backend) started us with --port 0 and waits
-  // for this file: written whole under a temp name, then renamed, so it never reads half.
-  if (!port_file.empty()) {
-    const std::string tmp = port_file + ".tmp";
-    std::FILE* f = std::fopen(tmp.c_str(), "we");
-    const bool written = f != nullptr && std::fprintf(f, "%d\n", *port) > 0;
-    if (f != nullptr && std::fclose(f) != 0) return 1;
-    if (!written || std::rename(tmp.c_str(), port_file.c_str()) != 0) {
-      spdlog::critical("cannot write the port file {}", port_file);
-      return 1;
-    }
+  // for this file.
+  if (!port_file.empty() && !execd::core::write_port_file(port_file, *port)) {
+    spdlog::critical("cannot write the port file {}", port_file);
+    return 1;
   }
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool served = false;
-  std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("received signal {}; shutting down (grace {} ms)", sig, grace.count());
-    app.stop();
-    std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_for(lock, grace + std::chrono::seconds(1), [&] { return served; })) {
-      spdlog::warn("connections still open after the grace period; exiting anyway");
-      spdlog::shutdown();
-      _exit(0);
-    }
-  });
-
-  app.run();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    served = true;
-  }
-  cv.notify_all();
-  // run() normally returns after the signal thread called stop(); if the listener
-  // failed on its own, wake that thread so shutdown still goes through it once.
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
-  signal_thread.join();
+  execd::core::serve_until_signal(stop_signals, grace, [&] { app.run(); }, [&] { app.stop(); });
   spdlog::info("execd stopped");
   return 0;
 }

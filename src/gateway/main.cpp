@@ -1,59 +1,25 @@
 // execd-gateway: argv + environment -> GatewayConfig -> GatewayApp; signals; exit code.
-#include <fcntl.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <map>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "core/logging.hpp"
+#include "core/program.hpp"
 #include "deferred_openssl_init.hpp"
 #include "gateway/gateway_app.hpp"
 #include "gateway/gateway_config.hpp"
 
-extern char** environ;
-
-namespace {
-
-std::map<std::string, std::string> environment() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv(*e);
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  return env;
-}
-
-// Written whole under a temp name, then renamed: a supervisor never reads half a port.
-bool write_port_file(const std::string& path, int port) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "we");
-  const bool written = f != nullptr && std::fprintf(f, "%d\n", port) > 0;
-  if (f != nullptr && std::fclose(f) != 0) return false;
-  return written && std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   execd::begin_openssl_init_forwarding();
-  // Descriptors 0-2 must be taken before anything opens a pipe (see src/main.cpp).
-  for (int fd = 0; fd <= 2; ++fd) {
-    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 2;
-  }
+  // Descriptors 0-2 must be taken before anything opens a pipe (core/program.hpp).
+  if (!execd::core::take_standard_descriptors()) return 2;
   auto config =
-      execd::gateway::parse_gateway_config(std::vector<std::string>(argv + 1, argv + argc), environment());
+      execd::gateway::parse_gateway_config(std::vector<std::string>(argv + 1, argv + argc), execd::core::environment_map());
   if (!config) {
     std::fprintf(stderr, "execd-gateway: %s\n", config.error().message.c_str());
     return 2;
@@ -69,12 +35,7 @@ int main(int argc, char** argv) {
   mallopt(M_ARENA_MAX, 2);
 
   // Signals are taken by one thread with sigwait; every other thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_signals = execd::core::block_stop_signals();
 
   const auto grace = config->graceful_shutdown_timeout;
   const std::string host = config->host;
@@ -86,35 +47,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("execd-gateway listening on {}:{}", host, *port);
-  if (!port_file.empty() && !write_port_file(port_file, *port)) {
+  if (!port_file.empty() && !execd::core::write_port_file(port_file, *port)) {
     spdlog::critical("cannot write the port file {}", port_file);
     return 1;
   }
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool served = false;
-  std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("received signal {}; shutting down (grace {} ms)", sig, grace.count());
-    app.stop();
-    std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_for(lock, grace + std::chrono::seconds(1), [&] { return served; })) {
-      spdlog::warn("connections still open after the grace period; exiting anyway");
-      spdlog::shutdown();
-      _exit(0);
-    }
-  });
-
-  app.run();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    served = true;
-  }
-  cv.notify_all();
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
-  signal_thread.join();
+  execd::core::serve_until_signal(stop_signals, grace, [&] { app.run(); }, [&] { app.stop(); });
   app.stop();
   spdlog::info("execd-gateway stopped; its sandboxes keep running");
   return 0;
