@@ -48,8 +48,8 @@ std::shared_ptr<metrics::Registry> make_prometheus(exec::ExecutionRegistry& exec
                                                    const http::HttpServer& server) {
   auto registry = std::make_shared<metrics::Registry>();
   auto counted = std::make_shared<metrics::ExecutionMetrics>(registry);
-  executions.set_finish_observer([counted](const std::string& kind, const exec::Event& terminal,
-                                           std::chrono::nanoseconds took) { counted->finished(kind, terminal, took); });
+  executions.set_finish_observer([counted](const std::string& kind, const exec::ExecutionOutcome& outcome,
+                                           std::chrono::nanoseconds took) { counted->finished(kind, outcome, took); });
   // Weakly: the execution registry holds this registry (through its finish observer) and
   // the context manager holds the execution registry; a strong reference here would make
   // a cycle that keeps every service, and the daemon's cgroups, alive past shutdown.

@@ -40,7 +40,7 @@ void attach_callback(const std::shared_ptr<exec::Execution>& execution, const Ca
       const auto o = e.outcome();
       doc = {{"id", e.id()},
              {"kind", e.kind()},
-             {"status", o ? o->status : "ended"},
+             {"status", o ? o->status() : "ended"},
              {"started_at", core::rfc3339_nano(e.started_at())},
              {"finished_at", o ? core::rfc3339_nano(o->finished_at) : std::string()},
              {"metrics", o ? o->metrics : nlohmann::json::object()},

@@ -37,7 +37,7 @@ nlohmann::json summary_json(const exec::Execution& e) {
                       {"done", e.log()->is_closed()},
                       {"last_event_id", e.log()->last_seq()}};
   if (auto o = e.outcome()) {
-    j["status"] = o->status;
+    j["status"] = o->status();
     j["finished_at"] = core::rfc3339_nano(o->finished_at);
     j["metrics"] = o->metrics;
   } else {

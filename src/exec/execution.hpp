@@ -19,16 +19,23 @@ namespace execd::exec {
 /// kernel request); the Execution is what HTTP readers attach to.
 /// How an execution ended, read once from its terminal event (for GET /executions).
 struct ExecutionOutcome {
-  /// "success", "failed", "timeout", "killed", or "ended" (closed without a terminal event).
-  std::string status;
+  /// Why it ended, the Prometheus `outcome` label: "success", "failure", "killed",
+  /// "timeout", "interrupted", "kernel_died", or "abandoned" (closed without a terminal event).
+  std::string reason;
   std::chrono::system_clock::time_point finished_at{};
   /// duration_ms, cpu_time_ms, peak_memory_mb, io_read_bytes, io_write_bytes, exit_code:
   /// whichever the terminal event carried.
   nlohmann::json metrics = nlohmann::json::object();
 
-  /// From a terminal event: execution_complete is a success; an `error` with `killed` a
-  /// kill, one whose traceback says "timeout after" a timeout, other errors failures;
-  /// an invoke_result carries its own status.
+  /// GET /executions' status: "success", "failed" (failure, interrupted, kernel_died),
+  /// "timeout", "killed", or "ended" (abandoned).
+  [[nodiscard]] std::string status() const;
+
+  /// From a terminal event, parsed once here for every reader (history, metrics,
+  /// callbacks): execution_complete is a success; an `error` with `killed` (or a kernel
+  /// killed by a limit) a kill; a timeout named in its evalue or traceback a timeout;
+  /// KeyboardInterrupt and DeadKernelError their own reasons; an invoke_result carries
+  /// its own status.
   static ExecutionOutcome from_terminal(const Event& terminal);
 };
 
@@ -54,7 +61,6 @@ class Execution {
     {
       std::lock_guard<std::mutex> lock(mu_);
       outcome_ = std::move(outcome);
-      terminal_ = terminal;
       hooks.swap(hooks_);
     }
     for (auto& h : hooks) h(*this, terminal);
@@ -63,13 +69,20 @@ class Execution {
   /// thread, if it already has; else on the thread that ends it (keep it short).
   using FinishHook = std::function<void(const Execution&, const Event& terminal)>;
   void when_finished(FinishHook hook) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!outcome_) {
-      hooks_.push_back(std::move(hook));
-      return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!outcome_) {
+        hooks_.push_back(std::move(hook));
+        return;
+      }
     }
-    const Event terminal = terminal_;
-    lock.unlock();
+    // Ended already: the terminal event is the log's last (kept there, not copied here).
+    Event terminal;
+    if (outcome()->reason != "abandoned") {
+      Cursor cursor{log_->last_seq() > 0 ? log_->last_seq() - 1 : 0};
+      auto last = log_->read(cursor, 1, std::chrono::milliseconds(0));
+      if (!last.events.empty()) terminal = std::move(last.events.back());
+    }
     hook(*this, terminal);
   }
   /// A result callback's delivery state (null: none asked).
@@ -89,7 +102,6 @@ class Execution {
   std::chrono::system_clock::time_point started_;
   mutable std::mutex mu_;
   std::optional<ExecutionOutcome> outcome_;
-  Event terminal_;
   std::vector<FinishHook> hooks_;
   nlohmann::json callback_state_;
 };

@@ -19,8 +19,9 @@ std::shared_ptr<Execution> ExecutionRegistry::create(const std::string& kind, co
   auto e = std::make_shared<Execution>(key, kind, log_options_);
   // Weak: the log belongs to the execution; the closure must not keep it alive.
   e->log()->set_on_close([weak = std::weak_ptr<Execution>(e), observer = observer_, kind, started = now](const Event& terminal) {
-    if (auto self = weak.lock()) self->finish(ExecutionOutcome::from_terminal(terminal), terminal);
-    if (observer) observer(kind, terminal, std::chrono::steady_clock::now() - started);
+    const auto outcome = ExecutionOutcome::from_terminal(terminal);
+    if (observer) observer(kind, outcome, std::chrono::steady_clock::now() - started);
+    if (auto self = weak.lock()) self->finish(outcome, terminal);
   });
   by_id_[key] = Entry{e, {}};
   return e;
@@ -89,7 +90,7 @@ core::Result<std::vector<std::shared_ptr<Execution>>> ExecutionRegistry::list(co
     if (!q.kind.empty() && e->kind() != q.kind) continue;
     if (!q.status.empty()) {
       const auto o = e->outcome();
-      if ((o ? o->status : std::string("running")) != q.status) continue;
+      if ((o ? o->status() : std::string("running")) != q.status) continue;
     }
     out.push_back(e);
   }
@@ -100,34 +101,51 @@ ExecutionOutcome ExecutionOutcome::from_terminal(const Event& terminal) {
   ExecutionOutcome o;
   o.finished_at = std::chrono::system_clock::now();
   if (terminal.type.empty()) {
-    o.status = "ended";
+    o.reason = "abandoned";
     return o;
   }
   auto parsed = core::parse_json(terminal.json);
-  const nlohmann::json doc = parsed ? std::move(parsed).value() : nlohmann::json::object();
+  const nlohmann::json doc = parsed && parsed->is_object() ? std::move(parsed).value() : nlohmann::json::object();
   const nlohmann::json& fields = terminal.type == "invoke_result" && doc.contains("metrics") ? doc["metrics"] : doc;
   for (const char* key : {"duration_ms", "cpu_time_ms", "peak_memory_mb", "io_read_bytes", "io_write_bytes", "exit_code"}) {
     if (fields.contains(key)) o.metrics[key] = fields[key];
     else if (doc.contains(key)) o.metrics[key] = doc[key];
   }
   if (terminal.type == "execution_complete") {
-    o.status = "success";
+    o.reason = "success";
   } else if (terminal.type == "invoke_result") {
-    o.status = doc.value("status", "failed");
+    const std::string status = doc.value("status", "failed");
+    o.reason = status == "failed" ? "failure" : status;
   } else if (doc.contains("killed")) {
-    o.status = "killed";
+    o.reason = "killed";
   } else {
-    o.status = "failed";
-    if (doc.contains("error") && doc["error"].is_object()) {
-      const auto& tb = doc["error"].value("traceback", nlohmann::json::array());
-      if (tb.is_array()) {
-        for (const auto& line : tb) {
-          if (line.is_string() && line.get<std::string>().find("timeout after") != std::string::npos) o.status = "timeout";
-        }
+    o.reason = "failure";
+    const auto error = doc.value("error", nlohmann::json::object());
+    const std::string ename = error.is_object() ? error.value("ename", "") : "";
+    // Commands say "timeout after N ms (...)" in their traceback; cells in their evalue.
+    const auto says_timeout = [](const nlohmann::json& v) {
+      return v.is_string() && v.get<std::string>().find("timeout") != std::string::npos;
+    };
+    if (ename == "KernelKilledByLimit") {
+      o.reason = "killed";
+    } else if (ename == "KeyboardInterrupt") {
+      o.reason = "interrupted";
+    } else if (ename == "DeadKernelError") {
+      o.reason = "kernel_died";
+    } else if (error.is_object()) {
+      const auto tb = error.value("traceback", nlohmann::json::array());
+      if (says_timeout(error.value("evalue", nlohmann::json())) || (tb.is_array() && !tb.empty() && says_timeout(tb.front()))) {
+        o.reason = "timeout";
       }
     }
   }
   return o;
+}
+
+std::string ExecutionOutcome::status() const {
+  if (reason == "success" || reason == "killed" || reason == "timeout") return reason;
+  if (reason == "abandoned") return "ended";
+  return "failed";
 }
 
 size_t ExecutionRegistry::size() const {

@@ -20,10 +20,10 @@ class ExecutionRegistry {
  public:
   ExecutionRegistry(EventLog::Options log_options, std::chrono::seconds retention);
 
-  /// Told of every execution created from now on when its log closes: its kind, the
-  /// terminal event (empty type: none) and how long it ran. Set once, at start-up.
+  /// Told of every execution created from now on when its log closes: its kind, how it
+  /// ended (ExecutionOutcome::from_terminal) and how long it ran. Set once, at start-up.
   using FinishObserver =
-      std::function<void(const std::string& kind, const Event& terminal, std::chrono::nanoseconds took)>;
+      std::function<void(const std::string& kind, const ExecutionOutcome& outcome, std::chrono::nanoseconds took)>;
   void set_finish_observer(FinishObserver observer);
 
   /// A new execution with a fresh id (or `id` when given and unused).

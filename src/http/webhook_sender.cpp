@@ -8,6 +8,8 @@
 #include <openssl/hmac.h>
 #include <spdlog/spdlog.h>
 
+#include "core/bytes.hpp"
+
 namespace execd::http {
 
 namespace {
@@ -88,13 +90,7 @@ std::string WebhookSender::signature(std::string_view secret, std::string_view b
   unsigned int len = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(body.data()),
        body.size(), digest, &len);
-  static const char* kHex = "0123456789abcdef";
-  std::string out = "sha256=";
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return "sha256=" + core::to_hex(digest, len);
 }
 
 void WebhookSender::deliver(std::string url, std::vector<std::pair<std::string, std::string>> headers, std::string body,

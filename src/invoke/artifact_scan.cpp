@@ -10,6 +10,8 @@
 
 #include <openssl/evp.h>
 
+#include "core/bytes.hpp"
+
 namespace execd::invoke {
 
 namespace {
@@ -29,13 +31,7 @@ std::string sha256_of(int fd) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) return {};
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
+  return core::to_hex(md, len);
 }
 
 void walk(int dir_fd, const std::string& abs, int depth, size_t max_files, uint64_t& budget, std::vector<Artifact>& out) {

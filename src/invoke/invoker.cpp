@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/bytes.hpp"
 #include "core/id.hpp"
 #include "core/json_parse.hpp"
 #include "exec/event.hpp"
@@ -19,21 +20,6 @@ namespace execd::invoke {
 namespace {
 
 constexpr std::chrono::seconds kSweepEvery{60};
-
-std::string url_encode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) != 0 || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 /// stdout and stderr as the handler wrote them (lines, each ended by "\n"), at most
 /// `cap` bytes each.
@@ -51,13 +37,13 @@ Streams collect_streams(exec::EventLog& log, uint64_t cap) {
     for (const auto& e : batch.events) {
       const bool is_err = e.type == "stderr";
       if (!is_err && e.type != "stdout") continue;
+      if (is_err ? s.err_cut : s.out_cut) continue;  // past the cap: not even parsed
       auto parsed = core::parse_json(e.json);
       if (!parsed || !parsed->contains("text") || !(*parsed)["text"].is_string()) continue;
       std::string line = (*parsed)["text"].get<std::string>();
       if (line == "\n") line.clear();  // an empty line is sent as "\n" (LineSplitter)
       auto& text = is_err ? s.err : s.out;
       auto& cut = is_err ? s.err_cut : s.out_cut;
-      if (cut) continue;
       if (text.size() + line.size() + 1 > cap) {
         text.append(line, 0, cap > text.size() ? cap - text.size() : 0);
         cut = true;
@@ -242,7 +228,7 @@ void Invoker::finish(Job& job) {
     artifacts.push_back({{"path", a.path},
                          {"size", a.size},
                          {"sha256", a.sha256.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.sha256)},
-                         {"download", "/files/download?path=" + url_encode(a.path)}});
+                         {"download", "/files/download?path=" + core::percent_encode(a.path)}});
   }
   doc["artifacts"] = std::move(artifacts);
   doc["work_dir"] = job.work_dir;
@@ -251,7 +237,10 @@ void Invoker::finish(Job& job) {
 
 core::Result<nlohmann::json> Invoker::wait(const exec::Execution& execution, std::chrono::milliseconds wait) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
-  exec::Cursor cursor;
+  // Only the last event matters: start at the newest one there is (one already closed
+  // log still hands back its terminal event), not at the first of a long output.
+  const uint64_t newest = execution.log()->last_seq();
+  exec::Cursor cursor{newest > 0 ? newest - 1 : 0};
   std::optional<exec::Event> last;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

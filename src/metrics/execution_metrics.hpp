@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "exec/event.hpp"
+#include "exec/execution.hpp"
 #include "metrics/prometheus.hpp"
 
 namespace execd::metrics {
@@ -19,14 +19,12 @@ class ExecutionMetrics {
   explicit ExecutionMetrics(std::shared_ptr<Registry> registry);
 
   /// One execution of `kind` (an Execution's kind: command, background-command, code,
-  /// session-run) ended with `terminal` (empty type: closed without one) after `took`.
-  void finished(const std::string& kind, const exec::Event& terminal, std::chrono::nanoseconds took);
+  /// session-run, invocation) ended as `outcome` says (its reason is the outcome label)
+  /// after `took`.
+  void finished(const std::string& kind, const exec::ExecutionOutcome& outcome, std::chrono::nanoseconds took);
 
   /// The metric label for an Execution kind: command, session or cell.
   static std::string_view kind_label(std::string_view kind);
-  /// What a terminal event says about the end: success, failure, timeout, killed (a
-  /// resource limit), interrupted, kernel_died, or abandoned (no terminal event).
-  static std::string_view outcome_of(const exec::Event& terminal);
 
  private:
   std::shared_ptr<Registry> registry_;

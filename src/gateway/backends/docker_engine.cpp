@@ -6,25 +6,15 @@
 #include <sstream>
 #include <utility>
 
+#include "core/bytes.hpp"
+
 namespace execd::gateway {
 
 namespace {
 
 using json = nlohmann::json;
 
-std::string percent_encode(const std::string& text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
+using core::percent_encode;
 
 /// Ids and names go into URL paths: only what Docker's names and references can hold,
 /// so nothing can step to another route ("..", "?", "#").

@@ -89,23 +89,29 @@ TEST_CASE("prometheus: increments from many threads are all counted") {
 
 TEST_CASE("execution metrics: kinds and outcomes from terminal events") {
   using M = metrics::ExecutionMetrics;
+  // The outcome label is the one classification of a terminal event (exec::ExecutionOutcome).
+  const auto reason = [](const exec::Event& e) { return exec::ExecutionOutcome::from_terminal(e).reason; };
+  const auto outcome = [](const exec::Event& e) { return exec::ExecutionOutcome::from_terminal(e); };
   CHECK(M::kind_label("code") == "cell");
   CHECK(M::kind_label("background-command") == "command");
   CHECK(M::kind_label("session-run") == "session");
-  CHECK(M::outcome_of(exec::events::execution_complete(5)) == "success");
-  CHECK(M::outcome_of(exec::Event{}) == "abandoned");
-  CHECK(M::outcome_of(exec::events::error("CommandExecError", "2", {"exit status 2"})) == "failure");
-  CHECK(M::outcome_of(exec::events::error("CommandExecError", "-1", {"timeout after 300 ms (signal: killed)"})) ==
+  CHECK(reason(exec::events::execution_complete(5)) == "success");
+  CHECK(reason(exec::Event{}) == "abandoned");
+  CHECK(reason(exec::events::error("CommandExecError", "2", {"exit status 2"})) == "failure");
+  CHECK(reason(exec::events::error("CommandExecError", "-1", {"timeout after 300 ms (signal: killed)"})) ==
         "timeout");
-  CHECK(M::outcome_of(exec::events::error("CommandExecError", "137", {"memory"}, {{"killed", {{"limit", "memory"}}}})) ==
+  CHECK(reason(exec::events::error("CommandExecError", "137", {"memory"}, {{"killed", {{"limit", "memory"}}}})) ==
         "killed");
-  CHECK(M::outcome_of(exec::events::error("KeyboardInterrupt", "", {})) == "interrupted");
-  CHECK(M::outcome_of(exec::events::error("DeadKernelError", "the kernel died", {})) == "kernel_died");
+  CHECK(reason(exec::events::error("KeyboardInterrupt", "", {})) == "interrupted");
+  CHECK(reason(exec::events::error("DeadKernelError", "the kernel died", {})) == "kernel_died");
+  // An invocation's result carries its own status (counted as failures before).
+  CHECK(reason(exec::events::custom("invoke_result", {{"status", "success"}})) == "success");
+  CHECK(reason(exec::events::custom("invoke_result", {{"status", "failed"}})) == "failure");
 
   auto registry = std::make_shared<metrics::Registry>();
   M m(registry);
-  m.finished("command", exec::events::execution_complete(1), std::chrono::milliseconds(20));
-  m.finished("code", exec::events::error("NameError", "x", {}), std::chrono::seconds(2));
+  m.finished("command", outcome(exec::events::execution_complete(1)), std::chrono::milliseconds(20));
+  m.finished("code", outcome(exec::events::error("NameError", "x", {})), std::chrono::seconds(2));
   const std::string text = registry->render();
   CHECK(text.find("execd_executions_total{kind=\"command\",outcome=\"success\"} 1\n") != std::string::npos);
   CHECK(text.find("execd_executions_total{kind=\"cell\",outcome=\"failure\"} 1\n") != std::string::npos);
