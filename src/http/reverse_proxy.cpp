@@ -19,6 +19,7 @@
 #include "http/relayed_response.hpp"
 #include "http/request_id.hpp"
 #include "http/upstream_connection.hpp"
+#include "http/websocket_frame.hpp"
 
 namespace execd::http {
 namespace {
@@ -388,6 +389,11 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
   }
 
   if (is_websocket && response_head->status == 101) {
+    // An upstream that did not understand the key (or a stale proxy between) must not get
+    // the client's socket: RFC 6455 4.1 has the client fail such a handshake, so we do.
+    if (response_head->header("Sec-WebSocket-Accept") != websocket_accept(req.get_header_value("Sec-WebSocket-Key"))) {
+      return fail(conn->fail("the upstream's Sec-WebSocket-Accept does not match the client's key"));
+    }
     std::string from_client;
     const int client_fd = BufferedServer::take_over_connection(from_client);
     if (client_fd < 0) return fail(conn->fail("no client connection to hand the WebSocket to"));

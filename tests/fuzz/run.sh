@@ -10,11 +10,11 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${FUZZ_SECONDS:-30}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(multipart json_request jupyter_message glob range http_request request_head)
+[ ${#targets[@]} -gt 0 ] || targets=(multipart json_request jupyter_message glob range http_request request_head websocket_frame)
 
 # Largest input per target: a few KiB reach every state of these parsers; the glob
 # target's time bound is meant for names and patterns of a few KiB.
-declare -A max_len=([multipart]=16384 [json_request]=8192 [jupyter_message]=8192 [glob]=4096 [range]=256 [http_request]=16384 [request_head]=8192)
+declare -A max_len=([multipart]=16384 [json_request]=8192 [jupyter_message]=8192 [glob]=4096 [range]=256 [http_request]=16384 [request_head]=8192 [websocket_frame]=16384)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
