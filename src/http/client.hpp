@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,11 +13,17 @@
 
 namespace execd::http {
 
+class TlsContext;  // http/tls_client.hpp
+
 /// Where an upstream server listens: TCP host:port, or a unix socket (Docker's engine).
 struct ClientEndpoint {
   std::string host;       ///< TCP: name or address
   int port = 0;
   std::string unix_path;  ///< non-empty: connect here instead of host:port
+  /// Set: HTTPS over TCP, the server verified against this context's CAs as
+  /// `tls_server_name` (empty: `host`). Unset: plain HTTP.
+  std::shared_ptr<const TlsContext> tls = nullptr;
+  std::string tls_server_name = {};
 
   /// "http://host:port", "host:port", "unix:///path/to.sock" (Docker's DOCKER_HOST form).
   static core::Result<ClientEndpoint> parse(std::string_view text);

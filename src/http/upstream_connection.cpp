@@ -114,13 +114,21 @@ std::string ResponseHead::header(std::string_view name) const {
   return {};
 }
 
-UpstreamConnection::UpstreamConnection(ClientEndpoint endpoint, core::UniqueFd fd)
-    : endpoint_(std::move(endpoint)), fd_(std::move(fd)), buffer_(new char[kBufferSize]) {}
+UpstreamConnection::UpstreamConnection(ClientEndpoint endpoint, core::UniqueFd fd, std::unique_ptr<TlsSession> tls)
+    : endpoint_(std::move(endpoint)), fd_(std::move(fd)), tls_(std::move(tls)), buffer_(new char[kBufferSize]) {}
 
 core::Result<UpstreamConnection> UpstreamConnection::open(const ClientEndpoint& endpoint, Clock::time_point deadline) {
   auto fd = connect_to(endpoint, deadline);
   if (!fd) return fd.error();
-  return UpstreamConnection(endpoint, std::move(*fd));
+  std::unique_ptr<TlsSession> tls;
+  if (endpoint.tls) {
+    if (!endpoint.unix_path.empty()) return fail_at(endpoint, "TLS over a unix socket is not supported");
+    auto session = TlsSession::connect(*endpoint.tls, fd->get(),
+                                       endpoint.tls_server_name.empty() ? endpoint.host : endpoint.tls_server_name, deadline);
+    if (!session) return fail_at(endpoint, session.error().message);
+    tls = std::move(*session);
+  }
+  return UpstreamConnection(endpoint, std::move(*fd), std::move(tls));
 }
 
 std::string UpstreamConnection::where() const {
@@ -139,10 +147,15 @@ core::Error UpstreamConnection::broken(const char* what) const {
   if (timed_out_) return fail(std::string(what) + ": timed out");
   if (eof_) return fail(std::string(what) + ": connection closed by the upstream");
   if (error_ != 0) return fail(std::string(what) + ": " + std::strerror(error_));
+  if (!tls_error_.empty()) return fail(std::string(what) + ": " + tls_error_);
   return fail(what);
 }
 
 core::Result<void> UpstreamConnection::send(std::string_view data, Clock::time_point deadline) {
+  if (tls_) {
+    if (auto sent = tls_->write(data, deadline); !sent) return fail("sending the request: " + sent.error().message);
+    return {};
+  }
   while (!data.empty()) {
     const ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -166,6 +179,21 @@ bool UpstreamConnection::fill(Clock::time_point deadline) {
     std::memmove(buffer_.get(), buffer_.get() + begin_, buffered());
     end_ -= begin_;
     begin_ = 0;
+  }
+  if (tls_) {
+    const long n = tls_->read(buffer_.get() + end_, kBufferSize - end_, deadline);
+    if (n > 0) {
+      end_ += static_cast<size_t>(n);
+      return true;
+    }
+    if (n == 0) {
+      eof_ = true;
+    } else if (tls_->timed_out()) {
+      timed_out_ = true;
+    } else {
+      tls_error_ = tls_->error();
+    }
+    return false;
   }
   for (;;) {
     const ssize_t n = ::recv(fd_.get(), buffer_.get() + end_, kBufferSize - end_, 0);

@@ -9,6 +9,7 @@
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "http/client.hpp"
+#include "http/tls_client.hpp"
 
 namespace execd::http {
 
@@ -30,6 +31,8 @@ enum class BodyFraming { none, length, chunked, until_close };
 /// the response head and then pulls the body a piece at a time, as fast as its own client
 /// takes it (so memory stays bounded whatever the body's size).
 ///
+/// With `endpoint.tls` set, open() runs the TLS handshake and every byte goes through
+/// it (fd() then carries ciphertext: the WebSocket relay only uses plain upstreams).
 /// One thread uses a connection at a time. Every call takes a deadline; a call that cannot
 /// finish by it fails with `unavailable` (the message names the endpoint and says it timed
 /// out). Errors name the endpoint and what failed.
@@ -72,7 +75,7 @@ class UpstreamConnection {
   [[nodiscard]] core::Error fail(const std::string& what) const;
 
  private:
-  UpstreamConnection(ClientEndpoint endpoint, core::UniqueFd fd);
+  UpstreamConnection(ClientEndpoint endpoint, core::UniqueFd fd, std::unique_ptr<TlsSession> tls);
   /// Receives more into the buffer; false on end of stream (eof_), error or deadline.
   bool fill(Clock::time_point deadline);
   /// A CRLF-terminated line (without it), at most `max` bytes.
@@ -82,6 +85,8 @@ class UpstreamConnection {
 
   ClientEndpoint endpoint_;
   core::UniqueFd fd_;
+  std::unique_ptr<TlsSession> tls_;  // declared after fd_: destroyed before the socket closes
+  std::string tls_error_;
   std::unique_ptr<char[]> buffer_;
   size_t begin_ = 0;
   size_t end_ = 0;
