@@ -20,8 +20,9 @@ bool ExecutionGuard::needed(const Limits& limits) {
 core::Result<std::unique_ptr<ExecutionGuard>> ExecutionGuard::make(Isolator& isolator,
                                                                    const Limits& limits,
                                                                    process::SpawnOptions& so, const std::string& id,
-                                                                   std::vector<std::string> rw_binds) {
-  auto plan = isolator.prepare(limits, {so.argv, so.env, so.cwd, id, std::move(rw_binds)});
+                                                                   std::vector<std::string> rw_binds,
+                                                                   bool cpu_limit_per_unit) {
+  auto plan = isolator.prepare(limits, {so.argv, so.env, so.cwd, id, std::move(rw_binds), cpu_limit_per_unit});
   if (!plan) return plan.error();
   auto guard = std::make_unique<ExecutionGuard>(std::move(plan).value());
   const LaunchPlan& p = guard->plan_;

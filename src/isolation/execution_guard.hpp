@@ -40,11 +40,13 @@ class ExecutionGuard {
   /// plan's argv, environment and cwd, and its child steps as the spawn's child setup.
   /// `so` must not be moved or destroyed before the spawn while the guard lives (the
   /// setup points into the guard). `id` names the cgroup and workspace; `rw_binds` are
-  /// host paths shared writable with the sandbox at namespace level (a kernel's ipc dir).
+  /// host paths shared writable with the sandbox at namespace level (a kernel's ipc dir);
+  /// `cpu_limit_per_unit` as LaunchRequest's (a kernel: the CPU limit is per cell).
   static core::Result<std::unique_ptr<ExecutionGuard>> make(Isolator& isolator,
                                                             const Limits& limits,
                                                             process::SpawnOptions& so, const std::string& id,
-                                                            std::vector<std::string> rw_binds = {});
+                                                            std::vector<std::string> rw_binds = {},
+                                                            bool cpu_limit_per_unit = false);
 
   explicit ExecutionGuard(LaunchPlan plan);
   ~ExecutionGuard();  ///< finish()

@@ -72,7 +72,9 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
   const bool cgroup_pids = limits.get(Limit::processes) && caps.limit(Limit::processes).mechanism != Mechanism::rlimit;
   // Any cgroup-capable host gets a group per isolated execution even without a limit:
   // it is how every descendant is found and killed at the end.
-  if (cgroups_->version() != 0 && (cgroup_memory || cgroup_pids || limits.level != Level::none)) {
+  // A per-unit CPU limit is measured on a cgroup, so it asks for one at any level.
+  const bool cgroup_cpu = request.cpu_limit_per_unit && limits.get(Limit::cpu_time_s);
+  if (cgroups_->version() != 0 && (cgroup_memory || cgroup_pids || cgroup_cpu || limits.level != Level::none)) {
     auto group = cgroups_->create(request.id.empty() ? "x" : request.id);
     if (!group) return group.error();
     plan.cgroup = std::move(group).value();
@@ -92,7 +94,8 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
   if (auto n = limits.get(Limit::processes); n && !cgroup_pids) {
     plan.child.rlimits.push_back({RLIMIT_NPROC, *n, *n});
   }
-  if (auto s = limits.get(Limit::cpu_time_s)) {
+  if (auto s = limits.get(Limit::cpu_time_s);
+      s && !(request.cpu_limit_per_unit && plan.cgroup && plan.cgroup->usage().cpu_usage_ns)) {
     // SIGXCPU at the soft limit names the cause; SIGKILL a second later if it is ignored.
     plan.child.rlimits.push_back({RLIMIT_CPU, *s, *s + 1});
   }

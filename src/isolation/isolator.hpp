@@ -23,6 +23,10 @@ struct LaunchRequest {
   std::string cwd;                     ///< empty: the daemon's (none/process), a fresh workspace (namespace)
   std::string id;                      ///< names the cgroup and workspace; unique per execution
   std::vector<std::string> rw_binds;   ///< namespace level: host paths shared writable (a kernel's ipc dir)
+  /// A long-lived process that runs many units of work (a kernel's cells): with a cgroup
+  /// that counts CPU, cpu_time_limit_s bounds each unit (the caller's watchdog, against
+  /// the cgroup's counters), so the process gets no RLIMIT_CPU, which would bound the sum.
+  bool cpu_limit_per_unit = false;
 };
 
 /// The daemon's isolation service: the host's capabilities (probed once, on first use),

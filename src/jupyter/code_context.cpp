@@ -118,8 +118,9 @@ void CodeContext::run(Job& job) {
   const Kernel::Outcome outcome = kernel->execute(job.code, job.execution->log(), job.timeout, interrupt_at_start);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (outcome.died) {
-    // A kernel ended by one of its limits (an OOM kill in its cgroup) says which.
-    if (auto hit = kernel->limit_hit()) {
+    // A kernel ended by one of its limits (an OOM kill in its cgroup, a cell that ran on
+    // past its per-cell limit) says which.
+    if (auto hit = outcome.limit ? outcome.limit : kernel->limit_hit()) {
       log.close(exec::events::error("KernelKilledByLimit",
                                     hit->message + "; the kernel died and the next run starts a new one", {hit->message}));
       return;
@@ -135,6 +136,13 @@ void CodeContext::run(Job& job) {
     accounting["peak_memory_mb"] = static_cast<double>(*peak) / 1024.0;
   }
   if (outcome.timed_out) accounting["timed_out"] = true;
+  if (outcome.limit) {
+    // Interrupted for a per-cell limit: the kernel and its state live on.
+    accounting["killed"] = isolation::ExecutionGuard::killed_json(*outcome.limit);
+    log.close(exec::events::error("CellLimitExceeded", outcome.limit->message + "; the cell was interrupted",
+                                  {outcome.limit->message}, accounting));
+    return;
+  }
   log.close(exec::events::execution_complete(ms, accounting));
 }
 

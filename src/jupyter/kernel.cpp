@@ -43,6 +43,10 @@ constexpr size_t kStreamPiece = 1024 * 1024;
 constexpr auto kInterruptHold = std::chrono::milliseconds(300);
 constexpr auto kInterruptResendAfter = std::chrono::milliseconds(500);
 constexpr int kInterruptResends = 10;  // 5 s: a loaded machine can be slow to reach the blocking call
+// A cell interrupted for a limit that is still running this much later loses its kernel:
+// code that catches KeyboardInterrupt, or spins in C, must not get past the limit.
+constexpr auto kLimitGrace = std::chrono::seconds(3);
+constexpr auto kCpuWatchInterval = std::chrono::milliseconds(250);
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -99,6 +103,11 @@ struct Kernel::Cell {
   // execute_reply's status and error, reported at the end only if iopub brought no error:
   // the reply may overtake iopub's richer `error` (with its traceback) on the other socket.
   std::string reply_status, reply_ename, reply_evalue;
+  // max_output_bytes: counted and capped on the iopub thread (the only one touching these
+  // two); `output_capped` tells the waiting thread, under the waiter's lock.
+  uint64_t output_bytes = 0;
+  bool output_dropping = false;
+  bool output_capped = false;
 };
 
 core::Result<std::unique_ptr<Kernel>> Kernel::start(const KernelSpec& spec, const Launch& launch) {
@@ -186,7 +195,8 @@ core::Result<std::unique_ptr<Kernel>> Kernel::start_once(const KernelSpec& spec,
   if (guarded) {
     const std::string id = "k-" + std::filesystem::path(k->runtime_dir_).filename().string();
     auto made = isolation::ExecutionGuard::make(*launch.isolator, launch.limits, so, id,
-                                                sandboxed ? std::vector<std::string>{k->runtime_dir_} : std::vector<std::string>{});
+                                                sandboxed ? std::vector<std::string>{k->runtime_dir_} : std::vector<std::string>{},
+                                                /*cpu_limit_per_unit=*/true);
     if (!made) return made.error();
     k->guard_ = std::move(made).value();
   }
@@ -298,7 +308,7 @@ std::optional<isolation::LimitHit> Kernel::limit_hit() const {
     std::lock_guard<std::mutex> lock(waiter_->mu);
     status = waiter_->wait_status;
   }
-  return guard_->limit_hit(status);
+  return guard_->limit_hit(status, cell_baseline_);
 }
 
 void Kernel::send_interrupt() {
@@ -311,6 +321,12 @@ void Kernel::send_interrupt() {
   } else {
     ::kill(pid_, SIGINT);
   }
+}
+
+void Kernel::kill_for_limit() {
+  // At namespace level pid_ is bwrap: its group goes, and the cgroup's members with it.
+  if (guard_) guard_->signal(SIGKILL, pid_);
+  process::signal_group(pid_, SIGKILL);
 }
 
 void Kernel::interrupt() {
@@ -353,6 +369,32 @@ void append_stream(exec::EventLog& log, bool is_stderr, std::string_view literal
   }
 }
 
+// max_output_bytes for one stream message (a JSON literal, quotes included): true when it
+// fits whole (counted into `used`); otherwise `cut` gets what still fits, as a literal
+// (empty: nothing), and false: the cap is reached.
+bool admit_stream(uint64_t& used, uint64_t cap, std::string_view literal, std::string& cut) {
+  const std::string_view body = literal.size() >= 2 ? literal.substr(1, literal.size() - 2) : std::string_view{};
+  if (used + body.size() <= cap) {
+    used += body.size();
+    return true;
+  }
+  const uint64_t room = cap > used ? cap - used : 0;
+  used = cap;
+  if (room > 0) {
+    const auto pieces = split_json_string_body(body, room);
+    // The first piece is at most `room` bytes and never splits an escape or a character.
+    if (!pieces.empty() && pieces.front().size() <= room) cut = "\"" + std::string(pieces.front()) + "\"";
+  }
+  return false;
+}
+
+isolation::LimitHit cell_limit_hit(isolation::Limit limit, uint64_t value) {
+  if (limit == isolation::Limit::output_bytes) {
+    return {limit, value, "output limit of " + std::to_string(value) + " bytes reached (max_output_bytes); later output was dropped"};
+  }
+  return {limit, value, "CPU time limit of " + std::to_string(value) + " s reached by this cell (cpu_time_limit_s)"};
+}
+
 }  // namespace
 
 Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<exec::EventLog>& log,
@@ -376,15 +418,45 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
     std::lock_guard<std::mutex> lock(w->mu);
     w->cell = state;
   }
-  client_->send(Channel::shell, std::move(req), [state, w, log](const Message& m, Channel c) {
+  const auto output_cap = guard_ ? guard_->limits().get(isolation::Limit::output_bytes) : std::nullopt;
+  const bool cpu_watch = guard_ && guard_->has_cgroup() && guard_->limits().get(isolation::Limit::cpu_time_s);
+  // The cgroup's counters as this cell begins: its CPU use, and what ended a kernel that
+  // dies in it (limit_hit()), are counted from here.
+  cell_baseline_ = guard_ && guard_->has_cgroup() ? guard_->usage() : isolation::CgroupUsage{};
+  const isolation::CgroupUsage cpu_baseline = cell_baseline_;
+  auto next_cpu_check = std::chrono::steady_clock::now() + kCpuWatchInterval;
+  std::optional<std::chrono::steady_clock::time_point> limit_interrupted_at;
+  bool limit_killed = false;
+  client_->send(Channel::shell, std::move(req), [state, w, log, output_cap](const Message& m, Channel c) {
     const std::string type = m.type();
     const auto& content = m.content;
     // Events are built outside the waiter's lock (a 1 MiB piece at a time for big output).
     if (c == Channel::iopub && type == "stream") {
       const bool is_stderr = content.value("name", "stdout") == "stderr";
+      if (state->output_dropping) return;
+      // From here on the cell's output is dropped; execute() interrupts the cell.
+      auto cap_reached = [&] {
+        state->output_dropping = true;
+        std::lock_guard<std::mutex> lock(w->mu);
+        state->output_capped = true;
+        w->cv.notify_all();
+      };
       if (!m.stream_text_literal.empty()) {
-        append_stream(*log, is_stderr, m.stream_text_literal);
+        std::string_view literal = m.stream_text_literal;
+        std::string cut;
+        if (output_cap && !admit_stream(state->output_bytes, *output_cap, literal, cut)) {
+          if (!cut.empty()) append_stream(*log, is_stderr, cut);
+          cap_reached();
+          return;
+        }
+        append_stream(*log, is_stderr, literal);
       } else if (const std::string text = content.value("text", ""); !text.empty()) {
+        // Text that needed repair: counted whole, and dropped whole past the cap.
+        if (output_cap && state->output_bytes + text.size() > *output_cap) {
+          cap_reached();
+          return;
+        }
+        state->output_bytes += text.size();
         log->append(is_stderr ? exec::events::stderr_text(text) : exec::events::stdout_text(text));
       }
       return;
@@ -476,6 +548,37 @@ Kernel::Outcome Kernel::execute(const std::string& code, const std::shared_ptr<e
       state->interrupt_sent_at = now;
       lock.unlock();
       send_interrupt();
+      lock.lock();
+      continue;
+    }
+    // A per-cell limit: the cell is interrupted once, and its kernel killed if it runs on.
+    if (!out.limit) {
+      std::optional<isolation::Limit> hit;
+      if (state->output_capped) {
+        hit = isolation::Limit::output_bytes;
+      } else if (cpu_watch && now >= next_cpu_check) {
+        next_cpu_check = now + kCpuWatchInterval;
+        lock.unlock();
+        const bool exceeded = guard_->cpu_exceeded(cpu_baseline);
+        lock.lock();
+        if (exceeded) hit = isolation::Limit::cpu_time_s;
+      }
+      if (hit) {
+        out.limit = cell_limit_hit(*hit, guard_->limits().get(*hit).value_or(0));
+        limit_interrupted_at = now;
+        lock.unlock();
+        log->append(exec::events::status(out.limit->message + ": the cell is interrupted"));
+        interrupt();
+        lock.lock();
+        continue;
+      }
+    } else if (!limit_killed && limit_interrupted_at && now - *limit_interrupted_at >= kLimitGrace) {
+      limit_killed = true;
+      spdlog::warn("kernel {} (pid {}): cell still running {} s after its {} limit; killing the kernel", spec_.name, pid_,
+                   kLimitGrace.count(), isolation::field_name(out.limit->limit));
+      guard_->record_kill(out.limit->limit);
+      lock.unlock();
+      kill_for_limit();
       lock.lock();
       continue;
     }

@@ -50,6 +50,9 @@ class Kernel {
     bool died = false;
     std::string death;  ///< why, when died
     bool timed_out = false;
+    /// A per-cell limit the daemon enforced (max_output_bytes, cpu_time_limit_s): the cell
+    /// was interrupted for it, and the kernel killed when it did not stop in time.
+    std::optional<isolation::LimitHit> limit;
   };
   /// Runs one cell, appending its events to `log` as they arrive (stream output in
   /// pieces of at most 1 MiB, execution_count + result, display_data as result, status +
@@ -63,6 +66,12 @@ class Kernel {
   ///    the cell was interrupted; 5 s later otherwise, so no cell waits for ever;
   ///  - the kernel died.
   /// `timeout` > 0 interrupts the cell when it expires. The caller writes the terminal event.
+  ///
+  /// Per-cell limits of an isolated kernel: stream output past max_output_bytes (counted as
+  /// the JSON-escaped text the kernel sends, so the bytes delivered stay under it) is
+  /// dropped, and the cell interrupted; a cell whose CPU use (the kernel's cgroup, sampled
+  /// every 250 ms) reaches cpu_time_limit_s is interrupted. A cell that is still running
+  /// kLimitGrace after such an interrupt gets its kernel killed (the next cell restarts it).
   Outcome execute(const std::string& code, const std::shared_ptr<exec::EventLog>& log, std::chrono::milliseconds timeout,
                   bool interrupt_at_start = false);
   /// Interrupts the running cell: SIGINT (or interrupt_request, per the kernelspec). A
@@ -73,7 +82,8 @@ class Kernel {
   [[nodiscard]] bool sends_idle() const { return sends_idle_; }
   [[nodiscard]] bool is_dead() const { return client_->is_dead(); }
   [[nodiscard]] pid_t pid() const { return pid_; }
-  /// The limit that killed the kernel (its cgroup's OOM counter, ...), once it died.
+  /// The limit that killed the kernel (its cgroup's OOM counter, ...) during the last
+  /// cell, once it died.
   [[nodiscard]] std::optional<isolation::LimitHit> limit_hit() const;
   [[nodiscard]] const KernelSpec& spec() const { return spec_; }
 
@@ -83,6 +93,8 @@ class Kernel {
   Kernel() = default;
   static core::Result<std::unique_ptr<Kernel>> start_once(const KernelSpec& spec, const Launch& launch);
   void send_interrupt();
+  /// SIGKILL to the kernel and everything in its cgroup (a cell past a limit's grace).
+  void kill_for_limit();
 
   KernelSpec spec_;
   std::shared_ptr<process::ChildReaper> reaper_;
@@ -93,6 +105,7 @@ class Kernel {
   std::unique_ptr<KernelClient> client_;
   std::shared_ptr<Waiter> waiter_;
   bool sends_idle_ = false;
+  isolation::CgroupUsage cell_baseline_;  // the cgroup's counters when the last cell began
 };
 
 }  // namespace execd::jupyter

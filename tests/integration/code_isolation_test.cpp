@@ -197,3 +197,57 @@ TEST_CASE("namespace level: ipc transport, read-only system, no secrets, no netw
   CHECK(within(std::chrono::seconds(5), [&] { return daemon_cgroups(d.pid(), "k-").empty(); }));
   CHECK(kernel_dirs(base.str()) == 0);
 }
+
+TEST_CASE("per-cell limits: output past max_output_bytes and a cell's CPU past cpu_time_limit_s interrupt the cell; the kernel lives on") {
+  DaemonProcess d({}, {std::string("EXECD_ACCESS_TOKEN=") + kToken});
+  const auto id = create(d, {{"isolation", "process"}, {"max_output_bytes", 10000}, {"cpu_time_limit_s", 2}});
+  CHECK(stdout_of(run(d, id, "x = 41\nprint('set')")) == "set\n");
+
+  // A flood: what arrives stays under the cap, the stream says why it stopped, the cell
+  // is interrupted (it would print for minutes) and its terminal event names the limit.
+  auto t0 = std::chrono::steady_clock::now();
+  auto flood = run(d, id, "for i in range(10**8):\n    print('y' * 99)");
+  CAPTURE(flood.raw.substr(0, 2000));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
+  const auto flooded = stdout_of(flood);
+  CHECK(flooded.size() > 1000);
+  CHECK(flooded.size() <= 10000);
+  CHECK(flood.raw.find("max_output_bytes") != std::string::npos);
+  CHECK(error_text(flood).find("CellLimitExceeded") != std::string::npos);
+  CHECK(error_text(flood).find("\"limit\":\"output\"") != std::string::npos);
+  // Its state survived: no restart.
+  auto after = run(d, id, "print(x + 1)");
+  CHECK(stdout_of(after) == "42\n");
+  CHECK(after.raw.find("kernel restarted") == std::string::npos);
+
+  // The CPU limit is per cell, not the kernel's lifetime (RLIMIT_CPU would have ended the
+  // kernel on the second of these, after its own start-up's CPU).
+  const std::string burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.2: pass\nprint('ok')";
+  for (int i = 0; i < 2; ++i) {
+    auto r = run(d, id, burn);
+    CAPTURE(r.raw);
+    CHECK(stdout_of(r) == "ok\n");
+    CHECK(error_text(r).empty());
+  }
+
+  // A spinning cell is interrupted at the limit; the kernel keeps its state.
+  t0 = std::chrono::steady_clock::now();
+  auto spin = run(d, id, "while True: pass");
+  CAPTURE(spin.raw);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(15));
+  CHECK(error_text(spin).find("cpu_time_limit_s") != std::string::npos);
+  CHECK(error_text(spin).find("KeyboardInterrupt") != std::string::npos);
+  CHECK(stdout_of(run(d, id, "print(x)")) == "41\n");
+
+  // One that ignores the interrupt loses its kernel after the grace; the next cell gets a new one.
+  auto stubborn = run(d, id, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass");
+  CAPTURE(stubborn.raw);
+  CHECK(error_text(stubborn).find("KernelKilledByLimit") != std::string::npos);
+  CHECK(error_text(stubborn).find("cpu_time_limit_s") != std::string::npos);
+  auto fresh = run(d, id, "print('again')");
+  CHECK(stdout_of(fresh) == "again\n");
+  CHECK(fresh.raw.find("kernel restarted") != std::string::npos);
+
+  CHECK(post(d, "/code/contexts/" + id, json::object(), "DELETE").status == 200);
+  CHECK(within(std::chrono::seconds(5), [&] { return daemon_cgroups(d.pid(), "k-").empty(); }));
+}
