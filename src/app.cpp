@@ -18,6 +18,7 @@
 #include "api/watch_routes.hpp"
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
+#include "api/port_proxy_routes.hpp"
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
@@ -152,7 +153,8 @@ App::App(core::Config config) : config_(std::move(config)) {
 
   api::register_ping_routes(*server_);
   api::register_capabilities_routes(*server_, isolator);
-  api::register_metrics_routes(*server_, sampler_, make_prometheus(*executions_, contexts_, *server_));
+  auto prometheus = make_prometheus(*executions_, contexts_, *server_);
+  api::register_metrics_routes(*server_, sampler_, prometheus);
   api::register_execution_routes(*server_, executions_);
   // Result callbacks (issue 13), signed with --callback-secret, delivered off every
   // request's path.
@@ -180,6 +182,9 @@ App::App(core::Config config) : config_(std::move(config)) {
   api::register_archive_routes(*server_, files_, files::ArchiveExtract::Limits{config_.max_extract_bytes, config_.max_extract_entries}, config_.spill_dir);
   api::register_usage_routes(*server_, file_options.quota);
   api::register_watch_routes(*server_, std::make_shared<api::WatchHub>(files_->resolver(), api::WatchHub::Options{config_.max_watches, config_.max_watched_dirs, std::chrono::seconds(30), std::chrono::milliseconds(50), config_.spill_dir}));
+  // Web servers the user started inside the sandbox, at /proxy/{port} (issue 14); the
+  // access token is withheld from them.
+  api::add_port_proxy_metrics(*prometheus, api::register_port_proxy_routes(*server_, server_options(config_).auth_header));
 }
 
 App::~App() = default;
