@@ -50,10 +50,10 @@ core::Result<std::shared_ptr<Backend>> make_backend(const GatewayConfig& c, cons
     DockerBackendConfig d;
     d.docker_host = c.docker_host;
     d.runtime = c.docker_runtime;
-    // `make bundle`'s output beside this binary (build/bundle next to build/execd-gateway).
+    // By default `make bundle`'s output beside this binary (build/bundle next to build/execd-gateway).
     std::error_code ec;
     const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    d.bundle_dir = ec ? "" : (self.parent_path() / "bundle").string();
+    d.bundle_dir = !c.execd_bundle.empty() ? c.execd_bundle : ec ? "" : (self.parent_path() / "bundle").string();
     // The engine's containers belong to this gateway's table: name the instance after
     // where the table lives, so a restart (same table) finds them and another gateway
     // on the same engine does not (FNV-1a, stable across builds).

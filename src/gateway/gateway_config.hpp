@@ -26,6 +26,7 @@ struct GatewayConfig {
   std::vector<PoolSpec> pools;     ///< --pool IMAGE=N, repeatable
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string docker_runtime;      ///< e.g. runsc; empty: the engine's default
+  std::string execd_bundle;        ///< docker: `make bundle`'s directory; empty: bundle/ beside the gateway binary
   std::string execd_bin;           ///< empty: `execd` beside the gateway binary
   std::string endpoint_mode = "direct";  ///< direct | proxy: what endpoints/{port} answers
   std::string public_url;          ///< proxy mode's base URL; empty: http://<the Host header clients sent>

@@ -1,0 +1,378 @@
+// One sandbox's life through execd-gateway, the same script on both engines an SDK would
+// drive: the process backend (bubblewrap + cgroups) and the docker backend (a private
+// dockerd, a busybox-only image, execd from the bundle). Every request to the sandbox goes
+// through the gateway's proxy (/v1/sandboxes/{id}/proxy/44772/...) with the gateway's API
+// key only: streamed output arrives unbuffered, 100 MB go up and down with the gateway's
+// RSS flat, the limits hold inside, pause stops time, a dying sandbox ends its streams
+// and is reported, and delete or expiry leave nothing behind.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "integration/gateway_execd_bundle_dir.hpp"  // EXECD_BUNDLE_DIR: make_bundle.sh's layout of this build's execd
+#include "support/daemon_process.hpp"
+#include "support/private_dockerd.hpp"
+#include "support/proc_probe.hpp"
+#include "support/sse_reader.hpp"
+#include "support/temp_dir.hpp"
+
+using execd::test::DaemonProcess;
+using execd::test::PrivateDockerd;
+using execd::test::Program;
+using execd::test::shell_output;
+using execd::test::sse_request;
+using execd::test::SseRequest;
+using execd::test::SseResponse;
+using execd::test::TempDir;
+using execd::test::within;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kApiKey = "lifecycle-key-42";
+constexpr const char* kDockerImage = "execd-gw-busybox:latest";
+
+/// An engine the script runs on: how to start the gateway, the image a create names,
+/// how to kill a sandbox behind the gateway's back, and how to see that nothing is left.
+struct Engine {
+  std::string name;
+  std::vector<std::string> gateway_args;
+  json image;
+  bool has_python = false;
+  std::function<void(const std::string& state_dir, const std::string& id)> kill;
+  std::function<std::string(const std::string& state_dir, const std::string& id)> leftovers;
+};
+
+/// One private dockerd (and the imported image) for every docker case of this program.
+PrivateDockerd& dockerd() {
+  static PrivateDockerd d;
+  static const bool imported = (d.import_busybox_image(kDockerImage), true);
+  (void)imported;
+  return d;
+}
+
+std::string docker_cli(const std::string& args) {
+  return shell_output("DOCKER_HOST=" + dockerd().host() + " docker " + args + " 2>&1");
+}
+
+Engine process_engine() {
+  Engine e;
+  e.name = "process";
+  e.gateway_args = {"--backend", "process"};
+  e.image = {{"uri", "host"}};
+  e.has_python = true;
+  // SIGKILL to everything below the sandbox's keeper: its bwrap and execd, as a crash.
+  e.kill = [](const std::string& dir, const std::string& id) {
+    const std::string prefix = dir + "/sandboxes/" + id + "/";
+    // The recursion runs in a subshell: sh's variables are global, and `c` must survive it.
+    shell_output("desc() { for c in $(pgrep -P \"$1\"); do (desc \"$c\"); echo \"$c\"; done; }; "
+                 "for k in $(pgrep -f '[e]xecd-sandbox-keeper " + prefix + "'); do kill -9 $(desc $k) 2>/dev/null; done; true");
+  };
+  e.leftovers = [](const std::string& dir, const std::string& id) {
+    std::string left;
+    if (std::filesystem::exists(dir + "/sandboxes/" + id)) left += "directory; ";
+    left += shell_output("pgrep -f '[e]xecd-sandbox-keeper " + dir + "/sandboxes/" + id + "/' || true");
+    left += shell_output("find /sys/fs/cgroup/*/ -maxdepth 4 -type d -name '*" + id + "*' 2>/dev/null || true");
+    return left;
+  };
+  return e;
+}
+
+Engine docker_engine() {
+  Engine e;
+  e.name = "docker";
+  e.gateway_args = {"--backend", "docker", "--docker-host", dockerd().host(), "--execd-bundle", EXECD_BUNDLE_DIR};
+  e.image = {{"uri", kDockerImage}};
+  e.kill = [](const std::string&, const std::string& id) { docker_cli("kill execd-" + id); };
+  e.leftovers = [](const std::string&, const std::string& id) {
+    return docker_cli("ps -a -q --filter label=io.execd.sandbox=" + id) +
+           docker_cli("network ls -q --filter name=execd-" + id);
+  };
+  return e;
+}
+
+class Gateway {
+ public:
+  explicit Gateway(const Engine& engine) {
+    const char* execd = std::getenv("EXECD_BIN");
+    REQUIRE(execd != nullptr);
+    std::vector<std::string> args = {"--api-key", kApiKey, "--state-dir", dir_.str(), "--execd-bin", execd,
+                                     "--sandbox-start-timeout", "30s"};
+    args.insert(args.end(), engine.gateway_args.begin(), engine.gateway_args.end());
+    daemon_ = std::make_unique<DaemonProcess>(args, std::vector<std::string>{}, Program::gateway);
+  }
+  ~Gateway() {
+    for (const auto& id : created_) client()->Delete("/v1/sandboxes/" + id);
+    daemon_->stop(SIGTERM, 10s);
+  }
+  std::unique_ptr<httplib::Client> client(std::chrono::seconds timeout = 60s) const {
+    auto c = daemon_->client();
+    c->set_read_timeout(timeout);
+    c->set_write_timeout(timeout);
+    c->set_default_headers({{"OPEN-SANDBOX-API-KEY", kApiKey}});
+    return c;
+  }
+  std::string create(const json& body) {
+    auto r = client()->Post("/v1/sandboxes", body.dump(), "application/json");
+    REQUIRE(r);
+    INFO(r->body);
+    REQUIRE(r->status == 202);
+    created_.push_back(json::parse(r->body)["id"]);
+    return created_.back();
+  }
+  json sandbox(const std::string& id) const {
+    auto r = client()->Get("/v1/sandboxes/" + id);
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body);
+  }
+  json wait_state(const std::string& id, const std::string& state, std::chrono::seconds timeout = 60s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    json s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      s = sandbox(id);
+      if (s["status"]["state"] == state) return s;
+      std::this_thread::sleep_for(50ms);
+    }
+    INFO("last seen: " << s.dump());
+    INFO("gateway log: " << daemon_->log());
+    FAIL("sandbox " << id << " did not become " << state);
+    return s;
+  }
+  /// An SSE request through the proxy to the sandbox's execd.
+  SseResponse stream(const std::string& id, const std::string& path, const json& body,
+                     std::function<bool(const execd::test::SseEvent&)> on_event = nullptr) const {
+    SseRequest req;
+    req.method = "POST";
+    req.path = proxy(id) + path;
+    req.body = body.dump();
+    req.headers.emplace("OPEN-SANDBOX-API-KEY", kApiKey);
+    req.timeout = 60s;
+    req.on_event = std::move(on_event);
+    return sse_request(daemon_->port(), req);
+  }
+  /// A command's whole stdout, through the proxy.
+  std::string run(const std::string& id, const std::string& command) const {
+    std::string out;
+    for (const auto& e : stream(id, "/command", {{"command", command}}).of_type("stdout")) out += e.json.value("text", "") + "\n";
+    return out;
+  }
+  static std::string proxy(const std::string& id) { return "/v1/sandboxes/" + id + "/proxy/44772"; }
+  [[nodiscard]] long rss_kib() const { return daemon_->rss_kib(); }
+  [[nodiscard]] std::string log() const { return daemon_->log(); }
+  [[nodiscard]] std::string dir() const { return dir_.str(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::vector<std::string> created_;
+};
+
+uint64_t fnv1a(std::string_view bytes, uint64_t h = 1469598103934665603ull) {
+  for (const unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+long counter(const Gateway& gw, const std::string& id) {
+  const std::string out = gw.run(id, "cat /tmp/ticks");
+  return out.empty() ? -1 : std::stol(out);
+}
+
+void whole_life(const Engine& engine) {
+  Gateway gw(engine);
+  const std::string id = gw.create({{"image", engine.image},
+                                    {"timeout", 600},
+                                    {"resourceLimits", {{"memory", "256Mi"}, {"pids", "64"}}},
+                                    {"env", {{"GREETING", "hello-" + engine.name}}}});
+  gw.wait_state(id, "Running");
+
+  SUBCASE("a command streams through the proxy unbuffered, with the spec's env") {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::chrono::milliseconds> arrivals;
+    auto r = gw.stream(id, "/command", {{"command", "for i in 1 2 3; do echo tick$i-$GREETING; sleep 1; done"}},
+                       [&](const execd::test::SseEvent& e) {
+                         if (e.type() == "stdout") {
+                           arrivals.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - t0));
+                         }
+                         return true;
+                       });
+    CAPTURE(r.raw);
+    REQUIRE(r.of_type("stdout").size() == 3);
+    CHECK(r.of_type("stdout")[0].json["text"] == "tick1-hello-" + engine.name);
+    REQUIRE(arrivals.size() == 3);
+    // The first line is seen long before the command ends: nothing on the way held it.
+    CHECK(arrivals[0] < 1500ms);
+    CHECK(arrivals[2] - arrivals[0] >= 1500ms);
+    CHECK(r.of_type("execution_complete").size() == 1);
+  }
+
+  SUBCASE("a python cell runs through the proxy") {
+    if (!engine.has_python) {
+      MESSAGE("the " << engine.name << " test image has no python (busybox only): the cell is run on the process backend");
+      return;
+    }
+    auto r = gw.stream(id, "/code", {{"code", "import os\nprint(6 * 7, os.environ['GREETING'])"}, {"context", {{"language", "python"}}}});
+    CAPTURE(r.raw);
+    REQUIRE(r.of_type("stdout").size() >= 1);
+    CHECK(r.of_type("stdout")[0].json["text"] == "42 hello-" + engine.name + "\n");
+  }
+
+  SUBCASE("100 MB up and down through the proxy, the gateway's RSS flat") {
+    std::string data(100u << 20, '\0');
+    std::mt19937_64 gen(42);
+    for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+      const uint64_t v = gen();
+      std::memcpy(&data[i], &v, 8);
+    }
+    const long rss_before = gw.rss_kib();
+    httplib::MultipartFormDataItems items = {
+        {"metadata", json{{"path", "/tmp/big.bin"}}.dump(), "metadata", "application/json"},
+        {"file", data, "big.bin", "application/octet-stream"}};
+    auto up = gw.client()->Post(Gateway::proxy(id) + "/files/upload", items);
+    REQUIRE(up);
+    INFO(up->body);
+    CHECK(up->status == 200);
+    const long rss_after_up = gw.rss_kib();
+
+    size_t got = 0;
+    uint64_t hash = 1469598103934665603ull;
+    auto down = gw.client()->Get(Gateway::proxy(id) + "/files/download?path=/tmp/big.bin",
+                                 [&](const char* p, size_t n) {
+                                   got += n;
+                                   hash = fnv1a({p, n}, hash);
+                                   return true;
+                                 });
+    REQUIRE(down);
+    CHECK(down->status == 200);
+    CHECK(got == data.size());
+    CHECK(hash == fnv1a(data));
+    const long rss_after_down = gw.rss_kib();
+    MESSAGE(engine.name << ": gateway RSS " << rss_before << " KiB, after upload " << rss_after_up << ", after download "
+                        << rss_after_down);
+    // Streamed, not held: far less than the 100 MB that went through.
+    CHECK(rss_after_up - rss_before < 24 * 1024);
+    CHECK(rss_after_down - rss_before < 24 * 1024);
+  }
+
+  SUBCASE("the limits hold inside: memory past 256Mi is killed, forks past 64 refused") {
+    const std::string mem = gw.run(id, "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
+    CHECK(mem.find("survived") == std::string::npos);
+    auto forks = gw.stream(id, "/command", {{"command", "for i in $(seq 1 120); do sleep 2 & done; wait; echo done"}});
+    CAPTURE(forks.raw);
+    const std::string all = forks.raw;
+    CHECK((all.find("fork") != std::string::npos || all.find("Resource temporarily unavailable") != std::string::npos));
+    // The sandbox's execd lived through both.
+    CHECK(gw.run(id, "echo still-here") == "still-here\n");
+    CHECK(gw.sandbox(id)["status"]["state"] == "Running");
+  }
+
+  SUBCASE("pause stops a running loop, resume lets it go on; renew moves the expiry") {
+    auto bg = gw.client()->Post(Gateway::proxy(id) + "/command",
+                                json{{"command", "i=0; while true; do i=$((i+1)); echo $i > /tmp/ticks; sleep 0.1; done"},
+                                     {"background", true}}
+                                    .dump(),
+                                "application/json");
+    REQUIRE(bg);
+    REQUIRE(bg->status == 200);
+    std::this_thread::sleep_for(1s);
+    auto paused = gw.client()->Post("/v1/sandboxes/" + id + "/pause", "", "application/json");
+    REQUIRE(paused);
+    CHECK(paused->status == 202);
+    gw.wait_state(id, "Paused");
+    // The frozen sandbox cannot be read (its execd is frozen too): the loop's count is
+    // read after resume, and 2 s of pause must not have advanced it by 20.
+    std::this_thread::sleep_for(2s);
+    auto resumed = gw.client()->Post("/v1/sandboxes/" + id + "/resume", "", "application/json");
+    REQUIRE(resumed);
+    CHECK(resumed->status == 202);
+    gw.wait_state(id, "Running");
+    const long at_resume = counter(gw, id);
+    std::this_thread::sleep_for(2s);
+    const long later = counter(gw, id);
+    CAPTURE(at_resume);
+    CAPTURE(later);
+    // ~1 s of ticks before the pause (up to 10, fewer on a loaded machine), none during it.
+    CHECK(at_resume > 0);
+    CHECK(at_resume <= 14);
+    CHECK(later > at_resume);
+
+    auto renewed = gw.client()->Post("/v1/sandboxes/" + id + "/renew-expiration",
+                                     json{{"expiresAt", "2099-01-01T00:00:00Z"}}.dump(), "application/json");
+    REQUIRE(renewed);
+    CHECK(renewed->status == 200);
+    CHECK(gw.sandbox(id)["expiresAt"].get<std::string>().rfind("2099-01-01T00:00:00", 0) == 0);
+  }
+
+  SUBCASE("a sandbox that dies ends its proxied stream and is reported Failed, its remains removed") {
+    std::atomic<bool> started{false};
+    std::optional<SseResponse> cut;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread reader([&] {
+      cut = gw.stream(id, "/command", {{"command", "echo begun; sleep 60"}}, [&](const execd::test::SseEvent& e) {
+        if (e.type() == "stdout") started = true;
+        return true;
+      });
+    });
+    while (!started && std::chrono::steady_clock::now() - t0 < 30s) std::this_thread::sleep_for(20ms);
+    CHECK(started);
+    engine.kill(gw.dir(), id);
+    reader.join();
+    REQUIRE(cut);
+    // The stream did not wait for the 60 s sleep: it ended when the sandbox did.
+    CHECK(std::chrono::steady_clock::now() - t0 < 30s);
+    CHECK(cut->of_type("execution_complete").empty());
+    const json failed = gw.wait_state(id, "Failed", 30s);
+    CHECK(failed["status"]["message"].get<std::string>().size() > 0);
+    CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+    CAPTURE(engine.leftovers(gw.dir(), id));
+    auto gone = gw.client()->Get(Gateway::proxy(id) + "/ping");
+    REQUIRE(gone);
+    CHECK(gone->status >= 400);
+    CHECK(gone->body.find("\"code\"") != std::string::npos);
+  }
+
+  SUBCASE("delete: 204, Terminated, nothing left on the engine") {
+    auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
+    REQUIRE(deleted);
+    CHECK(deleted->status == 204);
+    CHECK(gw.sandbox(id)["status"]["state"] == "Terminated");
+    CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+    CAPTURE(engine.leftovers(gw.dir(), id));
+  }
+}
+
+void expiry(const Engine& engine) {
+  Gateway gw(engine);
+  const std::string id = gw.create({{"image", engine.image}, {"timeout", 3}});
+  gw.wait_state(id, "Running");
+  const json ended = gw.wait_state(id, "Terminated", 30s);
+  CHECK(ended["status"]["reason"] == "ttl_expiry");
+  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+  CAPTURE(engine.leftovers(gw.dir(), id));
+}
+
+}  // namespace
+
+TEST_CASE("process backend: a sandbox's whole life through the gateway's proxy") { whole_life(process_engine()); }
+
+TEST_CASE("docker backend: a sandbox's whole life through the gateway's proxy") { whole_life(docker_engine()); }
+
+TEST_CASE("process backend: expiry leaves nothing") { expiry(process_engine()); }
+
+TEST_CASE("docker backend: expiry leaves nothing") { expiry(docker_engine()); }
