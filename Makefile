@@ -32,7 +32,16 @@ export JUPYTER_PATH := $(KERNELS_DATA)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 # TypeScript handlers on /invoke compile with the typescript package tslab brings.
 export EXECD_TYPESCRIPT_MODULE ?= $(TSLAB_DIR)/node_modules/@tslab/typescript-for-tslab
 
-.PHONY: all deps packages kernels build run run-gateway test test-sanitize fuzz bench fmt lint clean
+# The browser console's terminal (ui/, served at /ui): xterm.js from the npm registry,
+# pinned, in a prefix this Makefile owns; meson embeds its files into execd
+# (src/api/meson.build reads .ui-vendor/node_modules).
+XTERM_VERSION := 5.3.0
+XTERM_FIT_VERSION := 0.8.0
+UI_VENDOR := $(CURDIR)/.ui-vendor
+# The console's test drives a real headless Chromium over the DevTools protocol.
+APT_TEST := chromium
+
+.PHONY: all deps packages kernels ui-vendor build run run-gateway test test-sanitize fuzz bench fmt lint clean
 
 all: build
 
@@ -68,10 +77,19 @@ kernels: packages
 	  "$(TSLAB_BIN)" install --python /usr/bin/python3 --binary "$(TSLAB_BIN)" --prefix "$(CURDIR)/.kernels" >/dev/null; \
 	fi
 
-$(BUILD)/build.ninja:
+ui-vendor:
+	@if ! grep -qs '"version": "$(XTERM_VERSION)"' "$(UI_VENDOR)/node_modules/xterm/package.json" || \
+	    ! grep -qs '"version": "$(XTERM_FIT_VERSION)"' "$(UI_VENDOR)/node_modules/xterm-addon-fit/package.json"; then \
+	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }; \
+	  echo "make ui-vendor: installing xterm $(XTERM_VERSION) and xterm-addon-fit $(XTERM_FIT_VERSION) into $(UI_VENDOR)"; \
+	  npm install --prefix "$(UI_VENDOR)" --no-audit --no-fund --loglevel=error \
+	    xterm@$(XTERM_VERSION) xterm-addon-fit@$(XTERM_FIT_VERSION); \
+	fi
+
+$(BUILD)/build.ninja: | ui-vendor
 	meson setup $(BUILD) -Dwerror=true
 
-build: packages $(BUILD)/build.ninja
+build: packages ui-vendor $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build kernels
@@ -86,6 +104,7 @@ run-gateway: build
 # meson runs every test executable; summarize.py adds up doctest's per-executable counts
 # into the one closing line `N passed, M failed` and fails if anything failed or crashed.
 test: build kernels
+	$(call apt_install,$(APT_TEST),test)
 	@meson test -C $(BUILD) --print-errorlogs --num-processes 2 > $(BUILD)/meson-test.out 2>&1; \
 	tail -n 40 $(BUILD)/meson-test.out; \
 	python3 tests/summarize.py $(BUILD)/meson-logs/testlog.json
@@ -105,12 +124,13 @@ SANITIZE_ENV := \
 
 # GCC's -Wmaybe-uninitialized misfires under the sanitizers' instrumentation (inside
 # libstdc++'s <regex>, for one); every other warning stays an error.
-$(ASAN_BUILD)/build.ninja:
+$(ASAN_BUILD)/build.ninja: | ui-vendor
 	meson setup $(ASAN_BUILD) -Dwerror=true -Dbuildtype=debugoptimized \
 	  -Db_sanitize=address,undefined -Db_lundef=false \
 	  -Dcpp_args="['-fno-sanitize-recover=all','-Wno-maybe-uninitialized']"
 
-test-sanitize: packages kernels $(ASAN_BUILD)/build.ninja
+test-sanitize: packages kernels ui-vendor $(ASAN_BUILD)/build.ninja
+	$(call apt_install,$(APT_TEST),test-sanitize)
 	ninja -C $(ASAN_BUILD)
 	@rm -rf $(SANITIZER_REPORTS); mkdir -p $(SANITIZER_REPORTS); \
 	$(SANITIZE_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --timeout-multiplier 3 \
@@ -124,7 +144,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_SECONDS ?= 30
 APT_FUZZ := clang libclang-rt-14-dev
 
-fuzz: packages
+fuzz: packages ui-vendor
 	$(call apt_install,$(APT_FUZZ),fuzz)
 	@test -f $(FUZZ_BUILD)/build.ninja || CXX=clang++ meson setup $(FUZZ_BUILD) -Dfuzz=true -Dbuildtype=debugoptimized \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all'

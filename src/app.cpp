@@ -19,6 +19,7 @@
 #include "api/metrics_routes.hpp"
 #include "api/ping_routes.hpp"
 #include "api/port_proxy_routes.hpp"
+#include "api/ui_routes.hpp"
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
 #include "exec/execution_registry.hpp"
@@ -185,6 +186,8 @@ App::App(core::Config config) : config_(std::move(config)) {
   // Web servers the user started inside the sandbox, at /proxy/{port} (issue 14); the
   // access token is withheld from them.
   api::add_port_proxy_metrics(*prometheus, api::register_port_proxy_routes(*server_, server_options(config_).auth_header));
+  // The browser console (issue 14): its files need no token, every call it makes does.
+  if (api::ui_enabled(config_.ui, config_.host)) api::register_ui_routes(*server_);
 }
 
 App::~App() = default;

@@ -51,6 +51,15 @@ const std::vector<Option>& options() {
          c.max_header_bytes = static_cast<size_t>(*n);
          return {};
        }},
+      {"ui", "EXECD_UI", "on|off|auto",
+       "serve the browser console at /ui (default auto: on only when --host is a loopback address)",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (v != "on" && v != "off" && v != "auto") {
+           return make_error(Errc::invalid_argument, "must be on, off or auto, got '" + v + "'");
+         }
+         c.ui = v;
+         return {};
+       }},
       {"log-level", "EXECD_LOG_LEVEL", "LEVEL", "trace|debug|info|warn|error|critical|off (default info)",
        flag_log_level(&Config::log_level)},
       {"log-file", "EXECD_LOG_FILE", "PATH", "log to this file instead of stderr", flag_string(&Config::log_file)},

@@ -26,6 +26,7 @@ struct Config {
   uint64_t max_request_bytes = 4ull << 20;  ///< JSON request bodies; larger is 413 before it is read
   size_t max_header_count = 100;            ///< request headers; more is 431
   size_t max_header_bytes = 64 * 1024;      ///< request line + headers; more is 431
+  std::string ui = "auto";                  ///< browser console at /ui: on, off, auto (on for loopback)
 
   // Logging
   std::string log_level = "info";          ///< trace, debug, info, warn, error, critical, off

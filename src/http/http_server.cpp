@@ -161,8 +161,15 @@ HttpServer::HttpServer(ServerOptions options) : options_(std::move(options)), se
 
 HttpServer::~HttpServer() = default;
 
+void HttpServer::allow_without_token(const std::string& pattern) { public_paths_.emplace_back(pattern); }
+
 bool HttpServer::is_authorized(const httplib::Request& req) const {
   if (options_.access_token.empty()) return true;
+  if (req.method == "GET" || req.method == "HEAD") {
+    for (const auto& p : public_paths_) {
+      if (std::regex_match(req.path, p)) return true;
+    }
+  }
   return core::constant_time_equals(options_.access_token, req.get_header_value(options_.auth_header.c_str()));
 }
 

@@ -57,6 +57,10 @@ class HttpServer {
   /// cap here. A body the handler leaves unread closes the connection after the answer.
   void route_streaming(Method method, const std::string& pattern, ReaderHandler handler);
 
+  /// GET and HEAD requests whose path matches `pattern` are served without the access
+  /// token (pages that hold no secret, such as the browser console's files).
+  void allow_without_token(const std::string& pattern);
+
   /// Binds the listener; returns the bound port (useful with port 0).
   core::Result<int> bind();
   /// Serves until stop(). Returns once every connection thread has finished.
@@ -96,6 +100,7 @@ class HttpServer {
     bool is_streaming = false;
   };
   std::vector<RouteEntry> routes_;
+  std::vector<std::regex> public_paths_;  // allow_without_token()
 };
 
 }  // namespace execd::http
