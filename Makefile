@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and test toolchain and libraries (Debian bookworm names).
 APT_BUILD := meson ninja-build pkg-config g++ python3 \
 	libcpp-httplib-dev nlohmann-json3-dev libzmq3-dev cppzmq-dev libspdlog-dev doctest-dev libssl-dev \
-	libre2-dev libarchive-dev libsqlite3-dev
+	libre2-dev libarchive-dev libsqlite3-dev libyaml-dev
 # What the daemon drives at run time: shells and tools commands expect, and the Python
 # kernel (ipykernel) with the libraries users plot and compute with.
 APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
@@ -177,7 +177,8 @@ lint:
 	@! grep -rlE '#include <archive(_entry)?\.h>' src | grep -vE 'files/archive_(stream|extract|loader)\.cpp' || { echo "lint: libarchive outside files/archive_*"; exit 1; }
 	@! grep -rl '#include <zmq.h>' src | grep -v 'jupyter/zmq_loader.cpp' || { echo "lint: libzmq's C API outside jupyter/zmq_loader.cpp"; exit 1; }
 	@! grep -rl 'dlopen' src | grep -v 'core/lazy_library.cpp' || { echo "lint: dlopen outside core/lazy_library.cpp"; exit 1; }
-	@! grep -rnE '#include (<httplib.h>|"http/)' src/gateway | grep -vE '^src/gateway/(api/|gateway_app\.(c|h)pp|main\.cpp)' | grep -vE '"http/(tls_)?client.hpp"' || { echo "lint: the gateway's domain (src/gateway outside api/, gateway_app, main) includes HTTP server headers; only http/client.hpp and http/tls_client.hpp"; exit 1; }
+	@! grep -rnE '#include (<httplib.h>|"http/)' src/gateway | grep -vE '^src/gateway/(api/|gateway_app\.(c|h)pp|main\.cpp)' | grep -vE '"http/(client|tls_client|upstream_connection).hpp"' || { echo "lint: the gateway's domain (src/gateway outside api/, gateway_app, main) includes HTTP server headers; only the client's (http/client.hpp, tls_client.hpp, upstream_connection.hpp)"; exit 1; }
+	@! grep -rl '#include <yaml.h>' src | grep -v 'gateway/backends/kubernetes_config.cpp' || { echo "lint: libyaml outside gateway/backends/kubernetes_config.cpp"; exit 1; }
 	@echo "lint: layering ok"
 
 clean:
