@@ -6,11 +6,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/program.hpp"
 #include "gateway/api/health_routes.hpp"
 #include "gateway/api/metrics_routes.hpp"
 #include "gateway/api/proxy_routes.hpp"
 #include "gateway/api/sandbox_routes.hpp"
 #include "gateway/backends/docker_backend.hpp"
+#include "gateway/backends/kubernetes_backend.hpp"
 #include "gateway/backends/process_backend.hpp"
 #include "gateway/sandbox_service.hpp"
 #include "gateway/sandbox_store.hpp"
@@ -64,6 +66,32 @@ core::Result<std::shared_ptr<Backend>> make_backend(const GatewayConfig& c, cons
     auto backend = DockerBackend::open(std::move(d));
     if (!backend) return backend.error();
     return std::shared_ptr<Backend>(std::make_shared<DockerBackend>(std::move(*backend)));
+  }
+  if (c.backend == "kubernetes") {
+    KubernetesBackendConfig k;
+    auto api = c.kubeconfig.empty() ? in_cluster_config(core::environment_map(), "/var/run/secrets/kubernetes.io/serviceaccount")
+                                    : load_kubeconfig(c.kubeconfig);
+    if (!api) return api.error();
+    k.api = std::move(*api);
+    k.pod.namespace_name = c.k8s_namespace;
+    // As the docker backend's: a restart on the same table finds its own pods again.
+    k.pod.gateway_instance = c.k8s_instance;
+    if (k.pod.gateway_instance.empty()) {
+      uint64_t h = 1469598103934665603ull;
+      for (const unsigned char ch : state_dir + "|" + c.state_path) h = (h ^ ch) * 1099511628211ull;
+      k.pod.gateway_instance = "gw-";
+      for (int shift = 60; shift >= 0; shift -= 4) k.pod.gateway_instance += "0123456789abcdef"[(h >> shift) & 0xf];
+    }
+    k.pod.bundle_image = c.k8s_bundle_image;
+    k.pod.runtime_class = c.k8s_runtime_class;
+    k.pod.run_as_user = c.k8s_run_as_user;
+    k.pod_template_path = c.k8s_pod_template;
+    k.thresholds = {static_cast<double>(c.k8s_max_cpu_pct), static_cast<double>(c.k8s_max_memory_pct),
+                    static_cast<double>(c.k8s_max_pods_pct)};
+    k.ready_timeout = c.k8s_ready_timeout;
+    auto backend = KubernetesBackend::open(std::move(k));
+    if (!backend) return backend.error();
+    return std::shared_ptr<Backend>(std::move(*backend));
   }
   return make_error(Errc::invalid_argument, "backend '" + c.backend + "' is not built into this gateway");
 }

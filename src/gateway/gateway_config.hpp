@@ -18,7 +18,7 @@ struct GatewayConfig {
   int port = 8080;                 ///< the Lifecycle API's own default; 0 picks a free one
   std::string port_file;           ///< non-empty: the bound port is written here once listening
   std::string api_key;             ///< OPEN-SANDBOX-API-KEY clients must send; empty: no auth
-  std::string backend = "process"; ///< process | docker
+  std::string backend = "process"; ///< process | docker | kubernetes
   std::string state_path;          ///< the SQLite file; empty: <state-dir>/gateway.db
   std::string state_dir;           ///< sandboxes' directories (process backend); empty: $TMPDIR/execd-gateway-<uid>
   size_t max_sandboxes = 0;        ///< 0: no cap of the gateway's own
@@ -26,6 +26,18 @@ struct GatewayConfig {
   std::vector<PoolSpec> pools;     ///< --pool IMAGE=N, repeatable
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string docker_runtime;      ///< e.g. runsc; empty: the engine's default
+  // kubernetes backend (docs/KUBERNETES.md)
+  std::string kubeconfig;          ///< empty: in-cluster service account
+  std::string k8s_namespace;       ///< empty: the kubeconfig context's, or the gateway pod's own
+  std::string k8s_instance;        ///< label execd.io/gateway; empty: derived from where the table lives
+  std::string k8s_bundle_image = "execd-bundle:latest";
+  std::string k8s_runtime_class;   ///< e.g. gvisor; empty: the cluster's default
+  std::string k8s_pod_template;    ///< a Pod whose placement fields every sandbox pod copies
+  uint32_t k8s_run_as_user = 1000;
+  uint32_t k8s_max_cpu_pct = 80;   ///< the watermark, in percent of Ready nodes' allocatable
+  uint32_t k8s_max_memory_pct = 80;
+  uint32_t k8s_max_pods_pct = 90;
+  std::chrono::milliseconds k8s_ready_timeout{std::chrono::minutes(2)};
   std::string execd_bundle;        ///< docker: `make bundle`'s directory; empty: bundle/ beside the gateway binary
   std::string execd_bin;           ///< empty: `execd` beside the gateway binary
   std::string endpoint_mode = "direct";  ///< direct | proxy: what endpoints/{port} answers
