@@ -163,14 +163,17 @@ App::App(core::Config config) : config_(std::move(config)) {
       config_.callback_secret, config_.callback_max_in_flight, std::chrono::milliseconds(10000), config_.callback_retry_for});
   api::register_command_routes(*server_, commands_, sessions_, callbacks_);
   api::register_session_routes(*server_, sessions_);
-  api::register_code_routes(*server_, contexts_, commands_, sessions_);
+  api::register_code_routes(*server_, contexts_, commands_, sessions_, callbacks_);
   // Handlers (issue 13): each invocation a fresh interpreter through the command runner;
   // working directories in the runtime directory, so a crashed daemon's are removed.
   invoke::Invoker::Options invoke_options;
   invoke_options.runtimes.typescript_module_dir = config_.typescript_module;
   invoke_options.work_base = runtime_ ? runtime_->path() + "/invocations" : spill_dir + "/execd-invocations";
   invoke_options.retention = config_.execution_retention;
-  invoker_ = std::make_shared<invoke::Invoker>(commands_, invoke_options);
+  invoke_options.warm_start = config_.warm_invoke;
+  invoke_options.envs_file = config_.envs_file;
+  invoke_options.kill_grace = config_.kill_grace;
+  invoker_ = std::make_shared<invoke::Invoker>(commands_, reactor_, reaper_, executions_, invoke_options);
   api::register_invoke_routes(*server_, invoker_, isolator.get(), callbacks_);
   api::register_process_routes(*server_);
   api::register_file_routes(*server_, files_);

@@ -1,5 +1,6 @@
 #include "api/code_routes.hpp"
 
+#include "api/callback_fields.hpp"
 #include "api/command_routes.hpp"
 #include "api/isolation_fields.hpp"
 #include "api/request_fields.hpp"
@@ -23,7 +24,8 @@ nlohmann::json context_json(const jupyter::CodeContext& c) {
 
 void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::ContextManager> contexts,
                           std::shared_ptr<commands::CommandRunner> runner,
-                          std::shared_ptr<commands::SessionManager> sessions) {
+                          std::shared_ptr<commands::SessionManager> sessions,
+                          std::shared_ptr<http::WebhookSender> callbacks) {
   server.route(Method::post, R"(/code/context)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
@@ -92,7 +94,7 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     http::write_json(res, context_json(*c));
   });
 
-  server.route(Method::post, R"(/code)", [&server, contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, R"(/code)", [&server, contexts, runner, sessions, callbacks](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     if (auto o = require_object(*body); !o) return http::write_error(res, o.error());
@@ -104,6 +106,13 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
       return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is required and must not be empty"));
     }
     if (!core::valid_utf8(**code)) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'code' is not valid UTF-8"));
+    // The cell's result POSTed when it ends (issue 13), checked before anything runs.
+    auto callback = parse_callback(*body);
+    if (!callback) return http::write_error(res, callback.error());
+    auto with_callback = [&](const std::shared_ptr<exec::Execution>& execution) {
+      if (*callback) attach_callback(execution, **callback, callbacks);
+      return execution->log();
+    };
     std::string id, language;
     if (auto it = body->find("context"); it != body->end() && !it->is_null()) {
       if (!it->is_object()) return http::write_error(res, core::make_error(core::Errc::invalid_argument, "field 'context' must be an object"));
@@ -121,7 +130,7 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
       spec.timeout = std::chrono::milliseconds(timeout->value_or(0));
       auto cmd = runner->start(std::move(spec));
       if (!cmd) return http::write_error(res, cmd.error());
-      return http::stream_events(res, (*cmd)->execution()->log(), exec::Cursor{}, server.sse_options());
+      return http::stream_events(res, with_callback((*cmd)->execution()), exec::Cursor{}, server.sse_options());
     }
     // bash contexts are native bash sessions: same events, state kept in one shell.
     if ((id.empty() && language == kBash) || (!id.empty() && sessions->contains(id))) {
@@ -136,11 +145,11 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
       spec.timeout = std::chrono::milliseconds(timeout->value_or(0));
       auto run = sessions->run(sid, std::move(spec));
       if (!run) return http::write_error(res, run.error());
-      return http::stream_events(res, (*run)->log(), exec::Cursor{}, server.sse_options());
+      return http::stream_events(res, with_callback(*run), exec::Cursor{}, server.sse_options());
     }
     auto execution = contexts->run(**code, id, language, std::chrono::milliseconds(timeout->value_or(0)));
     if (!execution) return http::write_error(res, execution.error());
-    http::stream_events(res, (*execution)->log(), exec::Cursor{}, server.sse_options());
+    http::stream_events(res, with_callback(*execution), exec::Cursor{}, server.sse_options());
   });
 
   server.route(Method::del, R"(/code)", [contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {

@@ -34,6 +34,13 @@ core::Result<invoke::InvokeSpec> parse_invoke_spec(const nlohmann::json& body) {
   if (!envs) return envs.error();
   spec.envs = std::move(*envs);
   if (auto e = body.find("event"); e != body.end()) spec.event = *e;
+  auto start = string_field(body, "start");
+  if (!start) return start.error();
+  if (start->has_value()) {
+    auto mode = invoke::parse_start_mode(**start);
+    if (!mode) return mode.error();
+    spec.start = *mode;
+  }
   return spec;
 }
 

@@ -11,7 +11,7 @@ namespace execd::api {
 /// Serverless-style handlers (issue 13):
 ///   POST /invoke {code, event?, language?, timeout? (ms, default 60000; 0: none), envs?,
 ///                 isolation and limit fields as on /command, callback_url?,
-///                 callback_headers?}
+///                 callback_headers?, start? ("warm" default | "cold")}
 ///     -> 200 the result document (Invoker's), once the handler has ended
 ///     ?stream=true -> SSE: init, stdout/stderr lines, then one `invoke_result` event
 ///                     carrying the document

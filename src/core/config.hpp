@@ -57,6 +57,7 @@ struct Config {
   size_t callback_max_in_flight = 8;           ///< callback deliveries attempted at once
   std::chrono::milliseconds callback_retry_for{60000};  ///< retries end this long after the first attempt
   std::string typescript_module;               ///< the `typescript` package's directory, for TypeScript handlers
+  bool warm_invoke = true;                     ///< Python handlers forked by a zygote (false: every start cold)
   size_t kernel_start_concurrency = 0;         ///< kernels starting at once; 0: one per CPU core
 
   // Files search

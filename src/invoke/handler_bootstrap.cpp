@@ -46,7 +46,6 @@ def _execd_main():
         return fail("NotSerializable", "the return value cannot be encoded as JSON: %s" % e)
     channel.write(body)
     channel.flush()
-_execd_main()
 )PY";
 
 // JavaScript: CommonJS-style code; the handler is module.exports.handler,
@@ -107,6 +106,8 @@ constexpr const char* kJavaScriptTail = R"JS(
 
 }  // namespace
 
+std::string_view python_bootstrap_definition() { return kPython; }
+
 core::Result<Language> parse_language(std::string_view text) {
   if (text == "python" || text.empty()) return Language::python;
   if (text == "javascript" || text == "js") return Language::javascript;
@@ -128,7 +129,7 @@ core::Result<std::vector<std::string>> bootstrap_argv(Language language, const R
   switch (language) {
     case Language::python:
       // -I: isolated mode (no user site, no PYTHON* variables, no cwd on sys.path).
-      return std::vector<std::string>{runtimes.python, "-I", "-c", kPython};
+      return std::vector<std::string>{runtimes.python, "-I", "-c", std::string(kPython) + "_execd_main()\n"};
     case Language::javascript:
       return std::vector<std::string>{runtimes.node, "-e", std::string(kJavaScriptHead) + kJavaScriptTail};
     case Language::typescript:

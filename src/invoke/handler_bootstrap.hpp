@@ -36,4 +36,9 @@ struct Runtimes {
 /// or break it. A handler that exits the process itself leaves the channel empty.
 core::Result<std::vector<std::string>> bootstrap_argv(Language language, const Runtimes& runtimes);
 
+/// The Python bootstrap above as the definition of a function `_execd_main()`, without
+/// the call: the cold argv calls it at once; the zygote (zygote_program.hpp) defines it
+/// once and calls it in each child it forks, so both paths run the same code.
+std::string_view python_bootstrap_definition();
+
 }  // namespace execd::invoke

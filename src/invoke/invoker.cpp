@@ -14,6 +14,7 @@
 #include "core/json_parse.hpp"
 #include "exec/event.hpp"
 #include "invoke/artifact_scan.hpp"
+#include "invoke/zygote_run.hpp"
 
 namespace execd::invoke {
 
@@ -62,15 +63,30 @@ nlohmann::json error_json(const std::string& type, const std::string& message, c
 
 }  // namespace
 
+core::Result<StartMode> parse_start_mode(std::string_view text) {
+  if (text == "warm") return StartMode::warm;
+  if (text == "cold") return StartMode::cold;
+  return core::make_error(core::Errc::invalid_argument, "field 'start' must be warm or cold, got '" + std::string(text.substr(0, 40)) + "'");
+}
+
 struct Invoker::Job {
   commands::CommandOutcome outcome;
   core::UniqueFd channel;  // the memfd the bootstrap writes its result to
   std::string work_dir;
   Language language = Language::python;
+  bool warm = false;
 };
 
-Invoker::Invoker(std::shared_ptr<commands::CommandRunner> runner, Options options)
-    : runner_(std::move(runner)), options_(std::move(options)), worker_([this] { run_worker(); }) {}
+Invoker::Invoker(std::shared_ptr<commands::CommandRunner> runner, std::shared_ptr<process::Reactor> reactor,
+                 std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
+                 Options options)
+    : runner_(std::move(runner)), reactor_(std::move(reactor)), executions_(std::move(executions)),
+      options_(std::move(options)) {
+  if (options_.warm_start) {
+    python_zygote_ = std::make_unique<Zygote>(reactor_, std::move(reaper), Zygote::Options{options_.runtimes.python});
+  }
+  worker_ = std::thread([this] { run_worker(); });
+}
 
 Invoker::~Invoker() {
   {
@@ -79,6 +95,7 @@ Invoker::~Invoker() {
   }
   queue_->cv.notify_all();
   worker_.join();  // after the jobs queued so far are done
+  python_zygote_.reset();  // its children die with it
 }
 
 core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, const isolation::Limits& limits) {
@@ -103,6 +120,13 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
     return core::make_error(core::Errc::unavailable, std::string("cannot make the result channel: ") + std::strerror(errno));
   }
 
+  if (python_zygote_ && spec.start == StartMode::warm && spec.language == Language::python &&
+      limits.level != isolation::Level::namespace_) {
+    auto warm = start_warm(spec, limits, job);
+    if (warm) return warm;
+    spdlog::info("invoke: starting cold: {}", warm.error().message);
+  }
+
   commands::CommandSpec cs;
   cs.argv = std::move(argv).value();
   cs.pass_fds = {job->channel.get()};
@@ -112,7 +136,17 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
   cs.envs = std::move(spec.envs);
   if (spec.language == Language::typescript) cs.envs["EXECD_TYPESCRIPT_MODULE"] = options_.runtimes.typescript_module_dir;
   cs.stdin_data = exec::dump_json({{"code", std::move(spec.code)}, {"event", std::move(spec.event)}});
-  cs.on_finish = [weak = std::weak_ptr<Queue>(queue_), job](commands::CommandOutcome outcome) {
+  cs.on_finish = finisher(job);
+  auto cmd = runner_->start(std::move(cs), limits);
+  if (!cmd) {
+    std::filesystem::remove_all(job->work_dir, ec);
+    return cmd.error();
+  }
+  return (*cmd)->execution();
+}
+
+std::function<void(commands::CommandOutcome)> Invoker::finisher(const std::shared_ptr<Job>& job) {
+  return [weak = std::weak_ptr<Queue>(queue_), job](commands::CommandOutcome outcome) {
     auto queue = weak.lock();
     if (queue) {
       std::lock_guard lock(queue->mu);
@@ -129,12 +163,47 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
     }
     queue->cv.notify_one();
   };
-  auto cmd = runner_->start(std::move(cs), limits);
-  if (!cmd) {
-    std::filesystem::remove_all(job->work_dir, ec);
-    return cmd.error();
+}
+
+core::Result<std::shared_ptr<exec::Execution>> Invoker::start_warm(InvokeSpec& spec, const isolation::Limits& limits,
+                                                                   const std::shared_ptr<Job>& job) {
+  const bool guarded = isolation::ExecutionGuard::needed(limits);
+  const auto& isolator = runner_->isolator();
+  if (guarded && !isolator) return core::make_error(core::Errc::unavailable, "no isolation service");
+  auto execution = executions_->create("invocation");
+  ZygoteRun::Setup setup;
+  setup.execution = execution;
+  // The environment a cold start would get at this level (never the daemon's own at
+  // process level), and the same plan: cgroup made and limited, rlimits, no_new_privs.
+  process::SpawnOptions so;
+  so.argv = {options_.runtimes.python};
+  so.env = limits.level == isolation::Level::none ? commands::command_environment(options_.envs_file, spec.envs)
+                                                 : commands::isolated_environment(options_.envs_file, spec.envs);
+  so.cwd = job->work_dir;
+  if (guarded) {
+    auto guard = isolation::ExecutionGuard::make(*isolator, limits, so, "c-" + execution->id());
+    if (!guard) {
+      executions_->remove(execution->id());
+      return guard.error();
+    }
+    setup.guard = std::move(guard).value();
+    setup.steps = static_cast<const isolation::ChildSteps*>(so.child_setup_arg);
   }
-  return (*cmd)->execution();
+  setup.cwd = so.cwd.empty() ? job->work_dir : so.cwd;
+  setup.env = std::move(so.env);
+  setup.stdin_data = exec::dump_json({{"code", spec.code}, {"event", spec.event}});
+  setup.result_fd = job->channel.get();
+  setup.timeout = spec.timeout;
+  setup.kill_grace = options_.kill_grace;
+  job->warm = true;
+  setup.on_finish = finisher(job);
+  auto run = ZygoteRun::start(*python_zygote_, *reactor_, std::move(setup));
+  if (!run) {
+    job->warm = false;
+    executions_->remove(execution->id());
+    return run.error();
+  }
+  return execution;
 }
 
 void Invoker::run_worker() {
@@ -157,7 +226,7 @@ void Invoker::finish(Job& job) {
   nlohmann::json doc;
   doc["id"] = outcome.execution->id();
   doc["language"] = to_string(job.language);
-  doc["start"] = "cold";
+  doc["start"] = job.warm ? "warm" : "cold";
 
   // The result channel: one JSON document, or nothing when the process ended first.
   std::optional<nlohmann::json> channel;

@@ -14,10 +14,21 @@
 #include "commands/command_runner.hpp"
 #include "core/result.hpp"
 #include "exec/execution.hpp"
+#include "exec/execution_registry.hpp"
 #include "invoke/handler_bootstrap.hpp"
+#include "invoke/zygote.hpp"
 #include "isolation/limits.hpp"
+#include "process/child_reaper.hpp"
+#include "process/reactor.hpp"
 
 namespace execd::invoke {
+
+/// How an invocation may start: warm (forked by the language's zygote, falling back to a
+/// cold start when the zygote cannot serve it) or cold (a fresh interpreter, always).
+enum class StartMode { warm, cold };
+
+/// "warm" | "cold"; invalid_argument naming the field otherwise.
+core::Result<StartMode> parse_start_mode(std::string_view text);
 
 /// One call of a serverless-style handler (POST /invoke).
 struct InvokeSpec {
@@ -26,11 +37,16 @@ struct InvokeSpec {
   nlohmann::json event;                      ///< any JSON; null when absent
   std::chrono::milliseconds timeout{0};      ///< 0: none
   std::map<std::string, std::string> envs;
+  StartMode start = StartMode::warm;
 };
 
-/// Runs handlers: each invocation is a fresh interpreter process (a command of kind
-/// "invocation" in the CommandRunner, with its isolation and limits) that no other
-/// invocation shares, started cold through bootstrap_argv(). The code and the event go
+/// Runs handlers: each invocation is a fresh process that no other invocation shares.
+/// Warm (Python, isolation level none or process, the default): a child forked by the
+/// Python Zygote, which applies the invocation's session, cgroup, rlimits and
+/// no_new_privs before the bootstrap runs, followed by a ZygoteRun. Cold (asked for,
+/// another language, namespace level, the zygote turned off or unusable just now): an
+/// interpreter started through bootstrap_argv() as a command of kind "invocation" in the
+/// CommandRunner, with its isolation and limits. The code and the event go
 /// in on stdin; the return value comes back on descriptor 3, a memfd that only the
 /// bootstrap writes (never parsed out of stdout). Each invocation runs in a fresh
 /// working directory under `work_base`; files left there are its artifacts, listed with
@@ -39,7 +55,7 @@ struct InvokeSpec {
 /// When the process ends, a worker thread (never the reactor) builds the result
 /// document — id, status (success | failed | timeout | killed), return_value, stdout,
 /// stderr (each capped, with truncated flags), exit_code, error {type, message,
-/// traceback}, artifacts, metrics, start ("cold") — and closes the execution's log with
+/// traceback}, artifacts, metrics, start ("warm" | "cold") — and closes the execution's log with
 /// one terminal event of type kResultEvent carrying it: SSE readers, pollers and
 /// wait() all see the same document. Thread-safe.
 class Invoker {
@@ -54,9 +70,14 @@ class Invoker {
     uint64_t max_return_bytes = 16 << 20;          ///< the encoded return value
     size_t max_artifacts = 1000;
     uint64_t artifact_hash_budget = 256ull << 20;  ///< bytes hashed per invocation
+    bool warm_start = true;                        ///< false: every invocation starts cold (--no-warm-invoke)
+    std::string envs_file;                         ///< EXECD_ENVS lines, as commands get them
+    std::chrono::milliseconds kill_grace{3000};    ///< SIGINT -> SIGTERM -> SIGKILL steps of a warm timeout
   };
 
-  Invoker(std::shared_ptr<commands::CommandRunner> runner, Options options);
+  Invoker(std::shared_ptr<commands::CommandRunner> runner, std::shared_ptr<process::Reactor> reactor,
+          std::shared_ptr<process::ChildReaper> reaper, std::shared_ptr<exec::ExecutionRegistry> executions,
+          Options options);
   ~Invoker();
   Invoker(const Invoker&) = delete;
   Invoker& operator=(const Invoker&) = delete;
@@ -82,9 +103,17 @@ class Invoker {
   void run_worker();
   void finish(Job& job);
   void sweep_work_dirs();
+  std::function<void(commands::CommandOutcome)> finisher(const std::shared_ptr<Job>& job);
+  /// The invocation forked by the zygote; an error (logged, not returned to the caller)
+  /// means it starts cold.
+  core::Result<std::shared_ptr<exec::Execution>> start_warm(InvokeSpec& spec, const isolation::Limits& limits,
+                                                            const std::shared_ptr<Job>& job);
 
   std::shared_ptr<commands::CommandRunner> runner_;
+  std::shared_ptr<process::Reactor> reactor_;
+  std::shared_ptr<exec::ExecutionRegistry> executions_;
   Options options_;
+  std::unique_ptr<Zygote> python_zygote_;  // null when warm starts are off; starts its process lazily
   std::shared_ptr<Queue> queue_ = std::make_shared<Queue>();
   std::mutex sweep_mu_;
   std::chrono::steady_clock::time_point last_sweep_{};

@@ -1,0 +1,161 @@
+#include "invoke/zygote_program.hpp"
+
+#include "invoke/handler_bootstrap.hpp"
+
+namespace execd::invoke {
+
+namespace {
+
+// Imported once here, so a forked child finds them loaded: the bootstrap's own modules,
+// asyncio (async handlers; the largest import), and a few standard modules handlers
+// commonly use. Each one costs the zygote's RSS once, shared copy-on-write by children.
+constexpr const char* kHead = R"PY(
+import sys, os, json, traceback, inspect, socket, signal, select, resource, ctypes, threading, atexit
+import asyncio, re, datetime, collections, base64, hashlib, math, random, time, typing, functools, itertools
+)PY";
+
+constexpr const char* kServer = R"PY(
+_execd_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+def _execd_child(request, fds, zygote):
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        for fd in fds[4:]:
+            os.write(fd, b"0")
+        for which, soft, hard in request["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        if request["no_new_privs"] and _execd_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if _execd_libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != zygote:
+            os._exit(127)
+        for target, fd in enumerate(fds[:4]):
+            os.dup2(fd, target)
+        os.closerange(4, 2147483647)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        for kv in request["env"]:
+            key, _, value = kv.partition("=")
+            if key:
+                os.environ[key] = value
+        sys.argv = ["-c"]
+    except BaseException as e:
+        try:
+            os.write(2, ("execd: the warm start could not set up this invocation: %r\n" % (e,)).encode())
+        except BaseException:
+            pass
+        os._exit(127)
+    code = 0
+    try:
+        _execd_main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
+
+def _execd_zygote():
+    ctl = socket.socket(fileno=3)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    zygote = os.getpid()
+    running = {}
+    def send(doc):
+        ctl.send(json.dumps(doc).encode())
+    def close_all(fds):
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    def reap():
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            rid = running.pop(pid, None)
+            if rid is not None:
+                send({"exited": rid, "pid": pid, "status": status,
+                      "utime_us": int(usage.ru_utime * 1e6), "stime_us": int(usage.ru_stime * 1e6),
+                      "maxrss_kb": usage.ru_maxrss, "inblock": usage.ru_inblock, "oublock": usage.ru_oublock})
+    send({"ready": zygote})
+    while True:
+        readable = select.select([ctl, wake_r], [], [])[0]
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            reap()
+        if ctl not in readable:
+            continue
+        message, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 32)
+        if not message:
+            return
+        try:
+            request = json.loads(message)
+            rid = request["id"]
+        except Exception as e:
+            close_all(fds)
+            send({"log": "a request that does not parse: %r" % (e,)})
+            continue
+        if len(fds) < 4:
+            close_all(fds)
+            send({"failed": rid, "message": "the request carried %d descriptors, not 4 or more" % len(fds)})
+            continue
+        try:
+            pid = os.fork()
+        except OSError as e:
+            close_all(fds)
+            send({"failed": rid, "message": "fork: %s" % e.strerror})
+            continue
+        if pid == 0:
+            try:
+                ctl.detach()
+                _execd_child(request, fds, zygote)
+            finally:
+                os._exit(127)
+        close_all(fds)
+        running[pid] = rid
+        send({"started": rid, "pid": pid})
+
+try:
+    _execd_zygote()
+except BaseException:
+    try:
+        socket.socket(fileno=3).send(json.dumps({"log": traceback.format_exc()}).encode())
+    except BaseException:
+        pass
+)PY";
+
+}  // namespace
+
+std::string zygote_program() {
+  std::string program = kHead;
+  program += python_bootstrap_definition();
+  program += kServer;
+  return program;
+}
+
+}  // namespace execd::invoke
