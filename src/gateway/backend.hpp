@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,9 @@ struct Instance {
   std::string sandbox_id;
   Placement placement;
   InstanceStatus status;
+  /// What the engine stored with it (create_labelled / relabel); nullopt when the
+  /// backend keeps no labels or the instance predates them.
+  std::optional<InstanceLabels> labels;
 };
 
 /// An engine that runs sandboxes: local processes, Docker, Kubernetes, a remote gateway.
@@ -61,7 +65,35 @@ class Backend {
   virtual core::Result<void> remove(const Placement& placement) = 0;
 
   /// Every instance of this gateway's that the engine still has (for reconciling).
+  /// Replicas sharing one engine see each other's: Instance::labels says whose.
   virtual core::Result<std::vector<Instance>> list() = 0;
+
+  // ---- labels: what lets replicas share one engine with no shared table or lock ----
+  // Defaulted so that a backend without labels still works for a single gateway.
+
+  /// create, storing `labels` with the instance where the engine can keep them (the
+  /// service always calls this one). Default: create() with the labels' token, nothing stored.
+  virtual core::Result<Placement> create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
+                                                  const InstanceLabels& labels) {
+    return create(sandbox_id, spec, labels.access_token);
+  }
+  /// Replaces the labels stored with a live instance (a renew, a metadata patch, a new
+  /// owner). Default: nothing stored, nothing to do.
+  virtual core::Result<void> relabel(const Placement& placement, const InstanceLabels& labels) {
+    (void)placement;
+    (void)labels;
+    return {};
+  }
+  /// The instance of `sandbox_id`, whoever owns it; nullopt when the engine has none.
+  /// Default: a scan of list().
+  virtual core::Result<std::optional<Instance>> find(const std::string& sandbox_id) {
+    auto all = list();
+    if (!all) return all.error();
+    for (auto& i : *all) {
+      if (i.sandbox_id == sandbox_id) return std::optional<Instance>(std::move(i));
+    }
+    return std::optional<Instance>();
+  }
 };
 
 }  // namespace execd::gateway

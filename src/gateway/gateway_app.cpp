@@ -10,10 +10,12 @@
 #include "gateway/api/health_routes.hpp"
 #include "gateway/api/metrics_routes.hpp"
 #include "gateway/api/proxy_routes.hpp"
+#include "gateway/api/replica_router.hpp"
 #include "gateway/api/sandbox_routes.hpp"
 #include "gateway/backends/docker_backend.hpp"
 #include "gateway/backends/kubernetes_backend.hpp"
 #include "gateway/backends/process_backend.hpp"
+#include "gateway/backends/remote_backend.hpp"
 #include "gateway/sandbox_service.hpp"
 #include "gateway/sandbox_store.hpp"
 #include "http/http_server.hpp"
@@ -119,6 +121,17 @@ core::Result<int> GatewayApp::start() {
   so.start_timeout = config_.sandbox_start_timeout;
   so.terminated_retention = config_.terminated_retention;
   so.pools = config_.pools;
+  so.replica_id = config_.replica_id;
+  so.advertise_url = config_.advertise_url;
+  if (!config_.remote_url.empty()) {
+    RemoteBackend::Options ro;
+    ro.url = config_.remote_url;
+    ro.api_key = config_.remote_api_key;
+    auto remote = RemoteBackend::open(std::move(ro));
+    if (!remote) return remote.error();
+    so.overflow = std::shared_ptr<RemoteBackend>(std::move(*remote));
+    spdlog::info("overflow peer gateway {}", config_.remote_url);
+  }
   service_ = std::make_shared<SandboxService>(backend_, std::move(*store), so);
   if (auto r = service_->start(); !r) return r.error();
   spdlog::info("sandbox table {} ({} backend)", state_path, backend_->name());
@@ -133,19 +146,10 @@ core::Result<int> GatewayApp::start() {
   api::EndpointOptions endpoints;
   endpoints.is_proxy_mode = config_.endpoint_mode == "proxy";
   endpoints.public_url = config_.public_url;
-  api::register_sandbox_routes(*server_, service_, endpoints);
+  auto router = std::make_shared<const api::ReplicaRouter>(service_, config_.replica_id, config_.api_key);
+  api::register_sandbox_routes(*server_, service_, endpoints, router);
   api::register_health_routes(*server_, service_);
-  auto service = service_;
-  proxy_ = api::register_proxy_routes(
-      *server_, [service](const std::string& id, int port) -> core::Result<http::ProxyTarget> {
-        auto address = service->address(id, port);
-        if (!address) return address.error();
-        http::ProxyTarget target;
-        target.endpoint.host = address->host;
-        target.endpoint.port = address->port;
-        target.headers = {{"X-EXECD-ACCESS-TOKEN", address->access_token}};
-        return target;
-      });
+  proxy_ = api::register_proxy_routes(*server_, service_, router);
 
   api::register_metrics_routes(*server_, service_, proxy_);
 

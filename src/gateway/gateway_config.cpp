@@ -130,6 +130,19 @@ const std::vector<Option>& options() {
       {"public-url", "EXECD_GATEWAY_PUBLIC_URL", "URL",
        "base URL clients reach this gateway at, for proxy endpoints (default: http:// and the request's Host header)",
        core::flag_string(&GatewayConfig::public_url)},
+      {"remote", "EXECD_GATEWAY_REMOTE", "URL",
+       "a peer execd-gateway (http://host:port) that new sandboxes overflow to when this one is full "
+       "(--max-sandboxes or the backend's room); it then owns them and this gateway forwards to it (default: none)",
+       core::flag_string(&GatewayConfig::remote_url)},
+      {"remote-api-key", "EXECD_GATEWAY_REMOTE_API_KEY", "KEY", "the --remote peer's OPEN-SANDBOX-API-KEY",
+       core::flag_string(&GatewayConfig::remote_api_key)},
+      {"replica-id", "EXECD_GATEWAY_REPLICA_ID", "NAME",
+       "this gateway's name among replicas sharing one engine (stored with each sandbox it owns, sent as "
+       "X-Gateway-Replica); needs --advertise-url (default: none, a gateway alone)",
+       core::flag_string(&GatewayConfig::replica_id)},
+      {"advertise-url", "EXECD_GATEWAY_ADVERTISE_URL", "URL",
+       "where the other replicas reach this one (http://host:port), stored with each sandbox it owns",
+       core::flag_string(&GatewayConfig::advertise_url)},
       {"sandbox-start-timeout", "EXECD_GATEWAY_SANDBOX_START_TIMEOUT", "DUR",
        "a sandbox whose execd does not answer /ping by then is Failed (default 30s)",
        core::flag_duration(&GatewayConfig::sandbox_start_timeout)},
@@ -160,6 +173,23 @@ core::Result<GatewayConfig> parse_gateway_config(const std::vector<std::string>&
     return make_error(Errc::invalid_argument, "--public-url must start with http:// or https://, got '" + c->public_url + "'");
   }
   while (!c->public_url.empty() && c->public_url.back() == '/') c->public_url.pop_back();
+  for (auto* url : {&c->remote_url, &c->advertise_url}) {
+    while (!url->empty() && url->back() == '/') url->pop_back();
+  }
+  if (!c->remote_url.empty() && c->remote_url.rfind("http://", 0) != 0) {
+    return make_error(Errc::invalid_argument, "--remote must be http://host:port, got '" + c->remote_url + "'");
+  }
+  if (c->replica_id.empty() != c->advertise_url.empty()) {
+    return make_error(Errc::invalid_argument, "--replica-id and --advertise-url go together (each replica needs both)");
+  }
+  if (!c->advertise_url.empty() && c->advertise_url.rfind("http://", 0) != 0) {
+    return make_error(Errc::invalid_argument, "--advertise-url must be http://host:port, got '" + c->advertise_url + "'");
+  }
+  if (!c->replica_id.empty() &&
+      c->replica_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos) {
+    return make_error(Errc::invalid_argument, "--replica-id must be [A-Za-z0-9._-], got '" + c->replica_id + "'");
+  }
   return c;
 }
 

@@ -42,6 +42,10 @@ struct GatewayConfig {
   std::string execd_bin;           ///< empty: `execd` beside the gateway binary
   std::string endpoint_mode = "direct";  ///< direct | proxy: what endpoints/{port} answers
   std::string public_url;          ///< proxy mode's base URL; empty: http://<the Host header clients sent>
+  std::string remote_url;          ///< overflow peer gateway (http://host:port); empty: none
+  std::string remote_api_key;      ///< the peer's OPEN-SANDBOX-API-KEY
+  std::string replica_id;          ///< this replica's name among several behind one balancer; empty: alone
+  std::string advertise_url;       ///< where other replicas reach this one (http://host:port)
   std::chrono::milliseconds sandbox_start_timeout{30000};
   std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};
   std::chrono::milliseconds graceful_shutdown_timeout{3000};

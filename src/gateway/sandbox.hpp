@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/result.hpp"
+
 namespace execd::gateway {
 
 /// The Lifecycle API's SandboxState. Transitions (the service enforces them):
@@ -51,6 +53,23 @@ struct Placement {
 };
 
 using TimePoint = std::chrono::system_clock::time_point;
+
+/// A spec as one JSON document (the table's spec column, the process backend's record):
+/// read and written whole, never queried. spec_from_json: internal when malformed.
+std::string spec_to_json(const SandboxSpec& spec);
+core::Result<SandboxSpec> spec_from_json(const std::string& text);
+
+/// What the engine keeps beside an instance (process record, container labels, pod
+/// annotations) so that any gateway replica can rebuild the sandbox's row from the engine
+/// alone: who serves it now and everything the row holds that the engine does not.
+struct InstanceLabels {
+  std::string owner_replica;  ///< --replica-id of the gateway serving it; empty: no replicas configured
+  std::string owner_url;      ///< where that replica is reached (its --advertise-url)
+  std::string access_token;   ///< the sandbox's execd token
+  SandboxSpec spec;           ///< as created; metadata as last patched
+  TimePoint created_at{};
+  std::optional<TimePoint> expires_at;  ///< as last renewed
+};
 
 /// One row of the sandbox table: the spec, where it runs and its lifecycle status.
 struct Sandbox {

@@ -20,6 +20,13 @@ TimePoint now() { return std::chrono::system_clock::now(); }
 
 std::string describe(const Sandbox& s) { return std::string(to_string(s.state)); }
 
+// A sandbox id a caller may choose: a DNS label, so that every engine can name its
+// instance after it (a directory, a container, a pod).
+bool is_dns_label(const std::string& id) {
+  if (id.empty() || id.size() > 63 || id.front() == '-' || id.back() == '-') return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
 }  // namespace
 
 SandboxService::SandboxService(std::shared_ptr<Backend> backend, std::unique_ptr<SandboxStore> store,
@@ -128,9 +135,10 @@ void SandboxService::set_state_locked(Entry& e, SandboxState state, std::string 
 }
 
 size_t SandboxService::live_count_locked() const {
+  // Sandboxes on the overflow peer take none of this gateway's room.
   size_t n = 0;
   for (const auto& [id, e] : sandboxes_) {
-    if (!is_final(e.record.sandbox.state)) ++n;
+    if (!is_final(e.record.sandbox.state) && is_local(e)) ++n;
   }
   return n;
 }
@@ -164,14 +172,24 @@ bool SandboxService::pool_matches(const PoolSpec& pool, const SandboxSpec& spec)
          spec.limits.max_pids == none.max_pids && spec.limits.disk_bytes == none.disk_bytes;
 }
 
-core::Result<Sandbox> SandboxService::create(SandboxSpec spec) {
+core::Result<Sandbox> SandboxService::create(SandboxSpec spec, const std::string& requested_id) {
   if (auto r = check_metadata(spec.metadata); !r) return r.error();
   if (spec.timeout && spec.timeout->count() <= 0) {
     return make_error(Errc::invalid_argument, "timeout must be a positive number of seconds");
   }
+  if (!requested_id.empty()) {
+    if (!is_dns_label(requested_id)) {
+      return make_error(Errc::invalid_argument, "X-Execd-Sandbox-Id: '" + requested_id.substr(0, 80) +
+                                                    "' is not a DNS label ([a-z0-9-], 1-63 characters, no '-' at either end)");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (find_locked(requested_id) != nullptr) {
+      return make_error(Errc::conflict, "X-Execd-Sandbox-Id: a sandbox with id '" + requested_id + "' already exists");
+    }
+  }
   if (auto r = backend_->validate(spec); !r) return r.error();
 
-  const bool poolable = std::any_of(options_.pools.begin(), options_.pools.end(),
+  const bool poolable = requested_id.empty() && std::any_of(options_.pools.begin(), options_.pools.end(),
                                     [&](const PoolSpec& p) { return pool_matches(p, spec); });
   if (poolable) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -192,31 +210,47 @@ core::Result<Sandbox> SandboxService::create(SandboxSpec spec) {
       ++counters_.pool_claims;
       record_latency_locked(Steady::now() - claimed_at);
       cv_.notify_all();  // the reaper refills the pool
+      relabel_later(id);  // the engine's copy learns the metadata and expiry
       return s;
     }
   }
 
+  // Past this gateway's room, the overflow peer (when there is one) takes the sandbox.
+  const std::string id_to_use = requested_id.empty() ? core::new_id() : requested_id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto r = check_capacity_locked(); !r) return r.error();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (auto r = check_capacity_locked(); !r) {
+      if (!options_.overflow) return r.error();
+      lock.unlock();
+      return create_on_peer(std::move(spec), id_to_use, r.error().message);
+    }
   }
   if (auto r = backend_->has_room(spec); !r) {
     if (r.error().code != Errc::unavailable) return r.error();
-    return make_error(Errc::capacity, std::string(backend_->name()) + " backend: " + r.error().message);
+    const std::string why = std::string(backend_->name()) + " backend: " + r.error().message;
+    if (options_.overflow) return create_on_peer(std::move(spec), id_to_use, why);
+    return make_error(Errc::capacity, why);
   }
 
   std::string id;
   Sandbox created;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (stopping_) return make_error(Errc::unavailable, "the gateway is shutting down");
     // Checked again under the lock that inserts: fifty creates at once must not overshoot.
-    if (auto r = check_capacity_locked(); !r) return r.error();
+    if (auto r = check_capacity_locked(); !r) {
+      if (!options_.overflow) return r.error();
+      lock.unlock();
+      return create_on_peer(std::move(spec), id_to_use, r.error().message);
+    }
+    if (find_locked(id_to_use) != nullptr) {
+      return make_error(Errc::conflict, "X-Execd-Sandbox-Id: a sandbox with id '" + id_to_use + "' already exists");
+    }
     Entry e;
     e.accepted = Steady::now();
     e.is_starting = true;
     Sandbox& s = e.record.sandbox;
-    s.id = core::new_id();
+    s.id = id_to_use;
     s.backend = std::string(backend_->name());
     s.access_token = core::random_hex(32);
     const auto t = now();
@@ -238,11 +272,14 @@ core::Result<Sandbox> SandboxService::create(SandboxSpec spec) {
   return created;
 }
 
-core::Result<Sandbox> SandboxService::get(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  const Entry* e = find_locked(id);
-  if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
-  return e->record.sandbox;
+core::Result<Sandbox> SandboxService::get(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry* e = find_locked(id);
+    if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+    if (is_local(*e) || is_final(e->record.sandbox.state)) return e->record.sandbox;
+  }
+  return refresh_from_peer(id);
 }
 
 core::Result<SandboxPage> SandboxService::list(const SandboxQuery& query) const {
@@ -273,6 +310,7 @@ core::Result<SandboxPage> SandboxService::list(const SandboxQuery& query) const 
 
 core::Result<void> SandboxService::remove(const std::string& id) {
   Placement placement;
+  Backend* engine = backend_.get();
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);
@@ -282,8 +320,17 @@ core::Result<void> SandboxService::remove(const std::string& id) {
       return make_error(Errc::conflict, "sandbox " + id + " is already " + describe(s));
     }
     if (e->is_busy) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
-    ++counters_.deletes;
-    set_state_locked(*e, SandboxState::stopping, "user_delete", "deleted by request");
+    if (!is_local(*e)) {
+      if (auto r = peer_configured_locked(*e); !r) return r.error();
+      // The peer owns it: the row changes only once the peer has deleted it, so a peer
+      // that is down leaves it as it was (502) and a retry works once it is back.
+      e->is_busy = true;
+      placement = s.placement;
+      engine = options_.overflow.get();
+    } else {
+      ++counters_.deletes;
+      set_state_locked(*e, SandboxState::stopping, "user_delete", "deleted by request");
+    }
     if (e->is_starting) {
       cv_.notify_all();  // a worker still waiting for a start slot ends it at once
       return {};         // otherwise its start-up worker ends it once the engine placed it
@@ -291,11 +338,18 @@ core::Result<void> SandboxService::remove(const std::string& id) {
     e->is_busy = true;
     placement = s.placement;
   }
-  auto removed = placement.handle.empty() ? core::Result<void>{} : backend_->remove(placement);
+  auto removed = placement.handle.empty() ? core::Result<void>{} : engine->remove(placement);
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return {};
   e->is_busy = false;
+  if (!is_local(*e)) {
+    if (!removed) return removed.error();
+    ++counters_.deletes;
+    set_state_locked(*e, SandboxState::terminated, "user_delete", "deleted by request (on peer gateway " +
+                                                                      options_.overflow->url() + ")");
+    return {};
+  }
   if (!removed) {
     set_state_locked(*e, SandboxState::failed, "remove_failed", removed.error().message);
     return removed.error();
@@ -306,6 +360,7 @@ core::Result<void> SandboxService::remove(const std::string& id) {
 
 core::Result<void> SandboxService::pause(const std::string& id) {
   Placement placement;
+  Backend* engine = backend_.get();
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);
@@ -313,11 +368,15 @@ core::Result<void> SandboxService::pause(const std::string& id) {
     if (e->record.sandbox.state != SandboxState::running || e->is_busy) {
       return make_error(Errc::conflict, "sandbox " + id + " is " + describe(e->record.sandbox) + "; only a Running sandbox can be paused");
     }
+    if (!is_local(*e)) {
+      if (auto r = peer_configured_locked(*e); !r) return r.error();
+    }
     e->is_busy = true;
     set_state_locked(*e, SandboxState::pausing, "user_pause", "pausing");
     placement = e->record.sandbox.placement;
+    if (!is_local(*e)) engine = options_.overflow.get();
   }
-  auto paused = backend_->pause(placement);
+  auto paused = engine->pause(placement);
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return {};
@@ -333,6 +392,7 @@ core::Result<void> SandboxService::pause(const std::string& id) {
 
 core::Result<void> SandboxService::resume(const std::string& id) {
   Placement placement;
+  Backend* engine = backend_.get();
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);
@@ -340,11 +400,15 @@ core::Result<void> SandboxService::resume(const std::string& id) {
     if (e->record.sandbox.state != SandboxState::paused || e->is_busy) {
       return make_error(Errc::conflict, "sandbox " + id + " is " + describe(e->record.sandbox) + "; only a Paused sandbox can be resumed");
     }
+    if (!is_local(*e)) {
+      if (auto r = peer_configured_locked(*e); !r) return r.error();
+    }
     e->is_busy = true;
     set_state_locked(*e, SandboxState::resuming, "user_resume", "resuming");
     placement = e->record.sandbox.placement;
+    if (!is_local(*e)) engine = options_.overflow.get();
   }
-  auto resumed = backend_->resume(placement);
+  auto resumed = engine->resume(placement);
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return {};
@@ -359,7 +423,7 @@ core::Result<void> SandboxService::resume(const std::string& id) {
 }
 
 core::Result<TimePoint> SandboxService::renew(const std::string& id, TimePoint expires_at) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
   Sandbox& s = e->record.sandbox;
@@ -369,22 +433,53 @@ core::Result<TimePoint> SandboxService::renew(const std::string& id, TimePoint e
   if (expires_at <= now()) {
     return make_error(Errc::invalid_argument, "expiresAt " + core::rfc3339_nano(expires_at) + " is not in the future");
   }
+  if (!is_local(*e)) {
+    // The peer enforces its own copy of expiresAt: it is renewed there first.
+    if (auto r = peer_configured_locked(*e); !r) return r.error();
+    const std::string peer_id = s.placement.handle;
+    lock.unlock();
+    auto renewed = options_.overflow->renew(peer_id, expires_at);
+    if (!renewed) return renewed.error();
+    lock.lock();
+    Entry* again = find_locked(id);
+    if (again != nullptr) {
+      again->record.sandbox.expires_at = *renewed;
+      again->record.sandbox.updated_at = now();
+      persist_locked(*again);
+    }
+    return *renewed;
+  }
   s.expires_at = expires_at;
   s.updated_at = now();
   persist_locked(*e);
+  relabel_later(id);
   return expires_at;
 }
 
 core::Result<Sandbox> SandboxService::patch_metadata(const std::string& id,
                                                      const std::map<std::string, std::optional<std::string>>& patch) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
   Sandbox& s = e->record.sandbox;
   if (is_final(s.state)) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; its metadata is kept as it ended");
+  if (!is_local(*e)) {
+    if (auto r = peer_configured_locked(*e); !r) return r.error();
+    auto checked = s.spec.metadata;  // refused here as the peer would, without a round trip
+    if (auto r = apply_metadata_patch(checked, patch); !r) return r.error();
+    const std::string peer_id = s.placement.handle;
+    lock.unlock();
+    auto seen = options_.overflow->patch_metadata(peer_id, patch);
+    if (!seen) return seen.error();
+    lock.lock();
+    Entry* again = find_locked(id);
+    if (again == nullptr) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+    return mirror_peer_locked(*again, seen);
+  }
   if (auto r = apply_metadata_patch(s.spec.metadata, patch); !r) return r.error();
   s.updated_at = now();
   persist_locked(*e);
+  relabel_later(id);
   return s;
 }
 
@@ -400,10 +495,124 @@ core::Result<SandboxAddress> SandboxService::address(const std::string& id, int 
     return make_error(Errc::conflict, "sandbox " + id + " is Pending; its endpoints exist once it is Running");
   }
   SandboxAddress a;
+  if (!is_local(*e)) {
+    if (auto r = peer_configured_locked(*e); !r) return r.error();
+    a.is_on_peer = true;
+    a.host = s.placement.host;
+    a.port = s.placement.port;
+    a.peer_id = s.placement.handle;
+    a.peer_api_key = options_.overflow->api_key();
+    return a;
+  }
   a.host = s.placement.host;
   a.port = port == kExecdPort ? s.placement.port : port;
   a.access_token = s.access_token;
   return a;
+}
+
+core::Result<PeerEndpoint> SandboxService::peer_endpoint(const std::string& id, int port) const {
+  std::string peer_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry* e = find_locked(id);
+    if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+    if (is_local(*e)) return make_error(Errc::invalid_argument, "sandbox " + id + " runs on this gateway");
+    if (auto r = peer_configured_locked(*e); !r) return r.error();
+    peer_id = e->record.sandbox.placement.handle;
+  }
+  return options_.overflow->endpoint(peer_id, port, false);
+}
+
+// ---- the overflow peer ----
+
+core::Result<void> SandboxService::peer_configured_locked(const Entry& e) const {
+  if (options_.overflow) return {};
+  const Placement& p = e.record.sandbox.placement;
+  return make_error(Errc::bad_gateway, "sandbox " + e.record.sandbox.id + " was placed on the peer gateway at " + p.host +
+                                           ":" + std::to_string(p.port) + ", and this gateway runs without --remote");
+}
+
+core::Result<Sandbox> SandboxService::create_on_peer(SandboxSpec spec, std::string id, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return make_error(Errc::unavailable, "the gateway is shutting down");
+  }
+  auto placed = options_.overflow->create(id, spec, "");
+  if (!placed) {
+    const core::Error& e = placed.error();
+    // Both sides full, or the peer down: say both what filled this gateway and why the
+    // peer could not take it.
+    return make_error(e.code == Errc::capacity || e.code == Errc::unavailable ? e.code : Errc::unavailable,
+                      "this gateway is full (" + why + ") and the overflow peer could not take the sandbox: " +
+                          e.message);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (find_locked(placed->handle) != nullptr) {
+    // Only a peer that ignored the requested id and reused one of ours could get here.
+    return make_error(Errc::internal, "the overflow peer answered an id already in this table: " + placed->handle);
+  }
+  Entry e;
+  e.accepted = Steady::now();
+  Sandbox& s = e.record.sandbox;
+  s.id = placed->handle;
+  s.backend = std::string(options_.overflow->name());
+  const auto t = now();
+  s.created_at = s.updated_at = s.last_transition_at = t;
+  if (spec.timeout) s.expires_at = t + *spec.timeout;
+  s.spec = std::move(spec);
+  s.state = SandboxState::pending;
+  s.reason = "overflow";
+  s.message = "placed on peer gateway " + options_.overflow->url() + " (" + why + ")";
+  s.placement = *placed;
+  persist_locked(e);
+  Sandbox created = s;
+  sandboxes_.emplace(s.id, std::move(e));
+  ++counters_.creates;
+  spdlog::info("sandbox {}: placed on peer gateway {} ({})", created.id, options_.overflow->url(), why);
+  return created;
+}
+
+Sandbox SandboxService::mirror_peer_locked(Entry& e, const core::Result<Sandbox>& seen) {
+  Sandbox& s = e.record.sandbox;
+  if (!seen) {
+    if (seen.error().code == Errc::not_found && !is_final(s.state)) {
+      set_state_locked(e, SandboxState::failed, "instance_gone",
+                       "the peer gateway " + options_.overflow->url() + " no longer has it");
+    }
+    return s;
+  }
+  const Sandbox& p = seen.value();
+  const bool changed = p.state != s.state || p.reason != s.reason || p.message != s.message ||
+                       p.expires_at != s.expires_at || p.spec.metadata != s.spec.metadata;
+  if (!changed) return s;
+  s.expires_at = p.expires_at;
+  s.spec.metadata = p.spec.metadata;
+  if (p.state != s.state) {
+    set_state_locked(e, p.state, p.reason, p.message);  // persists
+  } else {
+    s.reason = p.reason;
+    s.message = p.message;
+    s.updated_at = now();
+    persist_locked(e);
+  }
+  return s;
+}
+
+core::Result<Sandbox> SandboxService::refresh_from_peer(const std::string& id) {
+  std::string peer_id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry* e = find_locked(id);
+    if (e == nullptr) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+    if (auto r = peer_configured_locked(*e); !r) return r.error();
+    peer_id = e->record.sandbox.placement.handle;
+  }
+  auto seen = options_.overflow->describe(peer_id);
+  if (!seen && seen.error().code != Errc::not_found) return seen.error();
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry* e = find_locked(id);
+  if (e == nullptr) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+  return mirror_peer_locked(*e, seen);
 }
 
 ServiceCounters SandboxService::counters() const {
@@ -452,6 +661,7 @@ void SandboxService::launch(std::function<void()> work) {
 void SandboxService::start_sandbox(const std::string& id) {
   SandboxSpec spec;
   std::string token;
+  InstanceLabels labels;
   {
     // Engines start only so many at once well (fifty bwrap+execd starts on two cores
     // time each other out): the rest wait here, Pending, for a start slot.
@@ -473,10 +683,11 @@ void SandboxService::start_sandbox(const std::string& id) {
     ++starts_in_flight_;
     spec = e->record.sandbox.spec;
     token = e->record.sandbox.access_token;
+    labels = labels_locked(*e);
   }
   // The start timeout runs from here: the engine's start and execd's first answer.
   const Steady::time_point deadline = Steady::now() + options_.start_timeout;
-  auto placed = backend_->create(id, spec, token);
+  auto placed = backend_->create_labelled(id, spec, labels);
   {
     std::lock_guard<std::mutex> lock(mu_);
     --starts_in_flight_;
@@ -600,16 +811,30 @@ void SandboxService::reconcile() {
   std::vector<Placement> orphans;
   std::vector<std::pair<std::string, Placement>> gone;  // row says alive, engine disagrees
   std::vector<std::string> pending;
+  std::vector<std::string> moved;  // adopted by another replica while this one was away
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, instance] : live) {
       const Entry* e = find_locked(id);
-      if (e == nullptr || is_final(e->record.sandbox.state)) orphans.push_back(instance.placement);
+      if (e != nullptr && !is_final(e->record.sandbox.state)) continue;
+      if (!options_.replica_id.empty()) {
+        // Replicas share the engine: only what is labelled ours is ours to remove.
+        if (!instance.labels || instance.labels->owner_replica != options_.replica_id) continue;
+        if (e == nullptr) {
+          insert_adopted_locked(instance, "found labelled as this replica's at start, with no row (table lost)");
+          continue;
+        }
+      }
+      orphans.push_back(instance.placement);
     }
     for (auto& [id, e] : sandboxes_) {
       Sandbox& s = e.record.sandbox;
-      if (is_final(s.state)) continue;
+      if (is_final(s.state) || !is_local(e)) continue;  // the peer's are the peer's to reconcile
       auto it = live.find(id);
+      if (it != live.end() && !is_mine(it->second)) {
+        moved.push_back(id);
+        continue;
+      }
       const bool alive = it != live.end() && it->second.status.phase != InstanceStatus::Phase::exited &&
                          it->second.status.phase != InstanceStatus::Phase::gone;
       if (!alive || s.state == SandboxState::stopping) {
@@ -630,6 +855,15 @@ void SandboxService::reconcile() {
       } else {
         persist_locked(e);
       }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& id : moved) {
+      spdlog::info("reconcile: sandbox {} is served by replica {} now; its row here is dropped", id,
+                   live[id].labels->owner_replica);
+      if (auto r = store_->erase(id); !r) spdlog::error("reconcile: {}", r.error().message);
+      sandboxes_.erase(id);
     }
   }
   for (const auto& p : orphans) {
@@ -707,11 +941,17 @@ void SandboxService::reap_once() {
   const auto t = now();
   std::vector<std::string> expired;
   std::vector<std::pair<std::string, Placement>> to_inspect;
+  std::vector<std::string> on_peer;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, e] : sandboxes_) {
       Sandbox& s = e.record.sandbox;
       if (is_final(s.state) || e.is_busy || e.is_starting || s.state == SandboxState::stopping) continue;
+      if (!is_local(e)) {
+        // The peer expires and reaps its own; the row follows what the peer says.
+        if (options_.overflow) on_peer.push_back(id);
+        continue;
+      }
       if (!e.record.is_pooled && s.expires_at && *s.expires_at <= t) {
         e.is_busy = true;
         ++counters_.expirations;
@@ -723,6 +963,11 @@ void SandboxService::reap_once() {
     }
   }
   for (const auto& id : expired) finish(id, SandboxState::terminated, "ttl_expiry", "expired and removed");
+  for (const auto& id : on_peer) {
+    auto r = refresh_from_peer(id);
+    // A peer that is down is asked again next round; requests meanwhile answer 502.
+    if (!r) spdlog::debug("sandbox {}: {}", id, r.error().message);
+  }
 
   for (const auto& [id, placement] : to_inspect) {
     auto status = backend_->inspect(placement);
@@ -798,6 +1043,150 @@ void SandboxService::refill_pools() {
       sandboxes_.erase(id);
     }
   }
+}
+
+// ---- replicas ----
+
+InstanceLabels SandboxService::labels_locked(const Entry& e) const {
+  const Sandbox& s = e.record.sandbox;
+  InstanceLabels l;
+  l.owner_replica = options_.replica_id;
+  l.owner_url = options_.advertise_url;
+  l.access_token = s.access_token;
+  l.spec = s.spec;
+  l.created_at = s.created_at;
+  l.expires_at = s.expires_at;
+  return l;
+}
+
+void SandboxService::relabel_later(const std::string& id) {
+  launch([this, id] {
+    Placement placement;
+    InstanceLabels labels;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Entry* e = find_locked(id);
+      if (e == nullptr || !is_local(*e) || e->record.sandbox.placement.handle.empty()) return;
+      placement = e->record.sandbox.placement;
+      labels = labels_locked(*e);
+    }
+    if (auto r = backend_->relabel(placement, labels); !r) {
+      spdlog::warn("sandbox {}: the engine's labels were not updated: {}", id, r.error().message);
+    }
+  });
+}
+
+bool SandboxService::is_mine(const Instance& instance) const {
+  if (options_.replica_id.empty() || !instance.labels || instance.labels->owner_replica.empty()) return true;
+  return instance.labels->owner_replica == options_.replica_id;
+}
+
+void SandboxService::insert_adopted_locked(const Instance& instance, const std::string& why) {
+  if (!instance.labels) return;
+  const InstanceLabels& l = *instance.labels;
+  Entry e;
+  e.accepted = Steady::now();
+  Sandbox& s = e.record.sandbox;
+  s.id = instance.sandbox_id;
+  s.backend = std::string(backend_->name());
+  s.spec = l.spec;
+  s.access_token = l.access_token;
+  s.created_at = l.created_at;
+  s.expires_at = l.expires_at;
+  s.placement = instance.placement;
+  s.updated_at = s.last_transition_at = now();
+  s.reason = "adopted";
+  s.message = why;
+  const bool starting = instance.status.phase == InstanceStatus::Phase::starting;
+  s.state = starting ? SandboxState::pending
+                     : instance.status.phase == InstanceStatus::Phase::paused ? SandboxState::paused : SandboxState::running;
+  e.is_starting = starting;
+  persist_locked(e);
+  spdlog::info("sandbox {}: adopted ({}; {})", s.id, to_string(s.state), why);
+  const std::string id = s.id;
+  sandboxes_.emplace(id, std::move(e));
+  if (starting) {
+    launch([this, id] {
+      Placement placement;
+      std::string token;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        const Entry* found = find_locked(id);
+        if (found == nullptr) return;
+        placement = found->record.sandbox.placement;
+        token = found->record.sandbox.access_token;
+      }
+      await_start(id, placement, token, Steady::now() + options_.start_timeout);
+    });
+  }
+}
+
+core::Result<SandboxOwner> SandboxService::owner_of(const std::string& id) {
+  if (options_.replica_id.empty()) return SandboxOwner{};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (find_locked(id) != nullptr) return SandboxOwner{};
+  }
+  auto found = backend_->find(id);
+  if (!found) return found.error();
+  if (!*found || !(*found)->labels) return SandboxOwner{};
+  const Instance& instance = **found;
+  if (is_mine(instance)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (find_locked(id) == nullptr) {
+      insert_adopted_locked(instance, "labelled as this replica's, with no row here");
+    }
+    return SandboxOwner{};
+  }
+  return SandboxOwner{false, instance.labels->owner_replica, instance.labels->owner_url};
+}
+
+core::Result<SandboxOwner> SandboxService::adopt(const std::string& id, const std::string& why) {
+  auto found = backend_->find(id);
+  if (!found) return found.error();
+  if (!*found) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
+  Instance instance = std::move(**found);
+  if (!instance.labels) {
+    return make_error(Errc::conflict, "sandbox " + id + " carries no labels in the engine; it cannot be adopted");
+  }
+  const std::string previous = instance.labels->owner_replica;
+  instance.labels->owner_replica = options_.replica_id;
+  instance.labels->owner_url = options_.advertise_url;
+  if (auto r = backend_->relabel(instance.placement, *instance.labels); !r) return r.error();
+  // No lock is shared between replicas: two that adopt at once both write, the last
+  // write wins, and the loser defers to it.
+  auto again = backend_->find(id);
+  if (again && *again && (*again)->labels && !is_mine(**again)) {
+    return SandboxOwner{false, (*again)->labels->owner_replica, (*again)->labels->owner_url};
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (find_locked(id) == nullptr) {
+    insert_adopted_locked(instance, "adopted from replica " + previous + " (" + why + ")");
+  }
+  return SandboxOwner{};
+}
+
+bool SandboxService::is_replica_reachable(const std::string& url) {
+  const auto t = Steady::now();
+  {
+    std::lock_guard<std::mutex> lock(probes_mu_);
+    auto it = reachable_until_.find(url);
+    if (it != reachable_until_.end() && it->second > t) return true;
+  }
+  auto endpoint = http::ClientEndpoint::parse(url);
+  if (!endpoint) return false;
+  http::ClientRequest probe;
+  probe.target = "/health";
+  probe.timeout = std::chrono::milliseconds(1000);
+  // Any answer (a 401 included: the probe carries no key) shows a replica serving.
+  const bool answered = http::send_request(*endpoint, probe).ok();
+  std::lock_guard<std::mutex> lock(probes_mu_);
+  if (answered) {
+    reachable_until_[url] = t + options_.replica_probe_ttl;
+  } else {
+    reachable_until_.erase(url);
+  }
+  return answered;
 }
 
 }  // namespace execd::gateway

@@ -18,6 +18,7 @@
 
 #include "core/result.hpp"
 #include "gateway/backend.hpp"
+#include "gateway/backends/remote_backend.hpp"
 #include "gateway/sandbox.hpp"
 #include "gateway/sandbox_store.hpp"
 
@@ -37,6 +38,22 @@ struct ServiceOptions {
   std::chrono::milliseconds reap_interval{500};      ///< how often expiry, liveness and pruning run
   std::chrono::milliseconds ping_timeout{2000};      ///< one /ping attempt
   std::vector<PoolSpec> pools;
+  /// A peer gateway new sandboxes overflow to when this one is full (--max-sandboxes or
+  /// the backend's has_room); null: a full gateway answers 503 CAPACITY.
+  std::shared_ptr<RemoteBackend> overflow;
+  /// This replica's name and URL among replicas sharing one engine (stored with every
+  /// instance it owns); empty: a gateway alone, which owns everything its engine runs.
+  std::string replica_id;
+  std::string advertise_url;
+  /// How long a replica that answered counts as reachable without asking again.
+  std::chrono::milliseconds replica_probe_ttl{2000};
+};
+
+/// Who serves a sandbox among replicas: this one, or the one the engine's labels name.
+struct SandboxOwner {
+  bool is_here = true;
+  std::string replica_id;  ///< when elsewhere
+  std::string url;         ///< its --advertise-url
 };
 
 /// One page of GET /sandboxes.
@@ -56,6 +73,11 @@ struct SandboxAddress {
   std::string host;
   int port = 0;
   std::string access_token;  ///< for X-EXECD-ACCESS-TOKEN
+  /// Set for a sandbox placed on the overflow peer: host/port are the peer gateway's,
+  /// reached at /v1/sandboxes/{peer_id}/proxy/{port} with the peer's API key.
+  bool is_on_peer = false;
+  std::string peer_id;
+  std::string peer_api_key;
 };
 
 /// Prometheus-bound numbers, as a plain snapshot (the metrics route renders them).
@@ -103,9 +125,15 @@ class SandboxService {
 
   /// Validates (backend), checks capacity (capacity: --max-sandboxes or the engine's
   /// own room, the message naming what ran out), stores Pending and starts it in the
-  /// background; or hands out a matching warm-pool member, already Running.
-  core::Result<Sandbox> create(SandboxSpec spec);
-  core::Result<Sandbox> get(const std::string& id) const;
+  /// background; or hands out a matching warm-pool member, already Running. Past
+  /// capacity with an overflow peer, the sandbox is placed there instead (a blocking
+  /// call to the peer; unavailable naming the peer when it cannot be reached) and stored
+  /// with backend "remote". `requested_id` (a DNS label: [a-z0-9-], 1-63, not starting or
+  /// ending with '-') is the id to use, as a gateway placing a sandbox on its peer asks;
+  /// conflict when taken; empty: a fresh id.
+  core::Result<Sandbox> create(SandboxSpec spec, const std::string& requested_id = "");
+  /// A sandbox on the overflow peer is read from the peer (bad_gateway while it is down).
+  core::Result<Sandbox> get(const std::string& id);
   core::Result<SandboxPage> list(const SandboxQuery& query) const;
   /// Stopping -> backend remove -> Terminated ("user_delete"). A Pending sandbox is
   /// ended by its start-up worker once the engine placed it. conflict when already final.
@@ -123,8 +151,28 @@ class SandboxService {
   /// put it); any other port is on the execd's host (the process backend shares the host
   /// network). conflict when the sandbox is not placed yet or final.
   core::Result<SandboxAddress> address(const std::string& id, int port) const;
+  /// Which replica serves `id`: here when this one has its row, or when the engine's
+  /// instance is labelled this replica's (its row is rebuilt now: a lost table); the
+  /// labelled owner otherwise. Here, too, for ids nobody has (the caller's 404 follows).
+  /// Without --replica-id always here.
+  core::Result<SandboxOwner> owner_of(const std::string& id);
+  /// Takes `id` over from an owner that cannot be reached: the row is rebuilt from the
+  /// engine (id, token, spec, metadata, expiry, created) and the instance relabelled as
+  /// this replica's. If another replica relabelled it first, that one is the owner
+  /// (returned, row dropped). not_found when the engine has no such instance.
+  core::Result<SandboxOwner> adopt(const std::string& id, const std::string& why);
+  /// Whether a replica answers HTTP at `url` (any status); a success is remembered for
+  /// replica_probe_ttl, so forwarding to a live owner costs no extra round trip.
+  bool is_replica_reachable(const std::string& url);
+  [[nodiscard]] const std::string& replica_id() const { return options_.replica_id; }
+
+  /// For a sandbox on the overflow peer: the peer's own answer for the endpoint
+  /// (direct mode hands out what the peer hands out). invalid_argument for a local one.
+  core::Result<PeerEndpoint> peer_endpoint(const std::string& id, int port) const;
 
   [[nodiscard]] ServiceCounters counters() const;
+  /// The overflow peer's URL; empty when none is configured.
+  [[nodiscard]] std::string overflow_url() const { return options_.overflow ? options_.overflow->url() : ""; }
   [[nodiscard]] std::string_view backend_name() const { return backend_->name(); }
 
   /// The port SDKs ask endpoints for to reach a sandbox's execd.
@@ -164,6 +212,28 @@ class SandboxService {
   bool pool_matches(const PoolSpec& pool, const SandboxSpec& spec) const;
   void record_latency_locked(std::chrono::steady_clock::duration d);
 
+  // ---- replicas: labels on the engine's instances ----
+  [[nodiscard]] InstanceLabels labels_locked(const Entry& e) const;
+  /// Writes the row's labels to its instance on a worker thread (after a renew, a
+  /// metadata patch, a pool claim), so requests never wait for the engine.
+  void relabel_later(const std::string& id);
+  /// Whether an engine instance is this replica's to serve.
+  [[nodiscard]] bool is_mine(const Instance& instance) const;
+  /// A row for an instance found in the engine (Running, Paused or waited for again).
+  void insert_adopted_locked(const Instance& instance, const std::string& why);
+
+  // ---- sandboxes on the overflow peer (backend "remote"): the peer owns them ----
+  [[nodiscard]] bool is_local(const Entry& e) const { return e.record.sandbox.backend != "remote"; }
+  /// bad_gateway when a row on a peer meets a gateway started without --remote.
+  core::Result<void> peer_configured_locked(const Entry& e) const;
+  /// Places `spec` on the peer as `id` because this gateway is full (`why`).
+  core::Result<Sandbox> create_on_peer(SandboxSpec spec, std::string id, const std::string& why);
+  /// The peer's view copied into the row (state, reason, message, metadata, expiry);
+  /// a sandbox the peer no longer has becomes Failed. Returns the row after it.
+  Sandbox mirror_peer_locked(Entry& e, const core::Result<Sandbox>& seen);
+  /// GET on the peer, then mirror_peer_locked; bad_gateway when the peer is down.
+  core::Result<Sandbox> refresh_from_peer(const std::string& id);
+
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<SandboxStore> store_;
   ServiceOptions options_;
@@ -182,6 +252,8 @@ class SandboxService {
   };
   std::mutex workers_mu_;
   std::list<Worker> workers_;
+  std::mutex probes_mu_;
+  std::map<std::string, std::chrono::steady_clock::time_point> reachable_until_;  // replica URL -> fresh until
   std::thread reaper_;
   std::atomic<bool> started_{false};
 };

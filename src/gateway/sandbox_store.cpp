@@ -23,43 +23,6 @@ int64_t to_ms(TimePoint t) {
 }
 TimePoint from_ms(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
-// The spec is stored as one JSON column: it is read and written whole, never queried.
-std::string spec_to_json(const SandboxSpec& spec) {
-  json j = {{"image", spec.image},
-            {"entrypoint", spec.entrypoint},
-            {"env", spec.env},
-            {"metadata", spec.metadata},
-            {"limits",
-             {{"cpu_millis", spec.limits.cpu_millis},
-              {"memory_bytes", spec.limits.memory_bytes},
-              {"max_pids", spec.limits.max_pids},
-              {"disk_bytes", spec.limits.disk_bytes}}}};
-  if (spec.timeout) j["timeout_s"] = spec.timeout->count();
-  return j.dump();
-}
-
-core::Result<SandboxSpec> spec_from_json(const std::string& text) {
-  auto parsed = core::parse_json(text);
-  if (!parsed) return parsed.error();
-  try {
-    const json& j = *parsed;
-    SandboxSpec spec;
-    spec.image = j.at("image").get<std::string>();
-    spec.entrypoint = j.at("entrypoint").get<std::vector<std::string>>();
-    spec.env = j.at("env").get<std::map<std::string, std::string>>();
-    spec.metadata = j.at("metadata").get<std::map<std::string, std::string>>();
-    const json& l = j.at("limits");
-    spec.limits.cpu_millis = l.at("cpu_millis").get<uint32_t>();
-    spec.limits.memory_bytes = l.at("memory_bytes").get<uint64_t>();
-    spec.limits.max_pids = l.at("max_pids").get<uint32_t>();
-    spec.limits.disk_bytes = l.at("disk_bytes").get<uint64_t>();
-    if (j.contains("timeout_s")) spec.timeout = std::chrono::seconds(j.at("timeout_s").get<int64_t>());
-    return spec;
-  } catch (const json::exception& e) {
-    return make_error(Errc::internal, std::string("stored spec is malformed: ") + e.what());
-  }
-}
-
 std::string column_text(sqlite3_stmt* st, int col) {
   const auto* p = sqlite3_column_text(st, col);
   return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));

@@ -1,6 +1,7 @@
 #include "gateway/api/sandbox_routes.hpp"
 
 #include "api/query_params.hpp"
+#include "gateway/api/replica_router.hpp"
 #include "gateway/api/sandbox_json.hpp"
 #include "gateway/sandbox_service.hpp"
 #include "http/json_io.hpp"
@@ -75,19 +76,22 @@ core::Result<int> port_param(const std::string& text) {
 }  // namespace
 
 void register_sandbox_routes(http::HttpServer& server, std::shared_ptr<SandboxService> service,
-                             EndpointOptions endpoints) {
-  server.route(Method::post, "/v1/sandboxes", [service](const httplib::Request& req, httplib::Response& res) {
+                             EndpointOptions endpoints, std::shared_ptr<const ReplicaRouter> router) {
+  server.route(Method::post, "/v1/sandboxes", [service, router](const httplib::Request& req, httplib::Response& res) {
+    router->mark(res);
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     auto spec = parse_create_request(*body);
     if (!spec) return http::write_error(res, spec.error());
-    auto created = service->create(std::move(*spec));
+    // A gateway placing a sandbox on this one (its overflow peer) keeps the id it chose.
+    auto created = service->create(std::move(*spec), req.get_header_value("X-Execd-Sandbox-Id"));
     if (!created) return http::write_error(res, created.error());
     res.set_header("Location", "/v1/sandboxes/" + created->id);
     http::write_json(res, create_response_json(*created), 202);
   });
 
-  server.route(Method::get, "/v1/sandboxes", [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::get, "/v1/sandboxes", [service, router](const httplib::Request& req, httplib::Response& res) {
+    router->mark(res);
     auto query = list_query(req);
     if (!query) return http::write_error(res, query.error());
     auto page = service->list(*query);
@@ -104,29 +108,34 @@ void register_sandbox_routes(http::HttpServer& server, std::shared_ptr<SandboxSe
                              {"hasNextPage", query->page < pages}}}});
   });
 
-  server.route(Method::get, kSandbox, [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::get, kSandbox, [service, router](const httplib::Request& req, httplib::Response& res) {
+    if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
     auto s = service->get(req.matches[1]);
     if (!s) return http::write_error(res, s.error());
     http::write_json(res, sandbox_json(*s));
   });
 
-  server.route(Method::del, kSandbox, [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::del, kSandbox, [service, router](const httplib::Request& req, httplib::Response& res) {
+    if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
     if (auto r = service->remove(req.matches[1]); !r) return http::write_error(res, r.error());
     res.status = 204;
   });
 
-  server.route(Method::post, sandbox_path("/pause"), [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, sandbox_path("/pause"), [service, router](const httplib::Request& req, httplib::Response& res) {
+    if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
     if (auto r = service->pause(req.matches[1]); !r) return http::write_error(res, r.error());
     res.status = 202;
   });
 
-  server.route(Method::post, sandbox_path("/resume"), [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::post, sandbox_path("/resume"), [service, router](const httplib::Request& req, httplib::Response& res) {
+    if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
     if (auto r = service->resume(req.matches[1]); !r) return http::write_error(res, r.error());
     res.status = 202;
   });
 
   server.route(Method::post, sandbox_path("/renew-expiration"),
-               [service](const httplib::Request& req, httplib::Response& res) {
+               [service, router](const httplib::Request& req, httplib::Response& res) {
+                 if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
                  auto body = http::parse_json_body(req);
                  if (!body) return http::write_error(res, body.error());
                  auto it = body->is_object() ? body->find("expiresAt") : body->end();
@@ -141,7 +150,8 @@ void register_sandbox_routes(http::HttpServer& server, std::shared_ptr<SandboxSe
                  http::write_json(res, {{"expiresAt", iso8601(*renewed)}});
                });
 
-  server.route(Method::patch, sandbox_path("/metadata"), [service](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::patch, sandbox_path("/metadata"), [service, router](const httplib::Request& req, httplib::Response& res) {
+    if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
     auto body = http::parse_json_body(req);
     if (!body) return http::write_error(res, body.error());
     auto patch = parse_metadata_patch(*body);
@@ -152,7 +162,8 @@ void register_sandbox_routes(http::HttpServer& server, std::shared_ptr<SandboxSe
   });
 
   server.route(Method::get, sandbox_path("/endpoints/([^/]+)"),
-               [service, endpoints](const httplib::Request& req, httplib::Response& res) {
+               [service, endpoints, router](const httplib::Request& req, httplib::Response& res) {
+                 if (router->forward_if_elsewhere(req.matches[1], req, res)) return;
                  auto port = port_param(req.matches[2]);
                  if (!port) return http::write_error(res, port.error());
                  if (req.has_param("expires")) {
@@ -163,14 +174,22 @@ void register_sandbox_routes(http::HttpServer& server, std::shared_ptr<SandboxSe
                  auto address = service->address(id, *port);
                  if (!address) return http::write_error(res, address.error());
                  const bool proxy = endpoints.is_proxy_mode || req.get_param_value("use_server_proxy") == "true";
+                 if (address->is_on_peer && !proxy) {
+                   // Direct mode: the sandbox's own address is what the peer that runs it says.
+                   auto peer = service->peer_endpoint(id, *port);
+                   if (!peer) return http::write_error(res, peer.error());
+                   return http::write_json(res, {{"endpoint", peer->endpoint}, {"headers", peer->headers}});
+                 }
                  // Without --public-url, the address the client reached us at.
                  const std::string base =
                      endpoints.public_url.empty() ? "http://" + req.get_header_value("Host") : endpoints.public_url;
                  const std::string endpoint =
                      proxy ? base + "/v1/sandboxes/" + id + "/proxy/" + std::to_string(*port)
                            : address->host + ":" + std::to_string(address->port);
-                 http::write_json(res, {{"endpoint", endpoint},
-                                        {"headers", {{"X-EXECD-ACCESS-TOKEN", address->access_token}}}});
+                 // A sandbox on the peer has no token here: the peer's proxy adds it.
+                 json headers = json::object();
+                 if (!address->access_token.empty()) headers["X-EXECD-ACCESS-TOKEN"] = address->access_token;
+                 http::write_json(res, {{"endpoint", endpoint}, {"headers", std::move(headers)}});
                });
 
   // Snapshots are out of this gateway's scope: a clear 501 rather than a 404 that reads

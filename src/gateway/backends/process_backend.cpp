@@ -352,6 +352,14 @@ core::Result<void> ProcessBackend::has_room(const SandboxSpec& spec) const {
 
 core::Result<Placement> ProcessBackend::create(const std::string& sandbox_id, const SandboxSpec& spec,
                                                const std::string& access_token) {
+  InstanceLabels labels;
+  labels.access_token = access_token;
+  labels.spec = spec;
+  return create_labelled(sandbox_id, spec, labels);
+}
+
+core::Result<Placement> ProcessBackend::create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
+                                                        const InstanceLabels& labels) {
   if (!is_safe_id(sandbox_id)) {
     return core::make_error(core::Errc::invalid_argument,
                             "sandbox id '" + sandbox_id + "' is not a safe directory name ([A-Za-z0-9._-], 1-128)");
@@ -363,7 +371,7 @@ core::Result<Placement> ProcessBackend::create(const std::string& sandbox_id, co
     return core::make_error(err == EEXIST ? core::Errc::conflict : core::Errc::unavailable,
                             "process backend: cannot make " + dir + ": " + std::strerror(err));
   }
-  auto placed = start(sandbox_id, spec, access_token);
+  auto placed = start(sandbox_id, spec, labels);
   if (!placed) {
     const Placement p{sandbox_id, "127.0.0.1", 0};
     if (auto r = remove(p); !r) spdlog::warn("process backend: cleaning up failed sandbox {}: {}", sandbox_id, r.error().message);
@@ -372,7 +380,8 @@ core::Result<Placement> ProcessBackend::create(const std::string& sandbox_id, co
 }
 
 core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, const SandboxSpec& spec,
-                                              const std::string& access_token) {
+                                              const InstanceLabels& labels) {
+  const std::string& access_token = labels.access_token;
   const std::string dir = sandbox_dir(sandbox_id);
   const std::string workspace = dir + "/workspace";
   const std::string run = dir + "/run";
@@ -410,6 +419,7 @@ core::Result<Placement> ProcessBackend::start(const std::string& sandbox_id, con
   record.cgroup = sandbox_id;
   record.disk_bytes = limits.disk_bytes;
   record.memory_bytes = limits.memory_bytes;
+  record.labels = labels;
 
   // What bwrap runs: execd, directly or through the host's loader for a root filesystem.
   const bool rootfs = spec.image != "host";
@@ -617,25 +627,44 @@ core::Result<void> ProcessBackend::remove(const Placement& placement) {
   return {};
 }
 
+std::optional<Instance> ProcessBackend::instance_in(const std::string& id, const std::string& dir) {
+  auto record = SandboxRecord::load(dir + "/record.json");
+  if (!record) return std::nullopt;
+  reap_if_child(record->pid);
+  if (!record->is_alive()) return std::nullopt;
+  Instance instance;
+  instance.sandbox_id = record->sandbox_id.empty() ? id : record->sandbox_id;
+  instance.placement = Placement{id, "127.0.0.1", read_port(dir + "/run/port").value_or(0)};
+  auto status = inspect(instance.placement);
+  if (status) instance.status = *status;
+  instance.labels = record->labels;
+  return instance;
+}
+
 core::Result<std::vector<Instance>> ProcessBackend::list() {
   std::vector<Instance> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(options_.state_dir, ec)) {
     const std::string id = e.path().filename().string();
     if (!is_safe_id(id)) continue;
-    auto record = SandboxRecord::load(e.path().string() + "/record.json");
-    if (!record) continue;
-    reap_if_child(record->pid);
-    if (!record->is_alive()) continue;
-    Instance instance;
-    instance.sandbox_id = record->sandbox_id.empty() ? id : record->sandbox_id;
-    instance.placement = Placement{id, "127.0.0.1", read_port(e.path().string() + "/run/port").value_or(0)};
-    auto status = inspect(instance.placement);
-    if (status) instance.status = *status;
-    out.push_back(std::move(instance));
+    if (auto instance = instance_in(id, e.path().string())) out.push_back(std::move(*instance));
   }
   if (ec) return core::make_error(core::Errc::unavailable, "cannot list " + options_.state_dir + ": " + ec.message());
   return out;
+}
+
+core::Result<std::optional<Instance>> ProcessBackend::find(const std::string& sandbox_id) {
+  if (!is_safe_id(sandbox_id)) return std::optional<Instance>();
+  return instance_in(sandbox_id, sandbox_dir(sandbox_id));
+}
+
+core::Result<void> ProcessBackend::relabel(const Placement& placement, const InstanceLabels& labels) {
+  if (!is_safe_id(placement.handle)) return core::make_error(core::Errc::not_found, "no sandbox " + placement.handle);
+  const std::string path = sandbox_dir(placement.handle) + "/record.json";
+  auto record = SandboxRecord::load(path);
+  if (!record) return record.error();
+  record->labels = labels;
+  return record->save(path);
 }
 
 }  // namespace execd::gateway

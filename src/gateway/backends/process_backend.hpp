@@ -89,6 +89,11 @@ class ProcessBackend final : public Backend {
   core::Result<void> resume(const Placement& placement) override;
   core::Result<void> remove(const Placement& placement) override;
   core::Result<std::vector<Instance>> list() override;
+  /// The labels live in the sandbox's record.json beside its keeper's pid.
+  core::Result<Placement> create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
+                                          const InstanceLabels& labels) override;
+  core::Result<void> relabel(const Placement& placement, const InstanceLabels& labels) override;
+  core::Result<std::optional<Instance>> find(const std::string& sandbox_id) override;
 
   /// The sandbox's directory (workspace, log, record) on this host: for tests and logs.
   [[nodiscard]] std::string sandbox_dir(const std::string& sandbox_id) const;
@@ -101,7 +106,9 @@ class ProcessBackend final : public Backend {
   [[nodiscard]] size_t live_count() const;
   core::Result<void> freeze(const Placement& placement, bool frozen);
   core::Result<Placement> start(const std::string& sandbox_id, const SandboxSpec& spec,
-                                const std::string& access_token);
+                                const InstanceLabels& labels);
+  /// The live instance in `dir` (named `id`), or nullopt when none runs there.
+  std::optional<Instance> instance_in(const std::string& id, const std::string& dir);
 
   Options options_;
   std::unique_ptr<isolation::CgroupRoot> cgroups_;

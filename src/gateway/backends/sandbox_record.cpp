@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fd_io.hpp"
+#include "core/id.hpp"
 #include "core/unique_fd.hpp"
 
 namespace execd::gateway {
@@ -26,6 +27,21 @@ core::Result<SandboxRecord> SandboxRecord::load(const std::string& path) {
     r.cgroup = j.value("cgroup", "");
     r.disk_bytes = j.value("disk_bytes", uint64_t{0});
     r.memory_bytes = j.value("memory_bytes", uint64_t{0});
+    if (j.contains("labels") && j["labels"].is_object()) {
+      const auto& l = j["labels"];
+      InstanceLabels labels;
+      labels.owner_replica = l.value("owner_replica", "");
+      labels.owner_url = l.value("owner_url", "");
+      labels.access_token = l.value("access_token", "");
+      auto spec = spec_from_json(l.value("spec", "{}"));
+      if (!spec) return core::make_error(core::Errc::internal, "sandbox record " + path + ": " + spec.error().message);
+      labels.spec = std::move(*spec);
+      labels.created_at = TimePoint(std::chrono::milliseconds(l.value("created_at_ms", int64_t{0})));
+      if (l.contains("expires_at_ms") && l["expires_at_ms"].is_number_integer()) {
+        labels.expires_at = TimePoint(std::chrono::milliseconds(l["expires_at_ms"].get<int64_t>()));
+      }
+      r.labels = std::move(labels);
+    }
   } catch (const nlohmann::json::exception& e) {
     return core::make_error(core::Errc::internal, "sandbox record " + path + ": " + e.what());
   }
@@ -33,12 +49,27 @@ core::Result<SandboxRecord> SandboxRecord::load(const std::string& path) {
 }
 
 core::Result<void> SandboxRecord::save(const std::string& path) const {
-  const nlohmann::json j = {{"sandbox_id", sandbox_id}, {"pid", pid},           {"start_time", start_time},
-                            {"cgroup", cgroup},         {"disk_bytes", disk_bytes}, {"memory_bytes", memory_bytes}};
-  const std::string tmp = path + ".tmp";
+  nlohmann::json j = {{"sandbox_id", sandbox_id}, {"pid", pid},           {"start_time", start_time},
+                      {"cgroup", cgroup},         {"disk_bytes", disk_bytes}, {"memory_bytes", memory_bytes}};
+  if (labels) {
+    const auto ms = [](TimePoint t) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    };
+    nlohmann::json l = {{"owner_replica", labels->owner_replica}, {"owner_url", labels->owner_url},
+                        {"access_token", labels->access_token},   {"spec", spec_to_json(labels->spec)},
+                        {"created_at_ms", ms(labels->created_at)}};
+    if (labels->expires_at) l["expires_at_ms"] = ms(*labels->expires_at);
+    j["labels"] = std::move(l);
+  }
+  // Unique per writer: a relabel and the reaper's read may meet; two writers must not
+  // share a temporary file.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + core::random_hex(4);
   core::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid() || !core::write_all(fd.get(), j.dump() + "\n") || ::fsync(fd.get()) != 0 ||
       ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    errno = err;
     return core::make_error(core::Errc::unavailable, "cannot write " + path + ": " + std::strerror(errno));
   }
   return {};

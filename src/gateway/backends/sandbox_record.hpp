@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/result.hpp"
+#include "gateway/sandbox.hpp"
 
 namespace execd::gateway {
 
@@ -20,10 +21,14 @@ struct SandboxRecord {
   std::string cgroup;        ///< group name under the backend's cgroup parent
   uint64_t disk_bytes = 0;   ///< tmpfs quota at the workspace; 0: a plain directory
   uint64_t memory_bytes = 0; ///< the memory limit set, for an exit message naming it
+  /// Who serves the sandbox and what its row holds (Backend::create_labelled, relabel),
+  /// so that any replica on this engine can rebuild the row; absent in older records.
+  std::optional<InstanceLabels> labels;
 
   /// not_found when the file is missing; internal when it does not parse.
   static core::Result<SandboxRecord> load(const std::string& path);
-  /// Written to a temporary file and renamed over `path`: never seen half-written.
+  /// Written to a temporary file (unique per writer) and renamed over `path`: never seen
+  /// half-written. 0600: the labels hold the sandbox's token.
   core::Result<void> save(const std::string& path) const;
 
   /// True while the recorded process runs: same pid, same start time, not a zombie.

@@ -46,7 +46,7 @@ SandboxSpec host() {
   return s;
 }
 
-Sandbox wait_for(const SandboxService& s, const std::string& id, SandboxState state) {
+Sandbox wait_for(SandboxService& s, const std::string& id, SandboxState state) {
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
     auto got = s.get(id);
