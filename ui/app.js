@@ -144,7 +144,7 @@ function renderEvent(output, cell, ev) {
     }
     case 'execution_complete':
       cell.dataset.state = 'done';
-      if (ev.execution_time !== undefined) cell.title = `${ev.execution_time} ms`;
+      $('.cell-count', cell).textContent += ` ${ev.execution_time ?? 0} ms`;
       break;
     default: break;
   }
@@ -156,6 +156,9 @@ async function runCell(cell) {
   const run = $('.cell-run', cell);
   const interrupt = $('.cell-interrupt', cell);
   output.textContent = '';
+  $('.cell-count', cell).textContent = '';
+  const textarea = $('.cell-code', cell);
+  textarea.rows = Math.max(3, textarea.value.split('\n').length);
   cell.dataset.state = 'running';
   run.disabled = true;
   try {
