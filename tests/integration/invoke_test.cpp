@@ -6,8 +6,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
 
 #include <atomic>
 #include <condition_variable>
@@ -24,7 +29,9 @@
 
 #include "support/daemon_process.hpp"
 #include "support/http_checks.hpp"
+#include "support/proc_probe.hpp"
 #include "support/sse_reader.hpp"
+#include "support/temp_dir.hpp"
 
 using execd::test::check_error;
 using execd::test::DaemonProcess;
@@ -66,7 +73,7 @@ TEST_CASE("invoke: python handlers return every JSON type; async handlers are aw
   CHECK(echo["return_value"] == event);
   CHECK(echo["exit_code"] == 0);
   CHECK(echo["error"].is_null());
-  CHECK(echo["start"] == "cold");
+  CHECK(echo["start"] == "warm");
   for (const auto& [code, want] : std::vector<std::pair<std::string, json>>{
            {"def handler(e): return 42", 42},
            {"def handler(e): return 1.5", 1.5},
@@ -154,6 +161,7 @@ TEST_CASE("invoke: a timeout ends the handler and its processes") {
               {{"timeout", 700}});
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
   CHECK(r["status"] == "timeout");
+  CHECK(r["start"] == "warm");  // the warm child and its group are ended as a cold one is
   CHECK(r["error"]["type"] == "Timeout");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(shell_output("pgrep -f '^sleep 31.5$' || true").empty());
@@ -252,6 +260,7 @@ TEST_CASE("invoke: 200 invocations at once are all answered correctly") {
   constexpr int kClients = 16;
   std::atomic<int> next{0};
   std::atomic<int> right{0};
+  std::atomic<int> warm{0};
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&] {
@@ -262,12 +271,14 @@ TEST_CASE("invoke: 200 invocations at once are all answered correctly") {
         if (r && r->status == 200) {
           const auto doc = json::parse(r->body);
           if (doc["status"] == "success" && doc["return_value"] == i * 3) ++right;
+          if (doc["start"] == "warm") ++warm;
         }
       }
     });
   }
   for (auto& t : clients) t.join();
   CHECK(right.load() == kTotal);
+  CHECK(warm.load() == kTotal);  // every one forked by the zygote, none fell back
 }
 
 TEST_CASE("history: GET /executions lists commands and invocations newest first, filtered and paged") {
@@ -462,5 +473,257 @@ TEST_CASE("callbacks: the result is POSTed signed; retried past 503s; failed whe
   check_error(post({{"code", code}, {"callback_url", "http://h/x"}, {"callback_headers", {{"Bad Name", "v"}}}}), 400,
               "INVALID_REQUEST_BODY", "callback_headers");
   check_error(d.client()->Post("/command", json{{"command", "true"}, {"callback_url", 5}}.dump(), "application/json"), 400,
+              "INVALID_REQUEST_BODY", "callback_url");
+}
+
+namespace {
+
+// The daemon's zygotes: its python3 children started with the "execd-zygote" marker (the
+// warm children are forks of one, so they carry the same command line: their parent
+// tells them apart).
+std::vector<pid_t> zygotes_of(pid_t daemon) {
+  std::vector<pid_t> out;
+  for (const auto& p : execd::test::processes()) {
+    if (p.ppid == daemon && p.state != 'Z' && p.cmdline.find("execd-zygote") != std::string::npos) out.push_back(p.pid);
+  }
+  return out;
+}
+
+bool alive(pid_t pid) {
+  for (const auto& p : execd::test::processes()) {
+    if (p.pid == pid) return p.state != 'Z';
+  }
+  return false;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("invoke warm: a zygote forks python handlers by default, holds nothing of the daemon's, and stops with it") {
+  auto d = std::make_unique<DaemonProcess>(daemon_args());
+  CHECK(zygotes_of(d->pid()).empty());  // started on first use: an idle daemon has none
+  const std::string code = "import os\ndef handler(e):\n    return [os.getpid(), os.getppid()]\n";
+  auto warm = py(*d, code);
+  REQUIRE(warm["status"] == "success");
+  CHECK(warm["start"] == "warm");
+  auto zygotes = zygotes_of(d->pid());
+  REQUIRE(zygotes.size() == 1);
+  const pid_t zygote = zygotes[0];
+  CHECK(warm["return_value"][1] == zygote);  // forked by the zygote, not started by the daemon
+  auto again = py(*d, code);
+  CHECK(again["start"] == "warm");
+  CHECK(again["return_value"][0] != warm["return_value"][0]);  // a fresh process each time
+  CHECK(zygotes_of(d->pid()) == std::vector<pid_t>{zygote});
+  auto cold = py(*d, code, nullptr, {{"start", "cold"}});
+  CHECK(cold["status"] == "success");
+  CHECK(cold["start"] == "cold");
+  CHECK(cold["return_value"][1] == d->pid());
+  check_error(d->client()->Post("/invoke", R"({"code": "def handler(e): pass", "start": "lukewarm"})", "application/json"), 400,
+              "INVALID_REQUEST_BODY", "start");
+  // The zygote's environment is PATH only (never the daemon's, nor its token), and it
+  // holds its stdio, its control socket and its signal pipe: no descriptor of the daemon's.
+  const std::string environ = read_file("/proc/" + std::to_string(zygote) + "/environ");
+  INFO(environ);
+  CHECK(environ.rfind("PATH=", 0) == 0);
+  CHECK(std::count(environ.begin(), environ.end(), '\0') == 1);
+  const std::string fds = shell_output("ls -l /proc/" + std::to_string(zygote) + "/fd | grep -c -- '->'");
+  CHECK(std::stoi(fds) == 6);
+  const std::string targets = shell_output("for f in /proc/" + std::to_string(zygote) + "/fd/*; do readlink $f; done | sort -u");
+  INFO(targets);
+  std::istringstream lines(targets);
+  for (std::string line; std::getline(lines, line);) {
+    CHECK((line == "/dev/null" || line.rfind("socket:", 0) == 0 || line.rfind("pipe:", 0) == 0));
+  }
+  // Stopped with the daemon.
+  d.reset();
+  CHECK(execd::test::within(std::chrono::seconds(5), [&] { return !alive(zygote); }));
+
+  auto args = daemon_args();
+  args.insert(args.end(), {"--warm-invoke", "off"});
+  DaemonProcess off(args);
+  auto r = py(off, code);
+  CHECK(r["status"] == "success");
+  CHECK(r["start"] == "cold");
+  CHECK(zygotes_of(off.pid()).empty());
+}
+
+TEST_CASE("invoke warm: nothing one invocation does is visible to the next") {
+  DaemonProcess d(daemon_args());
+  auto first = py(d,
+                  "import json, sys, builtins, threading, time, subprocess\n"
+                  "def handler(e):\n"
+                  "    json.execd_marker = 'leaked'\n"
+                  "    sys.modules['execd_leak'] = sys\n"
+                  "    builtins.execd_leak = 1\n"
+                  "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+                  "    return subprocess.Popen(['sleep', '32.7']).pid\n");
+  REQUIRE(first["status"] == "success");
+  CHECK(first["start"] == "warm");
+  auto second = py(d,
+                   "import json, sys, builtins, threading\n"
+                   "def handler(e):\n"
+                   "    return {'module_global': hasattr(json, 'execd_marker'), 'sys_modules': 'execd_leak' in sys.modules,\n"
+                   "            'builtin': hasattr(builtins, 'execd_leak'), 'threads': threading.active_count()}\n");
+  REQUIRE(second["status"] == "success");
+  CHECK(second["start"] == "warm");
+  CHECK(second["return_value"] == json{{"module_global", false}, {"sys_modules", false}, {"builtin", false}, {"threads", 1}});
+  // The process the first one left behind was ended with it.
+  const pid_t left = first["return_value"].get<pid_t>();
+  CHECK(execd::test::within(std::chrono::seconds(3), [&] { return !alive(left); }));
+  CHECK(execd::test::live_with("sleep 32.7").empty());
+}
+
+TEST_CASE("invoke warm: a zygote killed with SIGKILL fails what it ran, truthfully, and is started again") {
+  DaemonProcess d(daemon_args());
+  REQUIRE(py(d, "def handler(e):\n    return 1\n")["start"] == "warm");
+  const auto zygotes = zygotes_of(d.pid());
+  REQUIRE(zygotes.size() == 1);
+  json inflight;
+  std::thread t([&] { inflight = py(d, "import time\ndef handler(e):\n    time.sleep(20)\n", nullptr, {{"timeout", 30000}}); });
+  // Running once the zygote has a child.
+  const bool running = execd::test::within(std::chrono::seconds(10), [&] {
+    for (const auto& p : execd::test::processes()) {
+      if (p.ppid == zygotes[0] && p.state != 'Z') return true;
+    }
+    return false;
+  });
+  CHECK(running);
+  REQUIRE(::kill(zygotes[0], SIGKILL) == 0);
+  t.join();
+  INFO(d.log());
+  CHECK(inflight["status"] == "killed");
+  CHECK(inflight["start"] == "warm");
+  CHECK(inflight["error"]["message"].get<std::string>().find("zygote") != std::string::npos);
+  auto next = py(d, "def handler(e):\n    return e\n", 5);
+  CHECK(next["status"] == "success");
+  CHECK(next["return_value"] == 5);
+  CHECK((next["start"] == "warm" || next["start"] == "cold"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // restarts are at most one a second
+  auto later = py(d, "import os\ndef handler(e):\n    return os.getppid()\n");
+  CHECK(later["start"] == "warm");
+  const auto now = zygotes_of(d.pid());
+  REQUIRE(now.size() == 1);
+  CHECK(now[0] != zygotes[0]);
+  CHECK(later["return_value"] == now[0]);
+}
+
+TEST_CASE("invoke warm: limits and process isolation apply to the forked child") {
+  DaemonProcess d(daemon_args());
+  auto oom = py(d, "def handler(e):\n    x = b'\\x01' * (400 << 20)\n    return len(x)\n", nullptr, {{"memory_limit_mb", 64}});
+  CHECK(oom["start"] == "warm");
+  CHECK(oom["status"] == "killed");
+  INFO(oom.dump());
+  CHECK(oom["killed"]["limit"] == "memory");
+  auto proc = py(d,
+                 "import os, resource\n"
+                 "def handler(e):\n"
+                 "    status = open('/proc/self/status').read()\n"
+                 "    return {'env': sorted(os.environ), 'nofile': list(resource.getrlimit(resource.RLIMIT_NOFILE)),\n"
+                 "            'no_new_privs': 'NoNewPrivs:\\t1' in status, 'own_session': os.getsid(0) == os.getpid()}\n",
+                 nullptr, {{"isolation", "process"}, {"max_open_files", 64}, {"envs", {{"MINE", "1"}}}});
+  REQUIRE(proc["status"] == "success");
+  CHECK(proc["start"] == "warm");
+  CHECK(proc["return_value"]["nofile"] == json::array({64, 64}));
+  CHECK(proc["return_value"]["no_new_privs"] == true);
+  CHECK(proc["return_value"]["own_session"] == true);
+  // The request's variables and the defaults isolation adds; nothing of the daemon's.
+  CHECK(proc["return_value"]["env"] == json::array({"HOME", "MINE", "PATH"}));
+  auto cpu = py(d, "def handler(e):\n    while True:\n        pass\n", nullptr, {{"cpu_time_limit_s", 1}, {"timeout", 20000}});
+  CHECK(cpu["start"] == "warm");
+  CHECK(cpu["status"] == "killed");
+  CHECK(cpu["killed"]["limit"] == "cpu_time");
+}
+
+TEST_CASE("invoke: the code never touches disk, warm or cold") {
+  DaemonProcess d(daemon_args());
+  execd::test::TempDir stamp_dir;
+  const std::string stamp = stamp_dir.str() + "/stamp";
+  std::ofstream(stamp) << "t";
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string marker = "execd_marker_" + std::to_string(rng());
+  for (const std::string start : {"warm", "cold"}) {
+    auto r = py(d,
+                "import os\n"
+                "# " + marker + "\n"
+                "def handler(e):\n"
+                "    out = {}\n"
+                "    for f in os.listdir('/proc/self/fd'):\n"
+                "        try:\n"
+                "            out[f] = os.readlink('/proc/self/fd/' + f)\n"
+                "        except OSError:\n"
+                "            pass\n"
+                "    return out\n",
+                nullptr, {{"start", start}});
+    INFO(r.dump());
+    REQUIRE(r["status"] == "success");
+    CHECK(r["start"] == start);
+    // The handler's descriptors: pipes, /dev/null and the result memfd; no file.
+    for (const auto& [fd, target] : r["return_value"].items()) {
+      const auto t = target.get<std::string>();
+      CHECK((t.rfind("pipe:", 0) == 0 || t == "/dev/null" || t.rfind("/memfd:", 0) == 0));
+    }
+    CHECK(r["artifacts"].empty());
+  }
+  // No file written since the test began holds the code (the daemon's runtime directory,
+  // spill files and working directories are all under /tmp here).
+  const std::string found = shell_output("find /tmp \"${TMPDIR:-/tmp}\" -xdev -type f -newer " + stamp +
+                                         " -size -64M 2>/dev/null | xargs -r grep -lF " + marker + " 2>/dev/null || true");
+  CHECK(found.empty());
+}
+
+TEST_CASE("callbacks: /code cells and shell code POST their result, signed, when they end") {
+  const std::string key = "cb-code-41";
+  auto args = daemon_args();
+  args.insert(args.end(), {"--callback-secret", key});
+  DaemonProcess d(args);
+  Receiver rx;
+  auto run = [&](const json& body) {
+    execd::test::SseRequest req;
+    req.method = "POST";
+    req.path = "/code";
+    req.body = body.dump();
+    auto s = execd::test::sse_request(d.port(), req);
+    REQUIRE(s.status == 200);
+    REQUIRE(s.ended);
+    return s.events.front().json["text"].get<std::string>();
+  };
+  const auto shell = run({{"code", "echo from-code"}, {"callback_url", rx.url()}, {"callback_headers", {{"X-Cell", "c1"}}}});
+  REQUIRE(rx.wait_for(1, std::chrono::seconds(10)));
+  {
+    const auto& [headers, body] = rx.got[0];
+    CHECK(headers.find("X-Execd-Signature")->second == hmac_hex(key, body));
+    CHECK(headers.find("X-Cell")->second == "c1");
+    const auto doc = json::parse(body);
+    CHECK(doc["id"] == shell);
+    CHECK(doc["status"] == "success");
+  }
+  auto ctx = d.client()->Post("/code/context", R"({"language":"python"})", "application/json");
+  REQUIRE(ctx);
+  REQUIRE(ctx->status == 200);
+  const auto ctx_id = json::parse(ctx->body)["id"].get<std::string>();
+  const auto cell = run({{"code", "6 * 7"}, {"context", {{"id", ctx_id}}}, {"callback_url", rx.url()}});
+  REQUIRE(rx.wait_for(2, std::chrono::seconds(60)));
+  {
+    const auto& [headers, body] = rx.got[1];
+    CHECK(headers.find("X-Execd-Signature")->second == hmac_hex(key, body));
+    const auto doc = json::parse(body);
+    CHECK(cell == ctx_id);  // a cell's init names its context; the document names the execution
+    CHECK(doc["kind"] == "code");
+    CHECK(doc["status"] == "success");
+    CHECK(doc["terminal"]["type"] == "execution_complete");
+    json state = json::object();
+    for (int i = 0; i < 50 && !(state.is_object() && state.value("state", "") == "delivered"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      state = callback_state(d, doc["id"]);
+    }
+    CHECK(state["state"] == "delivered");
+  }
+  check_error(d.client()->Post("/code", json{{"code", "true"}, {"callback_url", "gopher://x"}}.dump(), "application/json"), 400,
               "INVALID_REQUEST_BODY", "callback_url");
 }
