@@ -13,7 +13,7 @@ APT_BUILD := meson ninja-build pkg-config g++ python3 \
 APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib python3-numpy python3-pandas
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 # The reverse proxy's tests talk to a real WebSocket server through it, with a real client.
-APT_PACKAGES += python3-websockets
+APT_PACKAGES += python3-websockets python3-websocket
 # The docker backend (docs/IMAGES.md): its tests start a private dockerd and import an
 # image holding only a static busybox, which is also the bundle's entrypoint shell.
 APT_DOCKER := docker.io busybox-static

@@ -11,6 +11,7 @@
 #include "api/execution_routes.hpp"
 #include "api/file_routes.hpp"
 #include "api/process_routes.hpp"
+#include "api/pty_routes.hpp"
 #include "api/session_routes.hpp"
 #include "api/tus_routes.hpp"
 #include "api/upload_routes.hpp"
@@ -36,6 +37,7 @@
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
 #include "process/session_ledger.hpp"
+#include "pty/pty_registry.hpp"
 
 namespace execd {
 
@@ -163,6 +165,14 @@ App::App(core::Config config) : config_(std::move(config)) {
       config_.callback_secret, config_.callback_max_in_flight, std::chrono::milliseconds(10000), config_.callback_retry_for});
   api::register_command_routes(*server_, commands_, sessions_, callbacks_);
   api::register_session_routes(*server_, sessions_);
+  // Interactive terminals over WebSocket (issue 14); scrollback spills beside the logs.
+  pty::PtyRegistry::Options pty_options;
+  pty_options.max_sessions = config_.max_pty_sessions;
+  pty_options.idle_timeout = config_.pty_idle_timeout;
+  pty_options.envs_file = config_.envs_file;
+  pty_options.scrollback.spill_dir = spill_dir;
+  ptys_ = std::make_shared<pty::PtyRegistry>(reactor_, reaper_, pty_options);
+  api::register_pty_routes(*server_, ptys_);
   api::register_code_routes(*server_, contexts_, commands_, sessions_, callbacks_);
   // Handlers (issue 13): each invocation a fresh interpreter through the command runner;
   // working directories in the runtime directory, so a crashed daemon's are removed.
@@ -207,6 +217,7 @@ void App::stop() {
   sampler_->stop();
   commands_->shutdown();
   sessions_->shutdown();
+  ptys_->shutdown();
   contexts_->shutdown();
 }
 

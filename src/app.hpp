@@ -14,6 +14,7 @@ namespace exec { class ExecutionRegistry; }
 namespace files { class FileService; class ResumableUploads; }
 namespace invoke { class Invoker; }
 namespace process { class ChildReaper; class Reactor; }
+namespace pty { class PtyRegistry; }
 namespace http { class HttpServer; class WebhookSender; }
 namespace jupyter { class ContextManager; }
 namespace metrics { class MetricsSampler; }
@@ -45,6 +46,7 @@ class App {
   std::shared_ptr<process::ChildReaper> reaper_;
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
+  std::shared_ptr<pty::PtyRegistry> ptys_;
   std::shared_ptr<http::WebhookSender> callbacks_;
   std::shared_ptr<invoke::Invoker> invoker_;  // after commands_: destroyed first, its queued results done
   std::shared_ptr<files::FileService> files_;

@@ -42,6 +42,8 @@ struct Config {
   // Commands
   std::chrono::milliseconds kill_grace{3000};  ///< SIGINT -> SIGTERM -> SIGKILL steps
   size_t max_sessions = 64;                    ///< live bash sessions
+  size_t max_pty_sessions = 32;                ///< PTY sessions (POST /pty) at once
+  std::chrono::milliseconds pty_idle_timeout{1800000};  ///< a PTY session unattached this long is removed
   std::string envs_file;                       ///< EXECD_ENVS: KEY=VALUE lines for commands
 
   // Files

@@ -13,6 +13,7 @@
 #include "http/json_io.hpp"
 #include "http/relayed_response.hpp"
 #include "http/request_id.hpp"
+#include "http/websocket_frame.hpp"
 
 namespace execd::http {
 namespace {
@@ -170,7 +171,18 @@ bool HttpServer::is_authorized(const httplib::Request& req) const {
       if (std::regex_match(req.path, p)) return true;
     }
   }
-  return core::constant_time_equals(options_.access_token, req.get_header_value(options_.auth_header.c_str()));
+  if (core::constant_time_equals(options_.access_token, req.get_header_value(options_.auth_header.c_str()))) return true;
+  // Browsers cannot set headers on a WebSocket: an upgrade may offer the token as the
+  // subprotocol `execd.token.<token>` (beside `execd`, which the route answers with).
+  if (req.get_header_value("Upgrade").empty()) return false;
+  constexpr std::string_view kTokenProtocol = "execd.token.";
+  for (const auto& offer : websocket_protocols(req)) {
+    if (offer.size() > kTokenProtocol.size() && offer.compare(0, kTokenProtocol.size(), kTokenProtocol) == 0 &&
+        core::constant_time_equals(options_.access_token, std::string_view(offer).substr(kTokenProtocol.size()))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool HttpServer::path_matches_other_method(const std::string& path, Method except, std::string& allow) const {

@@ -64,10 +64,16 @@ bool WebSocketConnection::send(WsOpcode opcode, std::string_view payload) {
   return write_all(frame);
 }
 
+bool WebSocketConnection::send_raw(std::string_view bytes) {
+  std::lock_guard<std::mutex> lock(send_mu_);
+  return write_all(bytes);
+}
+
 void WebSocketConnection::close(uint16_t code, std::string_view reason) {
+  if (close_sent_.exchange(true)) return;
+  if (options_.on_closing) options_.on_closing();
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    if (close_sent_.exchange(true)) return;
     sent_close_ = {code, std::string(reason)};
     write_all(encode_ws_frame(WsOpcode::close, ws_close_payload(code, reason)));
   }

@@ -32,6 +32,9 @@ class WebSocketConnection {
     std::chrono::milliseconds write_timeout{10000};  ///< a send waiting longer for room fails
     std::chrono::milliseconds close_timeout{2000};   ///< after our close frame, wait this long for the reply
     const std::atomic<bool>* stopping = nullptr;     ///< set: close 1001 within a second
+    /// Called once when the connection starts closing (either side), before our close
+    /// frame is written: a peer that has our close frame knows this already ran.
+    std::function<void()> on_closing;
   };
   using OnMessage = std::function<void(WsOpcode opcode, std::string& payload)>;
 
@@ -44,6 +47,8 @@ class WebSocketConnection {
   bool send_text(std::string_view text) { return send(WsOpcode::text, text); }
   bool send_binary(std::string_view bytes) { return send(WsOpcode::binary, bytes); }
   bool send(WsOpcode opcode, std::string_view payload);
+  /// Bytes as they are (the 101 response head, before any frame), under the send lock.
+  bool send_raw(std::string_view bytes);
   /// Sends a close frame with `code` and `reason` (once; later calls do nothing) and makes
   /// run() return after the peer's reply or the close timeout. Any thread.
   void close(uint16_t code, std::string_view reason);

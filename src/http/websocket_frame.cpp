@@ -112,8 +112,12 @@ std::optional<WsUpgradeError> check_websocket_upgrade(const httplib::Request& re
     return WsUpgradeError{400, "Sec-WebSocket-Key must be the base64 of 16 bytes"};
   }
   out.key = key;
-  out.protocols = header_tokens(req, "Sec-WebSocket-Protocol");
+  out.protocols = websocket_protocols(req);
   return std::nullopt;
+}
+
+std::vector<std::string> websocket_protocols(const httplib::Request& req) {
+  return header_tokens(req, "Sec-WebSocket-Protocol");
 }
 
 std::string websocket_accept_head(std::string_view key, std::string_view protocol, std::string_view extra_headers) {

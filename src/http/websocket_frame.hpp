@@ -54,6 +54,10 @@ struct WsUpgradeError {
 /// in Connection, `Sec-WebSocket-Version: 13`, a key that is base64 of 16 bytes.
 std::optional<WsUpgradeError> check_websocket_upgrade(const httplib::Request& req, WsUpgrade& out);
 
+/// The Sec-WebSocket-Protocol offers of `req`, in order, trimmed (every instance of the
+/// header, comma-separated).
+std::vector<std::string> websocket_protocols(const httplib::Request& req);
+
 /// The 101 response head (through the blank line) accepting `key`, naming `protocol`
 /// when non-empty, plus `extra_headers` (each "Name: value\r\n").
 std::string websocket_accept_head(std::string_view key, std::string_view protocol, std::string_view extra_headers = {});

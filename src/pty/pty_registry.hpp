@@ -37,7 +37,7 @@ class PtyRegistry {
   core::Result<std::shared_ptr<PtySession>> create(PtySpec spec);
   /// Null when unknown.
   [[nodiscard]] std::shared_ptr<PtySession> find(const std::string& id) const;
-  /// Kills the session's processes, closes its holder's socket and forgets it. not_found
+  /// Kills the session's processes (its holder then reads the exit) and forgets it. not_found
   /// when unknown.
   core::Result<void> remove(const std::string& id);
   [[nodiscard]] size_t size() const;

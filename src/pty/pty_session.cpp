@@ -357,12 +357,11 @@ core::Result<void> PtySession::signal(const std::string& name) {
 }
 
 void PtySession::terminate() {
-  std::function<void()> evict;
   {
     std::unique_lock<std::mutex> lock(mu_);
     terminated_ = true;
-    evict = std::move(evict_);
-    holder_ = 0;
+    // The holder is not evicted: it reads the closed output to its end, then the exit.
+    evict_ = nullptr;
     if (running_) {
       lock.unlock();
       kill_session(SIGKILL);
@@ -372,7 +371,6 @@ void PtySession::terminate() {
     }
   }
   output_.close();
-  if (evict) evict();
 }
 
 }  // namespace execd::pty

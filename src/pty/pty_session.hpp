@@ -112,7 +112,8 @@ class PtySession : public std::enable_shared_from_this<PtySession> {
   /// PTY mode, to the shell's group in pipe mode. invalid_argument for an unknown name.
   core::Result<void> signal(const std::string& name);
   /// Kills every process of the shell's session (job-control groups included) and waits
-  /// (bounded) until the shell is reaped; the session can no longer start.
+  /// (bounded) until the shell is reaped; the session can no longer start or be attached.
+  /// A holder is not evicted: its reader sees the output close, then the exit code.
   void terminate();
 
  private:
