@@ -18,6 +18,8 @@ APT_PACKAGES += python3-websockets python3-websocket
 # image holding only a static busybox, which is also the bundle's entrypoint shell.
 APT_DOCKER := docker.io busybox-static
 APT_PACKAGES += $(APT_DOCKER)
+# The Kubernetes backend's schema checks read deploy/k8s's manifests with python3-yaml.
+APT_PACKAGES += python3-yaml
 
 # JavaScript/TypeScript kernels: tslab from the npm registry, in a prefix this Makefile
 # owns, with their kernelspecs under the checkout too (never the user's global
@@ -41,7 +43,7 @@ UI_VENDOR := $(CURDIR)/.ui-vendor
 # The console's test drives a real headless Chromium over the DevTools protocol.
 APT_TEST := chromium
 
-.PHONY: all deps packages kernels ui-vendor build run run-gateway test test-sanitize fuzz bench fmt lint clean
+.PHONY: all deps packages kernels ui-vendor k8s-schema build run run-gateway test test-sanitize fuzz bench fmt lint clean
 
 all: build
 
@@ -86,6 +88,18 @@ ui-vendor:
 	    xterm@$(XTERM_VERSION) xterm-addon-fit@$(XTERM_FIT_VERSION); \
 	fi
 
+# Kubernetes' object schemas for the Kubernetes backend's tests (docs/KUBERNETES.md): the
+# npm package kubernetes-models, in a prefix this Makefile owns. No API server runs here;
+# every pod the backend would send and every manifest in deploy/k8s is validated with it.
+K8S_SCHEMA := $(CURDIR)/.k8s-schema
+K8S_MODELS_VERSION := 5.1.0
+k8s-schema:
+	@if ! grep -qs '"version": "$(K8S_MODELS_VERSION)"' "$(K8S_SCHEMA)/node_modules/kubernetes-models/package.json"; then \
+	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }; \
+	  echo "make k8s-schema: installing kubernetes-models $(K8S_MODELS_VERSION) into $(K8S_SCHEMA)"; \
+	  npm install --prefix "$(K8S_SCHEMA)" --no-audit --no-fund --loglevel=error kubernetes-models@$(K8S_MODELS_VERSION); \
+	fi
+
 $(BUILD)/build.ninja: | ui-vendor
 	meson setup $(BUILD) -Dwerror=true
 
@@ -103,7 +117,7 @@ run-gateway: build
 
 # meson runs every test executable; summarize.py adds up doctest's per-executable counts
 # into the one closing line `N passed, M failed` and fails if anything failed or crashed.
-test: build kernels
+test: build kernels k8s-schema
 	$(call apt_install,$(APT_TEST),test)
 	@meson test -C $(BUILD) --print-errorlogs --num-processes 2 > $(BUILD)/meson-test.out 2>&1; \
 	tail -n 40 $(BUILD)/meson-test.out; \

@@ -201,22 +201,24 @@ json make_sandbox_pod(const KubePodOptions& o, const std::string& sandbox_id, co
   };
   if (!o.runtime_class.empty()) pod_spec["runtimeClassName"] = o.runtime_class;
 
-  return {{"apiVersion", "v1"},
-          {"kind", "Pod"},
-          {"metadata", {{"name", name}, {"namespace", o.namespace_name}, {"labels", labels_for(o, sandbox_id)}, {"annotations", annotations}}},
-          {"spec", pod_spec}};
+  json meta = {{"name", name}, {"labels", labels_for(o, sandbox_id)}, {"annotations", annotations}};
+  if (!o.namespace_name.empty()) meta["namespace"] = o.namespace_name;
+  return {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", meta}, {"spec", pod_spec}};
 }
 
 json make_token_secret(const KubePodOptions& o, const std::string& sandbox_id, const std::string& token) {
+  const json meta = {{"name", secret_name_for(pod_name_for(sandbox_id))},
+                     {"labels", labels_for(o, sandbox_id)},
+                     {"annotations", {{keys::kSandboxIdAnnotation, sandbox_id}}}};
+  auto meta_with_namespace = [](json m, const std::string& ns) {
+    m["namespace"] = ns;
+    return m;
+  };
   return {{"apiVersion", "v1"},
           {"kind", "Secret"},
           {"type", "Opaque"},
           {"immutable", true},
-          {"metadata",
-           {{"name", secret_name_for(pod_name_for(sandbox_id))},
-            {"namespace", o.namespace_name},
-            {"labels", labels_for(o, sandbox_id)},
-            {"annotations", {{keys::kSandboxIdAnnotation, sandbox_id}}}}},
+          {"metadata", o.namespace_name.empty() ? meta : meta_with_namespace(meta, o.namespace_name)},
           {"stringData", {{keys::kTokenKey, token}}}};
 }
 

@@ -15,7 +15,7 @@ namespace execd::gateway {
 
 /// What every sandbox pod of one gateway shares (its flags), beside the spec.
 struct KubePodOptions {
-  std::string namespace_name = "default";
+  std::string namespace_name;                ///< empty: left out of the objects (KubernetesBackend::open fills it)
   std::string gateway_instance = "default";  ///< label execd.io/gateway: list() finds only these
   /// An image holding `make bundle`'s output at /opt/execd; the init container copies it
   /// into an emptyDir that the sandbox container mounts read-only at /opt/execd.

@@ -1,0 +1,306 @@
+// The Kubernetes backend end to end against an API-server STAND-IN (tests/k8s/
+// apiserver_standin.py): not Kubernetes, but a small HTTPS server speaking the API
+// reference's paths and shapes, validating every object it receives with Kubernetes'
+// own schemas (kubernetes-models), and starting a real execd on a loopback address as
+// the "pod". What runs for real here: the backend's code, its TLS client and bearer
+// token, the Secret -> env -> execd token path, the watch until Ready, /ping and a
+// command through the pod IP. What does not: a kubelet, a scheduler, an image pull.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "core/id.hpp"
+#include "gateway/backends/kubernetes_backend.hpp"
+#include "http/client.hpp"
+#include "http/tls_client.hpp"
+#include "kubernetes_test_paths.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace execd;
+using namespace execd::gateway;
+using nlohmann::json;
+
+namespace {
+
+void run(const std::string& cmd) {
+  const int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
+  REQUIRE_MESSAGE(rc == 0, "command failed: " << cmd);
+}
+
+/// The stand-in on 127.0.0.1 with a certificate its own CA signed; stopped on destruction.
+class StandIn {
+ public:
+  explicit StandIn(std::vector<std::string> extra = {}) {
+    const std::string d = dir_.str();
+    REQUIRE_MESSAGE(std::filesystem::exists(std::string(K8S_SOURCE_ROOT) + "/.k8s-schema/node_modules/kubernetes-models"),
+                    "kubernetes-models is not installed: run make k8s-schema");
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=standin-ca -keyout " + d +
+        "/ca.key -out " + d + "/ca.crt");
+    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=kube-apiserver -keyout " + d +
+        "/server.key -out " + d + "/server.csr");
+    dir_.write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n");
+    run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " + d +
+        "/san.ext -out " + d + "/server.crt");
+    token_ = "standin-" + core::random_hex(16);
+    std::vector<std::string> args = {"python3", std::string(K8S_SOURCE_ROOT) + "/tests/k8s/apiserver_standin.py",
+                                     "--cert", d + "/server.crt", "--key", d + "/server.key", "--token", token_,
+                                     "--port-file", d + "/port", "--execd", K8S_EXECD_BIN,
+                                     "--validator", std::string(K8S_SOURCE_ROOT) + "/tests/k8s/validate_objects.mjs",
+                                     "--models", std::string(K8S_SOURCE_ROOT) + "/.k8s-schema"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
+      std::ifstream in(d + "/port");
+      if (!(in >> port_)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE_MESSAGE(port_ > 0, "the API stand-in did not start");
+  }
+  ~StandIn() {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+
+  /// A kubeconfig naming this stand-in, its CA (as data or a file) and `token`.
+  std::string kubeconfig(const std::string& token, const std::string& ca_file = "") const {
+    const std::string ca = ca_file.empty() ? dir_.str() + "/ca.crt" : ca_file;
+    const std::string text = "apiVersion: v1\nkind: Config\ncurrent-context: standin\nclusters:\n- name: standin\n  cluster:\n"
+                             "    server: https://127.0.0.1:" + std::to_string(port_) + "\n    certificate-authority: " + ca +
+                             "\ncontexts:\n- name: standin\n  context: {cluster: standin, user: gw, namespace: sandboxes}\n"
+                             "users:\n- name: gw\n  user:\n    token: \"" + token + "\"\n";
+    return dir_.write("kubeconfig-" + std::to_string(++kubeconfigs_), text).string();
+  }
+  [[nodiscard]] const std::string& token() const { return token_; }
+
+  /// What the stand-in validated and refused.
+  json stats() const {
+    auto ctx = http::TlsContext::create({.ca_file = dir_.str() + "/ca.crt"});
+    REQUIRE(ctx);
+    http::ClientEndpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = port_;
+    ep.tls = *ctx;
+    http::ClientRequest req;
+    req.target = "/standin/stats";
+    auto res = http::send_request(ep, req);
+    REQUIRE_MESSAGE(res, (res ? "" : res.error().message));
+    return json::parse(res->body);
+  }
+  [[nodiscard]] std::string other_ca() const {
+    const std::string d = dir_.str();
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=other -keyout " + d +
+        "/other.key -out " + d + "/other.crt");
+    return d + "/other.crt";
+  }
+
+ private:
+  test::TempDir dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string token_;
+  mutable int kubeconfigs_ = 0;
+};
+
+KubernetesBackendConfig config_for(const std::string& kubeconfig) {
+  auto api = load_kubeconfig(kubeconfig);
+  REQUIRE_MESSAGE(api, (api ? "" : api.error().message));
+  KubernetesBackendConfig c;
+  c.api = *api;
+  c.pod.gateway_instance = "gw-test";
+  c.ready_timeout = std::chrono::seconds(30);
+  return c;
+}
+
+std::shared_ptr<KubernetesBackend> open_backend(const KubernetesBackendConfig& c) {
+  auto b = KubernetesBackend::open(c);
+  REQUIRE_MESSAGE(b, (b ? "" : b.error().message));
+  return *b;
+}
+
+http::ClientResponse execd_call(const Placement& p, const std::string& token, const std::string& method, const std::string& target,
+                                const std::string& body = "") {
+  http::ClientRequest req;
+  req.method = method;
+  req.target = target;
+  req.body = body;
+  req.timeout = std::chrono::seconds(20);
+  req.headers = {{"X-EXECD-ACCESS-TOKEN", token}};
+  auto res = http::send_request(http::ClientEndpoint{p.host, p.port, ""}, req);
+  REQUIRE_MESSAGE(res, (res ? "" : res.error().message));
+  return *res;
+}
+
+}  // namespace
+
+TEST_CASE("kubernetes backend (API stand-in): create, watch to Ready, execd through the pod IP, list, rebuild, delete") {
+  StandIn api;
+  auto backend = open_backend(config_for(api.kubeconfig(api.token())));
+  SandboxSpec spec;
+  spec.image = "debian:bookworm-slim";
+  spec.timeout = std::chrono::seconds(600);
+  spec.limits.cpu_millis = 500;
+  spec.limits.memory_bytes = 256ull << 20;
+  spec.env = {{"GREETING", "hello"}};
+  spec.metadata = {{"project", "demo"}};
+  REQUIRE(backend->validate(spec));
+  REQUIRE(backend->has_room(spec));
+
+  const std::string id = core::new_id();
+  const std::string token = core::random_hex(32);
+  const auto started = std::chrono::steady_clock::now();
+  auto placed = backend->create(id, spec, token);
+  REQUIRE_MESSAGE(placed, (placed ? "" : placed.error().message));
+  MESSAGE("create -> Ready in " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+                                << " ms");
+  CHECK(placed->handle == pod_name_for(id));
+  CHECK(placed->host.rfind("127.", 0) == 0);
+  CHECK(placed->port == 44772);
+
+  // The token went Secret -> environment -> execd: /ping wants it, and refuses another.
+  CHECK(execd_call(*placed, token, "GET", "/ping").status == 200);
+  CHECK(execd_call(*placed, "wrong", "GET", "/ping").status == 401);
+  const auto command = execd_call(*placed, token, "POST", "/command", R"({"command":"echo from-the-pod"})");
+  CHECK(command.status == 200);
+  CHECK(command.body.find("from-the-pod") != std::string::npos);
+
+  auto status = backend->inspect(*placed);
+  REQUIRE(status);
+  CHECK(status->phase == InstanceStatus::Phase::running);
+  auto listed = backend->list();
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK((*listed)[0].sandbox_id == id);
+  CHECK((*listed)[0].placement.host == placed->host);
+
+  // A gateway that lost its table rebuilds the row, token included, from the pod and Secret.
+  auto records = backend->records();
+  REQUIRE_MESSAGE(records, (records ? "" : records.error().message));
+  REQUIRE(records->size() == 1);
+  const Sandbox& row = (*records)[0].sandbox;
+  CHECK(row.id == id);
+  CHECK(row.access_token == token);
+  CHECK(row.spec.metadata == spec.metadata);
+  CHECK(row.spec.limits.memory_bytes == spec.limits.memory_bytes);
+  CHECK(row.expires_at.has_value());
+  CHECK(row.state == SandboxState::running);
+
+  auto paused = backend->pause(*placed);
+  REQUIRE_FALSE(paused);
+  CHECK(paused.error().code == core::Errc::not_supported);
+  CHECK(backend->resume(*placed).error().code == core::Errc::not_supported);
+
+  // The pod and its Secret live in the kubeconfig context's namespace; the Secret is owned by the pod.
+  const std::string secret_path = "/api/v1/namespaces/sandboxes/secrets/" + secret_name_for(placed->handle);
+  REQUIRE(backend->api().call("GET", "/api/v1/namespaces/sandboxes/pods/" + placed->handle, nullptr, "pod"));
+  auto owned = backend->api().call("GET", secret_path, nullptr, "secret");
+  REQUIRE(owned);
+  CHECK((*owned)["metadata"]["ownerReferences"][0]["name"] == placed->handle);
+
+  REQUIRE(backend->remove(*placed));
+  CHECK(backend->remove(*placed));  // idempotent
+  auto gone = backend->inspect(*placed);
+  REQUIRE(gone);
+  CHECK(gone->phase == InstanceStatus::Phase::gone);
+  auto secret = backend->api().call("GET", secret_path, nullptr, "secret");
+  REQUIRE_FALSE(secret);
+  CHECK(secret.error().code == core::Errc::not_found);
+  // execd is gone with its pod.
+  http::ClientRequest ping;
+  ping.target = "/ping";
+  ping.timeout = std::chrono::seconds(3);
+  CHECK_FALSE(http::send_request(http::ClientEndpoint{placed->host, placed->port, ""}, ping));
+
+  const json stats = api.stats();
+  CHECK(stats["validated"].get<int>() >= 3);  // the Secret, its patch, the Pod
+  CHECK_MESSAGE(stats["invalid"].empty(), stats["invalid"].dump());
+}
+
+TEST_CASE("kubernetes backend (API stand-in): a pod that cannot start fails with the reason and leaves nothing") {
+  StandIn api;
+  auto backend = open_backend(config_for(api.kubeconfig(api.token())));
+  SandboxSpec spec;
+  spec.image = "missing:image";
+  auto placed = backend->create(core::new_id(), spec, core::random_hex(32));
+  REQUIRE_FALSE(placed);
+  CHECK(placed.error().message.find("ErrImagePull") != std::string::npos);
+  auto listed = backend->list();
+  REQUIRE(listed);
+  CHECK(listed->empty());
+  CHECK(api.stats()["invalid"].empty());
+}
+
+TEST_CASE("kubernetes backend (API stand-in): the watermark from the cluster's nodes, pods and metrics") {
+  SUBCASE("requests only") {
+    StandIn api({"--node-cpu", "2", "--node-memory", "4Gi"});
+    auto c = config_for(api.kubeconfig(api.token()));
+    auto backend = open_backend(c);
+    SandboxSpec small;
+    small.image = "busybox";
+    small.limits.cpu_millis = 500;
+    small.limits.memory_bytes = 256ull << 20;
+    CHECK(backend->has_room(small));
+    SandboxSpec big = small;
+    big.limits.cpu_millis = 3500;  // 3.5 of 4 cores: past 80%
+    auto no = backend->has_room(big);
+    REQUIRE_FALSE(no);
+    CHECK(no.error().code == core::Errc::unavailable);
+    CHECK(no.error().message.rfind("cpu:", 0) == 0);
+    // Each sandbox placed counts against the next.
+    c.thresholds.memory_pct = 10;  // 819 MiB of 8 GiB
+    auto tight = open_backend(c);
+    std::vector<Placement> placed;
+    for (int i = 0; i < 3; ++i) {
+      if (!tight->has_room(small)) break;
+      auto p = tight->create(core::new_id(), small, core::random_hex(32));
+      REQUIRE_MESSAGE(p, (p ? "" : p.error().message));
+      placed.push_back(*p);
+    }
+    CHECK(placed.size() == 3);  // 3 x 256 MiB = 768 MiB fits under 819 MiB
+    auto full = tight->has_room(small);
+    REQUIRE_FALSE(full);
+    CHECK(full.error().message.rfind("memory:", 0) == 0);
+    for (const auto& p : placed) CHECK(tight->remove(p));
+  }
+  SUBCASE("metrics.k8s.io usage above requests counts") {
+    StandIn api({"--metrics", "--metrics-cpu", "1900000000n"});  // 1.9 of 4 cores used on each node
+    auto backend = open_backend(config_for(api.kubeconfig(api.token())));
+    SandboxSpec spec;
+    spec.image = "busybox";
+    spec.limits.cpu_millis = 1000;
+    CHECK(backend->has_room(spec));  // 3.8 + 1 of 8 cores = 60%: room
+    spec.limits.cpu_millis = 2900;      // 3.8 + 2.9 of 8 = 84%: none
+    auto full = backend->has_room(spec);
+    REQUIRE_FALSE(full);
+    CHECK(full.error().message.find("cpu: 6700m of 8000m") != std::string::npos);
+  }
+}
+
+TEST_CASE("kubernetes backend (API stand-in): a wrong token or an untrusted server is refused at open") {
+  StandIn api;
+  auto wrong_token = KubernetesBackend::open(config_for(api.kubeconfig("not-the-token")));
+  REQUIRE_FALSE(wrong_token);
+  CHECK(wrong_token.error().code == core::Errc::permission_denied);
+  auto wrong_ca = KubernetesBackend::open(config_for(api.kubeconfig(api.token(), api.other_ca())));
+  REQUIRE_FALSE(wrong_ca);
+  CHECK(wrong_ca.error().message.find("certificate verify failed") != std::string::npos);
+}
