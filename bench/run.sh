@@ -6,7 +6,7 @@ BUILD=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
-for p in nginx-light wrk curl python3 python3-jupyter-server xpython ripgrep; do
+for p in nginx-light wrk curl python3 python3-jupyter-server xpython ripgrep python3-websocket; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
