@@ -306,3 +306,34 @@ TEST_CASE("port proxy: refusals are JSON naming why; a dead port is a 502") {
   CHECK(std::stoi(m[1]) >= 2);
   CHECK(metrics->body.find("execd_port_proxy_requests_total") != std::string::npos);
 }
+
+TEST_CASE("port proxy: a WebSocket that authenticates with the token subprotocol reaches the upstream without it") {
+  auto execd = start_execd();
+  BackgroundServer server(*execd, "/usr/bin/python3 " + script("port_proxy_upstream.py") + " ws-server");
+  std::smatch m;
+  std::string out;
+  REQUIRE_MESSAGE(within(std::chrono::seconds(20),
+                         [&] {
+                           out = server.logs();
+                           return std::regex_search(out, m, std::regex(R"(port (\d+))"));
+                         },
+                         std::chrono::milliseconds(100)),
+                  "the websockets server did not start: " << out);
+  const std::string url = "ws://127.0.0.1:" + std::to_string(execd->port()) + "/proxy/" + m[1].str() + "/sock";
+  const std::string got = shell_output("timeout 60 /usr/bin/python3 " + script("port_proxy_upstream.py") +
+                                       " ws-client " + url + " " + kToken + " 2>&1");
+  INFO(got);
+  // The handshake passed execd's check (the token as a subprotocol), and what the
+  // upstream saw of it carried neither the token nor execd's own protocol name.
+  CHECK(got.find("echo ok") != std::string::npos);
+  const auto first = nlohmann::json::parse(got.substr(0, got.find('\n')), nullptr, false);
+  REQUIRE(first.is_object());
+  CHECK(first["protocols"] == nlohmann::json::array());
+  CHECK(first["token_header"].is_null());
+  CHECK(got.find(kToken) == std::string::npos);
+  // A wrong token in the subprotocol is refused by execd.
+  const std::string refused = shell_output("timeout 60 /usr/bin/python3 " + script("port_proxy_upstream.py") +
+                                           " ws-client " + url + " wrong-token 2>&1; echo exit=$?");
+  CHECK(refused.find("401") != std::string::npos);
+  CHECK(refused.find("echo ok") == std::string::npos);
+}

@@ -6,6 +6,12 @@
     POST /echo      the body back (streamed as read), with X-Body-Sha256 of what came in
     GET  /stream    chunked: "one\\n", a 1.5 s pause, "two\\n" (tests that the proxy does
                     not hold a chunk back)
+  port_proxy_upstream.py ws-server
+    a WebSocket server on a free port (prints "port N"): its first message says which
+    subprotocols and token header the handshake carried, then it echoes
+  port_proxy_upstream.py ws-client URL TOKEN
+    connects offering the subprotocols "execd" and "execd.token.TOKEN" (a browser's way of
+    sending the token), prints the server's first message, checks one echo, prints "echo ok"
 """
 import hashlib
 import json
@@ -67,7 +73,42 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+async def ws_server():
+    import asyncio
+    import websockets
+
+    async def handler(ws, path=None):
+        headers = ws.request_headers
+        await ws.send(json.dumps({"protocols": headers.get_all("Sec-WebSocket-Protocol"),
+                                  "token_header": headers.get("X-EXECD-ACCESS-TOKEN")}))
+        async for message in ws:
+            await ws.send(message)
+
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Future()
+
+
+async def ws_client(url, token):
+    import asyncio
+    import websockets
+
+    async with websockets.connect(url, subprotocols=["execd", f"execd.token.{token}"], open_timeout=10) as ws:
+        print(await asyncio.wait_for(ws.recv(), 10), flush=True)
+        await ws.send("ping through the proxy")
+        if await asyncio.wait_for(ws.recv(), 10) != "ping through the proxy":
+            sys.exit("echo mismatch")
+    print("echo ok", flush=True)
+
+
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-    print(f"port {server.server_address[1]}", flush=True)
-    server.serve_forever()
+    import asyncio
+
+    if sys.argv[1] == "ws-server":
+        asyncio.run(ws_server())
+    elif sys.argv[1] == "ws-client":
+        asyncio.run(ws_client(sys.argv[2], sys.argv[3]))
+    else:
+        server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+        print(f"port {server.server_address[1]}", flush=True)
+        server.serve_forever()
