@@ -14,6 +14,8 @@ APT_RUNTIME := bash bubblewrap procps python3-ipykernel python3-matplotlib pytho
 APT_PACKAGES := $(APT_BUILD) $(APT_RUNTIME)
 # The reverse proxy's tests talk to a real WebSocket server through it, with a real client.
 APT_PACKAGES += python3-websockets python3-websocket
+# integration-replicas puts real nginx in front of gateway replicas (deploy/nginx/gateway.conf).
+APT_PACKAGES += nginx-light
 # The docker backend (docs/IMAGES.md): its tests start a private dockerd and import an
 # image holding only a static busybox, which is also the bundle's entrypoint shell.
 APT_DOCKER := docker.io busybox-static

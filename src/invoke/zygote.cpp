@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -26,6 +27,24 @@ constexpr const char* kZygotePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sb
 constexpr std::chrono::seconds kRestartEvery{1};
 constexpr size_t kMaxPacket = 60000;  // the zygote reads up to 64 KiB per request
 constexpr size_t kMaxFds = 32;        // and at most this many descriptors
+
+// The interpreter a cold start at level none would run: `python` looked up in the
+// daemon's PATH (the zygote itself gets a PATH of its own, not the daemon's), so warm and
+// cold run the same Python.
+std::string resolve(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    if (colon == std::string::npos) colon = dirs.size();
+    const std::string candidate = (colon > start ? dirs.substr(start, colon - start) : std::string(".")) + "/" + program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = colon + 1;
+  }
+  return program;
+}
 
 timeval micros(int64_t us) { return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)}; }
 
@@ -79,7 +98,7 @@ core::Result<void> Zygote::State::start(std::unique_lock<std::mutex>& lock) {
   ::setsockopt(ours.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
 
   process::SpawnOptions so;
-  so.argv = {options.python, "-I", "-c", zygote_program(), "execd-zygote"};
+  so.argv = {resolve(options.python), "-I", "-c", zygote_program(), "execd-zygote"};
   so.env = {kZygotePath};
   so.cwd = "/";
   so.output_file = "/dev/null";
@@ -353,6 +372,12 @@ core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::functi
   std::unique_lock lock(s.mu);
   if (!s.cv.wait_for(lock, s.options.fork_wait, [&] { return p->answered; })) {
     p->abandoned = true;
+    // A zygote that does not answer is stuck (stopped, or starved past reason): it is
+    // killed, which fails what it runs, and the next invocation starts a new one.
+    if (gen == s.generation && s.pid > 0) {
+      spdlog::warn("invoke: zygote {} did not answer a fork in {} ms; killing it", s.pid, s.options.fork_wait.count());
+      ::kill(s.pid, SIGKILL);
+    }
     return core::make_error(core::Errc::unavailable, "the zygote did not fork in time");
   }
   if (!p->error.empty()) return core::make_error(core::Errc::unavailable, p->error);

@@ -49,8 +49,10 @@ class Zygote {
  public:
   struct Options {
     std::string python = "python3";
-    std::chrono::milliseconds ready_wait{3000};  ///< how long a request waits for a starting zygote
-    std::chrono::milliseconds fork_wait{5000};   ///< how long it waits for the fork's answer
+    std::chrono::milliseconds ready_wait{5000};  ///< how long a request waits for a starting zygote
+    /// How long it waits for the fork's answer; a zygote that misses it is killed (and
+    /// started again by the next request).
+    std::chrono::milliseconds fork_wait{10000};
   };
 
   Zygote(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<process::ChildReaper> reaper, Options options);

@@ -10,7 +10,7 @@ namespace {
 // asyncio (async handlers; the largest import), and a few standard modules handlers
 // commonly use. Each one costs the zygote's RSS once, shared copy-on-write by children.
 constexpr const char* kHead = R"PY(
-import sys, os, json, traceback, inspect, socket, signal, select, resource, ctypes, threading, atexit
+import sys, os, gc, json, traceback, inspect, socket, signal, select, resource, ctypes, threading, atexit
 import asyncio, re, datetime, collections, base64, hashlib, math, random, time, typing, functools, itertools
 )PY";
 
@@ -98,6 +98,10 @@ def _execd_zygote():
                 send({"exited": rid, "pid": pid, "status": status,
                       "utime_us": int(usage.ru_utime * 1e6), "stime_us": int(usage.ru_stime * 1e6),
                       "maxrss_kb": usage.ru_maxrss, "inblock": usage.ru_inblock, "oublock": usage.ru_oublock})
+    # Everything loaded so far is moved out of the collector's reach: a child's collections
+    # then never write to these objects' headers, so their pages stay shared, not copied.
+    gc.collect()
+    gc.freeze()
     send({"ready": zygote})
     while True:
         readable = select.select([ctl, wake_r], [], [])[0]
