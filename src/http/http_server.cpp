@@ -175,10 +175,10 @@ bool HttpServer::is_authorized(const httplib::Request& req) const {
   // Browsers cannot set headers on a WebSocket: an upgrade may offer the token as the
   // subprotocol `execd.token.<token>` (beside `execd`, which the route answers with).
   if (req.get_header_value("Upgrade").empty()) return false;
-  constexpr std::string_view kTokenProtocol = "execd.token.";
+  const std::string_view prefix = kTokenSubprotocolPrefix;
   for (const auto& offer : websocket_protocols(req)) {
-    if (offer.size() > kTokenProtocol.size() && offer.compare(0, kTokenProtocol.size(), kTokenProtocol) == 0 &&
-        core::constant_time_equals(options_.access_token, std::string_view(offer).substr(kTokenProtocol.size()))) {
+    if (offer.size() > prefix.size() && offer.compare(0, prefix.size(), prefix) == 0 &&
+        core::constant_time_equals(options_.access_token, std::string_view(offer).substr(prefix.size()))) {
       return true;
     }
   }

@@ -293,6 +293,12 @@ void ReverseProxy::forward(const httplib::Request& req, httplib::Response& res, 
       forwarded_for += (forwarded_for.empty() ? "" : ", ") + value;
       continue;
     }
+    // The access token offered as a subprotocol is ours: it never goes upstream.
+    if (iequals(name, "Sec-WebSocket-Protocol")) {
+      const std::string kept = without_token_offers(value);
+      if (!kept.empty()) head += name + ": " + kept + "\r\n";
+      continue;
+    }
     head += name + ": " + value + "\r\n";
   }
   head += "X-Forwarded-For: " + forwarded_for + (forwarded_for.empty() ? "" : ", ") + req.remote_addr + "\r\n";

@@ -120,6 +120,21 @@ std::vector<std::string> websocket_protocols(const httplib::Request& req) {
   return header_tokens(req, "Sec-WebSocket-Protocol");
 }
 
+std::string without_token_offers(std::string_view protocols) {
+  std::string kept;
+  while (!protocols.empty()) {
+    const size_t comma = protocols.find(',');
+    const std::string_view item = trim(protocols.substr(0, comma));
+    if (!item.empty() && item.substr(0, kTokenSubprotocolPrefix.size()) != kTokenSubprotocolPrefix) {
+      if (!kept.empty()) kept += ", ";
+      kept += item;
+    }
+    if (comma == std::string_view::npos) break;
+    protocols.remove_prefix(comma + 1);
+  }
+  return kept;
+}
+
 std::string websocket_accept_head(std::string_view key, std::string_view protocol, std::string_view extra_headers) {
   std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
   head += "Sec-WebSocket-Accept: " + websocket_accept(key) + "\r\n";

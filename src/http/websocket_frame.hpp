@@ -54,6 +54,14 @@ struct WsUpgradeError {
 /// in Connection, `Sec-WebSocket-Version: 13`, a key that is base64 of 16 bytes.
 std::optional<WsUpgradeError> check_websocket_upgrade(const httplib::Request& req, WsUpgrade& out);
 
+/// A WebSocket upgrade may carry the access token as the subprotocol `<prefix><token>`
+/// (browsers cannot set headers on a WebSocket); HttpServer checks it.
+inline constexpr std::string_view kTokenSubprotocolPrefix = "execd.token.";
+
+/// A Sec-WebSocket-Protocol value without its token offers (what may go upstream): the
+/// other offers, comma-separated; empty when none is left.
+std::string without_token_offers(std::string_view protocols);
+
 /// The Sec-WebSocket-Protocol offers of `req`, in order, trimmed (every instance of the
 /// header, comma-separated).
 std::vector<std::string> websocket_protocols(const httplib::Request& req);

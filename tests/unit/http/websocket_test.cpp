@@ -150,6 +150,13 @@ TEST_CASE("an upgrade request is checked: method, Upgrade, Connection token, ver
   }
 }
 
+TEST_CASE("token offers are taken out of a Sec-WebSocket-Protocol value before it goes upstream") {
+  CHECK(http::without_token_offers("execd, execd.token.s3cret") == "execd");
+  CHECK(http::without_token_offers(" chat ,execd.token.x, superchat") == "chat, superchat");
+  CHECK(http::without_token_offers("execd.token.only").empty());
+  CHECK(http::without_token_offers("").empty());
+}
+
 TEST_CASE("a masked frame is unmasked: RFC 6455's 'Hello' bytes, fed a byte at a time") {
   const std::string rfc = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
   CHECK(masked(WsOpcode::text, "Hello") == rfc);

@@ -257,3 +257,54 @@ TEST_CASE("registry: the cap is a capacity error, a bad cwd is refused, idle ses
   CHECK(reg.remove((*one)->id()).ok());
   CHECK(reg.remove((*one)->id()).error().code == core::Errc::not_found);
 }
+
+TEST_CASE("a real terminal: stty sees the size, job control stops and lists a job, vim and top run and quit") {
+  Fixture f;
+  auto s = f.session();
+  REQUIRE(s->start(pty::PtyMode::pty).ok());
+  REQUIRE(s->resize(100, 30).ok());
+  REQUIRE(s->write_stdin("echo STTY=$(stty size)=\n").ok());
+  CHECK(wait_for(*s, "STTY=30 100=").find("STTY=30 100=") != std::string::npos);
+
+  // Job control: SIGTSTP stops the foreground job, `jobs` lists it, `kill %1` ends it.
+  REQUIRE(s->write_stdin("sleep 77\n").ok());
+  const pid_t shell = s->status().pid;
+  bool sleeping = false;
+  for (int i = 0; i < 500 && !sleeping; ++i) {
+    for (const auto& p : process::list_identities()) {
+      if (p.sid == shell && p.pid != shell) {
+        std::ifstream comm("/proc/" + std::to_string(p.pid) + "/comm");
+        std::string name;
+        comm >> name;
+        sleeping = sleeping || name == "sleep";
+      }
+    }
+    if (!sleeping) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(sleeping);
+  REQUIRE(s->signal("SIGTSTP").ok());
+  CHECK(wait_for(*s, "Stopped").find("Stopped") != std::string::npos);
+  REQUIRE(s->write_stdin("jobs; kill %1; echo JOBS-DONE-$((3*3))\n").ok());
+  const std::string jobs = wait_for(*s, "JOBS-DONE-9");
+  CHECK(jobs.find("sleep 77") != std::string::npos);
+
+  // vim on the alternate screen, then :q; top in its interactive mode, then q.
+  REQUIRE(s->write_stdin("vim -u NONE -N\n").ok());
+  CHECK(wait_for(*s, "\x1b[?1049h").find("\x1b[?1049h") != std::string::npos);
+  // vim reads its first keys only once it has drawn; input sent earlier may be dropped.
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(s->write_stdin(":q\r").ok());
+  CHECK(wait_for(*s, "\x1b[?1049l").find("\x1b[?1049l") != std::string::npos);
+  REQUIRE(s->write_stdin("echo VIM-QUIT-$((2*4))\n").ok());
+  CHECK(wait_for(*s, "VIM-QUIT-8").find("VIM-QUIT-8") != std::string::npos);
+  REQUIRE(s->write_stdin("top -d 5\n").ok());
+  CHECK(wait_for(*s, "load average").find("load average") != std::string::npos);
+  std::this_thread::sleep_for(300ms);
+  const uint64_t before_quit = s->output().end();
+  REQUIRE(s->write_stdin("q").ok());
+  // Back at the prompt (top restores the screen on its way out) before typing again.
+  for (int i = 0; i < 500 && s->output().end() == before_quit; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(s->write_stdin("echo TOP-QUIT-$((2*5))\n").ok());
+  CHECK(wait_for(*s, "TOP-QUIT-10").find("TOP-QUIT-10") != std::string::npos);
+}
