@@ -77,6 +77,16 @@ class Backend {
                                                   const InstanceLabels& labels) {
     return create(sandbox_id, spec, labels.access_token);
   }
+  /// Makes the sandbox known to the engine, with its labels, before it starts (the
+  /// service calls it when replicas share the engine, before answering 202), so that
+  /// another replica asked for it at once finds its owner. Returns the placement to
+  /// remove should the sandbox never start (empty handle: nothing was kept). Default:
+  /// nothing kept.
+  virtual core::Result<Placement> reserve(const std::string& sandbox_id, const InstanceLabels& labels) {
+    (void)sandbox_id;
+    (void)labels;
+    return Placement{};
+  }
   /// Replaces the labels stored with a live instance (a renew, a metadata patch, a new
   /// owner). Default: nothing stored, nothing to do.
   virtual core::Result<void> relabel(const Placement& placement, const InstanceLabels& labels) {

@@ -234,16 +234,44 @@ core::Result<Sandbox> SandboxService::create(SandboxSpec spec, const std::string
 
   std::string id;
   Sandbox created;
+  const std::string token = core::random_hex(32);
+  const auto t = now();
+  Placement reserved;
+  if (!options_.replica_id.empty()) {
+    // Replicas: the engine knows the sandbox and its owner before the 202, so a request
+    // for it that nginx sends to another replica finds where to go.
+    InstanceLabels labels;
+    labels.owner_replica = options_.replica_id;
+    labels.owner_url = options_.advertise_url;
+    labels.access_token = token;
+    labels.spec = spec;
+    labels.created_at = t;
+    if (spec.timeout) labels.expires_at = t + *spec.timeout;
+    auto r = backend_->reserve(id_to_use, labels);
+    if (!r) return r.error();
+    reserved = *r;
+  }
+  auto unreserve = [&] {
+    if (reserved.handle.empty()) return;
+    if (auto r = backend_->remove(reserved); !r) spdlog::warn("sandbox {}: {}", id_to_use, r.error().message);
+  };
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (stopping_) return make_error(Errc::unavailable, "the gateway is shutting down");
+    if (stopping_) {
+      lock.unlock();
+      unreserve();
+      return make_error(Errc::unavailable, "the gateway is shutting down");
+    }
     // Checked again under the lock that inserts: fifty creates at once must not overshoot.
     if (auto r = check_capacity_locked(); !r) {
-      if (!options_.overflow) return r.error();
       lock.unlock();
+      unreserve();
+      if (!options_.overflow) return r.error();
       return create_on_peer(std::move(spec), id_to_use, r.error().message);
     }
     if (find_locked(id_to_use) != nullptr) {
+      lock.unlock();
+      unreserve();
       return make_error(Errc::conflict, "X-Execd-Sandbox-Id: a sandbox with id '" + id_to_use + "' already exists");
     }
     Entry e;
@@ -252,8 +280,8 @@ core::Result<Sandbox> SandboxService::create(SandboxSpec spec, const std::string
     Sandbox& s = e.record.sandbox;
     s.id = id_to_use;
     s.backend = std::string(backend_->name());
-    s.access_token = core::random_hex(32);
-    const auto t = now();
+    s.access_token = token;
+    s.placement = reserved;
     s.created_at = t;
     s.updated_at = t;
     s.last_transition_at = t;
@@ -677,6 +705,12 @@ void SandboxService::start_sandbox(const std::string& id) {
       e->is_starting = false;
       if (e->record.sandbox.state == SandboxState::stopping) {
         set_state_locked(*e, SandboxState::terminated, "user_delete", "deleted before it started");
+        if (!e->record.sandbox.placement.handle.empty()) {
+          // Its reservation in the engine goes too (never while holding the lock).
+          const Placement reserved = e->record.sandbox.placement;
+          lock.unlock();
+          if (auto r = backend_->remove(reserved); !r) spdlog::warn("sandbox {}: {}", id, r.error().message);
+        }
       }
       return;
     }
@@ -1168,13 +1202,14 @@ core::Result<SandboxOwner> SandboxService::adopt(const std::string& id, const st
 
 bool SandboxService::is_replica_reachable(const std::string& url) {
   const auto t = Steady::now();
-  {
-    std::lock_guard<std::mutex> lock(probes_mu_);
-    auto it = reachable_until_.find(url);
-    if (it != reachable_until_.end() && it->second > t) return true;
-  }
   auto endpoint = http::ClientEndpoint::parse(url);
   if (!endpoint) return false;
+  const std::string key = endpoint->host + ":" + std::to_string(endpoint->port);
+  {
+    std::lock_guard<std::mutex> lock(probes_mu_);
+    auto it = reachable_until_.find(key);
+    if (it != reachable_until_.end() && it->second > t) return true;
+  }
   http::ClientRequest probe;
   probe.target = "/health";
   probe.timeout = std::chrono::milliseconds(1000);
@@ -1182,11 +1217,18 @@ bool SandboxService::is_replica_reachable(const std::string& url) {
   const bool answered = http::send_request(*endpoint, probe).ok();
   std::lock_guard<std::mutex> lock(probes_mu_);
   if (answered) {
-    reachable_until_[url] = t + options_.replica_probe_ttl;
+    reachable_until_[key] = t + options_.replica_probe_ttl;
   } else {
-    reachable_until_.erase(url);
+    reachable_until_.erase(key);
   }
   return answered;
+}
+
+void SandboxService::forget_replica(const std::string& url) {
+  auto endpoint = http::ClientEndpoint::parse(url);
+  if (!endpoint) return;
+  std::lock_guard<std::mutex> lock(probes_mu_);
+  reachable_until_.erase(endpoint->host + ":" + std::to_string(endpoint->port));
 }
 
 }  // namespace execd::gateway

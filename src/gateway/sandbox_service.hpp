@@ -164,6 +164,8 @@ class SandboxService {
   /// Whether a replica answers HTTP at `url` (any status); a success is remembered for
   /// replica_probe_ttl, so forwarding to a live owner costs no extra round trip.
   bool is_replica_reachable(const std::string& url);
+  /// Forgets that `url` answered (a forward to it just failed to connect).
+  void forget_replica(const std::string& url);
   [[nodiscard]] const std::string& replica_id() const { return options_.replica_id; }
 
   /// For a sandbox on the overflow peer: the peer's own answer for the endpoint

@@ -44,16 +44,34 @@ core::Result<std::optional<http::ClientEndpoint>> ReplicaRouter::owner_endpoint(
 
 bool ReplicaRouter::forward_if_elsewhere(const std::string& id, const httplib::Request& req,
                                          httplib::Response& res) const {
-  auto owner = owner_endpoint(id, req);
-  if (!owner) {
-    mark(res);
-    http::write_error(res, owner.error());
-    return true;
+  // Twice at most: an owner that died since its last probe refuses the connection (the
+  // request was not sent), and the second look probes it, finds it gone and adopts.
+  for (int attempt = 0;; ++attempt) {
+    auto owner = owner_endpoint(id, req);
+    if (!owner) {
+      mark(res);
+      http::write_error(res, owner.error());
+      return true;
+    }
+    if (!*owner) {
+      mark(res);
+      return false;
+    }
+    const std::string url = "http://" + (*owner)->host + ":" + std::to_string((*owner)->port);
+    core::Error refused;
+    if (forward_to(**owner, req, res, refused)) return true;
+    service_->forget_replica(url);
+    if (attempt == 1) {
+      mark(res);
+      http::write_error(res, refused);
+      return true;
+    }
   }
-  if (!*owner) {
-    mark(res);
-    return false;
-  }
+}
+
+bool ReplicaRouter::forward_to(const http::ClientEndpoint& owner, const httplib::Request& req, httplib::Response& res,
+                               core::Error& refused) const {
+  const std::string id = req.matches.size() > 1 ? std::string(req.matches[1]) : std::string();
   http::ClientRequest up;
   up.method = req.method;
   up.target = req.target;
@@ -64,14 +82,18 @@ bool ReplicaRouter::forward_if_elsewhere(const std::string& id, const httplib::R
   for (const char* name : {"Content-Type", "Host"}) {
     if (req.has_header(name)) up.headers.emplace_back(name, req.get_header_value(name));
   }
-  auto answer = http::send_request(**owner, up);
+  auto answer = http::send_request(owner, up);
   if (!answer) {
-    // It answered the probe a moment ago; now it does not: the client may retry, and
-    // the next request adopts the sandbox if the owner stays away.
+    const core::Error e = core::make_error(core::Errc::bad_gateway, "sandbox " + id + ": its replica at " + owner.host +
+                                                                        ":" + std::to_string(owner.port) +
+                                                                        " did not answer: " + answer.error().message);
+    if (answer.error().message.find("connect") != std::string::npos) {
+      refused = e;  // never sent: the caller looks again
+      return false;
+    }
+    // It may have been served: the client decides whether to retry.
     mark(res);
-    http::write_error(res, core::make_error(core::Errc::bad_gateway, "sandbox " + id + ": its replica at " +
-                                                                         (*owner)->host + ":" + std::to_string((*owner)->port) +
-                                                                         " did not answer: " + answer.error().message));
+    http::write_error(res, e);
     return true;
   }
   res.status = answer->status;

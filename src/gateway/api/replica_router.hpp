@@ -49,6 +49,11 @@ class ReplicaRouter {
   [[nodiscard]] const std::string& api_key() const { return api_key_; }
 
  private:
+  /// One exchange with the owner, its answer copied into `res`: true. False, with
+  /// `refused` set, when the connection was refused (nothing was sent).
+  bool forward_to(const http::ClientEndpoint& owner, const httplib::Request& req, httplib::Response& res,
+                  core::Error& refused) const;
+
   std::shared_ptr<SandboxService> service_;
   std::string replica_id_;
   std::string api_key_;

@@ -320,8 +320,8 @@ size_t ProcessBackend::live_count() const {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(options_.state_dir, ec)) {
     auto record = SandboxRecord::load(e.path().string() + "/record.json");
-    // A directory without a record is a create in progress: it takes room too.
-    if (!record ? record.error().code == core::Errc::not_found : record->is_alive()) ++n;
+    // A directory without a record, or with a reservation, is a create in progress: it takes room too.
+    if (!record ? record.error().code == core::Errc::not_found : (record->pid == 0 || record->is_alive())) ++n;
   }
   return n;
 }
@@ -368,8 +368,12 @@ core::Result<Placement> ProcessBackend::create_labelled(const std::string& sandb
   const std::string dir = sandbox_dir(sandbox_id);
   if (::mkdir(dir.c_str(), 0700) != 0) {
     const int err = errno;
-    return core::make_error(err == EEXIST ? core::Errc::conflict : core::Errc::unavailable,
-                            "process backend: cannot make " + dir + ": " + std::strerror(err));
+    // A reservation (no keeper yet) is this create's to take over.
+    auto reserved = err == EEXIST ? SandboxRecord::load(dir + "/record.json") : core::Result<SandboxRecord>(core::Error{});
+    if (!reserved || reserved->pid != 0) {
+      return core::make_error(err == EEXIST ? core::Errc::conflict : core::Errc::unavailable,
+                              "process backend: cannot make " + dir + ": " + std::strerror(err));
+    }
   }
   auto placed = start(sandbox_id, spec, labels);
   if (!placed) {
@@ -544,9 +548,9 @@ core::Result<InstanceStatus> ProcessBackend::inspect(const Placement& placement)
   const std::string dir = sandbox_dir(placement.handle);
   if (!exists(dir)) return status;
   auto record = SandboxRecord::load(dir + "/record.json");
-  if (!record) {
-    if (record.error().code != core::Errc::not_found) return record.error();
-    status.phase = InstanceStatus::Phase::starting;  // created, keeper not yet recorded
+  if (!record || record->pid == 0) {
+    if (!record && record.error().code != core::Errc::not_found) return record.error();
+    status.phase = InstanceStatus::Phase::starting;  // reserved or created, keeper not yet recorded
     return status;
   }
   reap_if_child(record->pid);
@@ -630,6 +634,16 @@ core::Result<void> ProcessBackend::remove(const Placement& placement) {
 std::optional<Instance> ProcessBackend::instance_in(const std::string& id, const std::string& dir) {
   auto record = SandboxRecord::load(dir + "/record.json");
   if (!record) return std::nullopt;
+  if (record->pid == 0) {
+    // Reserved: known (and whose) before its keeper starts.
+    if (!record->labels) return std::nullopt;
+    Instance reserved;
+    reserved.sandbox_id = record->sandbox_id.empty() ? id : record->sandbox_id;
+    reserved.placement = Placement{id, "127.0.0.1", 0};
+    reserved.status.phase = InstanceStatus::Phase::starting;
+    reserved.labels = record->labels;
+    return reserved;
+  }
   reap_if_child(record->pid);
   if (!record->is_alive()) return std::nullopt;
   Instance instance;
@@ -656,6 +670,28 @@ core::Result<std::vector<Instance>> ProcessBackend::list() {
 core::Result<std::optional<Instance>> ProcessBackend::find(const std::string& sandbox_id) {
   if (!is_safe_id(sandbox_id)) return std::optional<Instance>();
   return instance_in(sandbox_id, sandbox_dir(sandbox_id));
+}
+
+core::Result<Placement> ProcessBackend::reserve(const std::string& sandbox_id, const InstanceLabels& labels) {
+  if (!is_safe_id(sandbox_id)) {
+    return core::make_error(core::Errc::invalid_argument,
+                            "sandbox id '" + sandbox_id + "' is not a safe directory name ([A-Za-z0-9._-], 1-128)");
+  }
+  const std::string dir = sandbox_dir(sandbox_id);
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    const int err = errno;
+    return core::make_error(err == EEXIST ? core::Errc::conflict : core::Errc::unavailable,
+                            "process backend: cannot make " + dir + ": " + std::strerror(err));
+  }
+  SandboxRecord record;
+  record.sandbox_id = sandbox_id;
+  record.labels = labels;
+  if (auto r = record.save(dir + "/record.json"); !r) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return r.error();
+  }
+  return Placement{sandbox_id, "127.0.0.1", 0};
 }
 
 core::Result<void> ProcessBackend::relabel(const Placement& placement, const InstanceLabels& labels) {

@@ -93,6 +93,9 @@ class ProcessBackend final : public Backend {
   core::Result<Placement> create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
                                           const InstanceLabels& labels) override;
   core::Result<void> relabel(const Placement& placement, const InstanceLabels& labels) override;
+  /// The sandbox's directory with a record that has labels and no keeper yet (pid 0):
+  /// found as `starting`, counted as a create in progress; create_labelled takes it over.
+  core::Result<Placement> reserve(const std::string& sandbox_id, const InstanceLabels& labels) override;
   core::Result<std::optional<Instance>> find(const std::string& sandbox_id) override;
 
   /// The sandbox's directory (workspace, log, record) on this host: for tests and logs.
