@@ -333,7 +333,8 @@ function drawChart() {
     g.lineWidth = 1.5;
     g.beginPath();
     samples.forEach((s, i) => {
-      const x = w - (samples.length - 1 - i) * (w / (kSamples - 1));
+      // The first samples spread over a 30-second window, then the window grows to kSamples.
+      const x = w - (samples.length - 1 - i) * (w / (Math.max(30, samples.length) - 1));
       const y = h - 2 - (Math.min(100, Math.max(0, value(s))) / 100) * (h - 4);
       if (i) g.lineTo(x, y); else g.moveTo(x, y);
     });
