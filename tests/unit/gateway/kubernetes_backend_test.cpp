@@ -5,21 +5,15 @@
 // the "pod". What runs for real here: the backend's code, its TLS client and bearer
 // token, the Secret -> env -> execd token path, the watch until Ready, /ping and a
 // command through the pod IP. What does not: a kubelet, a scheduler, an image pull.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
-#include <thread>
 
 #include <doctest/doctest.h>
 
 #include "core/id.hpp"
 #include "gateway/backends/kubernetes_backend.hpp"
 #include "http/client.hpp"
-#include "http/tls_client.hpp"
+#include "k8s/api_standin.hpp"
 #include "kubernetes_test_paths.hpp"
 #include "support/temp_dir.hpp"
 
@@ -29,96 +23,10 @@ using nlohmann::json;
 
 namespace {
 
-void run(const std::string& cmd) {
-  const int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
-  REQUIRE_MESSAGE(rc == 0, "command failed: " << cmd);
-}
-
-/// The stand-in on 127.0.0.1 with a certificate its own CA signed; stopped on destruction.
-class StandIn {
+/// The stand-in with this build's execd as its pods.
+class StandIn : public test::ApiStandIn {
  public:
-  explicit StandIn(std::vector<std::string> extra = {}) {
-    const std::string d = dir_.str();
-    REQUIRE_MESSAGE(std::filesystem::exists(std::string(K8S_SOURCE_ROOT) + "/.k8s-schema/node_modules/kubernetes-models"),
-                    "kubernetes-models is not installed: run make k8s-schema");
-    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=standin-ca -keyout " + d +
-        "/ca.key -out " + d + "/ca.crt");
-    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=kube-apiserver -keyout " + d +
-        "/server.key -out " + d + "/server.csr");
-    dir_.write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n");
-    run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " + d +
-        "/san.ext -out " + d + "/server.crt");
-    token_ = "standin-" + core::random_hex(16);
-    std::vector<std::string> args = {"python3", std::string(K8S_SOURCE_ROOT) + "/tests/k8s/apiserver_standin.py",
-                                     "--cert", d + "/server.crt", "--key", d + "/server.key", "--token", token_,
-                                     "--port-file", d + "/port", "--execd", K8S_EXECD_BIN,
-                                     "--validator", std::string(K8S_SOURCE_ROOT) + "/tests/k8s/validate_objects.mjs",
-                                     "--models", std::string(K8S_SOURCE_ROOT) + "/.k8s-schema"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline && port_ == 0) {
-      std::ifstream in(d + "/port");
-      if (!(in >> port_)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    REQUIRE_MESSAGE(port_ > 0, "the API stand-in did not start");
-  }
-  ~StandIn() {
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-
-  /// A kubeconfig naming this stand-in, its CA (as data or a file) and `token`.
-  std::string kubeconfig(const std::string& token, const std::string& ca_file = "") const {
-    const std::string ca = ca_file.empty() ? dir_.str() + "/ca.crt" : ca_file;
-    const std::string text = "apiVersion: v1\nkind: Config\ncurrent-context: standin\nclusters:\n- name: standin\n  cluster:\n"
-                             "    server: https://127.0.0.1:" + std::to_string(port_) + "\n    certificate-authority: " + ca +
-                             "\ncontexts:\n- name: standin\n  context: {cluster: standin, user: gw, namespace: sandboxes}\n"
-                             "users:\n- name: gw\n  user:\n    token: \"" + token + "\"\n";
-    return dir_.write("kubeconfig-" + std::to_string(++kubeconfigs_), text).string();
-  }
-  [[nodiscard]] const std::string& token() const { return token_; }
-
-  /// What the stand-in validated and refused.
-  json stats() const {
-    auto ctx = http::TlsContext::create({.ca_file = dir_.str() + "/ca.crt"});
-    REQUIRE(ctx);
-    http::ClientEndpoint ep;
-    ep.host = "127.0.0.1";
-    ep.port = port_;
-    ep.tls = *ctx;
-    http::ClientRequest req;
-    req.target = "/standin/stats";
-    auto res = http::send_request(ep, req);
-    REQUIRE_MESSAGE(res, (res ? "" : res.error().message));
-    return json::parse(res->body);
-  }
-  [[nodiscard]] std::string other_ca() const {
-    const std::string d = dir_.str();
-    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=other -keyout " + d +
-        "/other.key -out " + d + "/other.crt");
-    return d + "/other.crt";
-  }
-
- private:
-  test::TempDir dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  std::string token_;
-  mutable int kubeconfigs_ = 0;
+  explicit StandIn(std::vector<std::string> extra = {}) : ApiStandIn(K8S_SOURCE_ROOT, K8S_EXECD_BIN, std::move(extra)) {}
 };
 
 KubernetesBackendConfig config_for(const std::string& kubeconfig) {
