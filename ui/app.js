@@ -118,10 +118,13 @@ function appendStream(output, kind, text) {
   last.textContent += text;
 }
 
-function renderEvent(output, cell, ev) {
+// Kernels stream chunks that carry their own newlines; bash contexts send one event per
+// line, without it.
+function renderEvent(output, cell, ev, lineBased) {
+  const text = (t) => (lineBased && !t.endsWith('\n') ? `${t}\n` : t);
   switch (ev.type) {
-    case 'stdout': appendStream(output, 'stdout', ev.text); break;
-    case 'stderr': appendStream(output, 'stderr', ev.text); break;
+    case 'stdout': appendStream(output, 'stdout', text(ev.text)); break;
+    case 'stderr': appendStream(output, 'stderr', text(ev.text)); break;
     case 'execution_count': $('.cell-count', cell).textContent = `[${ev.execution_count}]`; break;
     case 'result': {
       const r = ev.results || {};
@@ -169,7 +172,7 @@ async function runCell(cell) {
       const res = await postJson('/code', { code: $('.cell-code', cell).value, context: { id, language } });
       if (res.status === 404 && attempt === 0) { delete contexts[language]; continue; } // context gone: a fresh one
       if (!res.ok) throw new Error(await errorText(res));
-      await readSse(res, (ev) => renderEvent(output, cell, ev));
+      await readSse(res, (ev) => renderEvent(output, cell, ev, language === 'bash'));
       break;
     }
   } catch (e) {
@@ -247,14 +250,19 @@ function humanSize(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
+let listing = 0; // only the newest listing is shown, whichever answers first
+
 async function listFiles(path) {
+  const mine = ++listing;
   $('#files-path').value = path;
   $('#files-error').textContent = '';
   const res = await api(`/directories/list?path=${encodeURIComponent(path)}&depth=1`);
+  const failure = res.ok ? null : await errorText(res);
+  const entries = res.ok ? await res.json() : [];
+  if (mine !== listing) return;
   const body = $('#files-table tbody');
   body.textContent = '';
-  if (!res.ok) { $('#files-error').textContent = await errorText(res); return; }
-  const entries = await res.json();
+  if (failure) { $('#files-error').textContent = failure; return; }
   // Directories first, then by name.
   entries.sort((a, b) => (b.type === 'directory') - (a.type === 'directory') || a.path.localeCompare(b.path));
   for (const entry of entries) {

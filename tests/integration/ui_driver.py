@@ -5,9 +5,10 @@
   ui_driver.py URL TOKEN FILES_DIR UPLOAD_FILE SCREENSHOT console|terminal|both
 
 Opens URL (the daemon's /ui) and answers the token prompt with TOKEN. `console`: runs
-notebook cells (1 + 1; a matplotlib plot; print then 1/0), lists FILES_DIR in the file
-browser, uploads UPLOAD_FILE into it through the page's file input and waits for metrics
-samples. `terminal`: types `echo hi` into the terminal. `both`: all of it. Prints one JSON object of what the DOM
+notebook cells (1 + 1; a matplotlib plot; print then 1/0; a sleep that the interrupt
+button ends; bash; JavaScript), lists FILES_DIR in the file browser, uploads UPLOAD_FILE
+into it through the page's file input, downloads it back through the page's link and
+waits for metrics samples. `terminal`: types `echo hi` into the terminal. `both`: all of it. Prints one JSON object of what the DOM
 showed (the test asserts on it) and saves a screenshot to SCREENSHOT. Any step that does
 not happen in time prints {"error": ...} and exits 1. Chromium is always killed."""
 import asyncio
@@ -123,6 +124,12 @@ async def run_cell(page, index, code):
     return f"document.querySelectorAll('.cell')[{index}].querySelector('.cell-output')"
 
 
+async def run_cell_in(page, index, language, code):
+    await page.wait_for(f"cell {index}", f"document.querySelectorAll('.cell').length > {index}")
+    await page.eval(f"document.querySelectorAll('.cell')[{index}].querySelector('.cell-language').value = {json.dumps(language)}, true")
+    return await run_cell(page, index, code)
+
+
 async def drive(url, token, files_dir, upload_file, screenshot, mode):
     out = {}
     profile = tempfile.mkdtemp(prefix="execd-ui-chromium-")
@@ -179,9 +186,30 @@ async def console_steps(page, out, files_dir, upload_file):
     out["cell1_img_width"] = await page.eval(f"{cell1}.querySelector('img').naturalWidth")
 
     # Streamed stdout, then an error with its traceback.
-    cell2 = await run_cell(page, 2, "print('streamed out')\n1 / 0")
+    cell2 = await run_cell(page, 2, "import sys\nprint('streamed out')\nprint('to stderr', file=sys.stderr)\n1 / 0")
     out["cell2_stdout"] = await page.eval(f"{cell2}.querySelector('.stdout')?.textContent ?? null")
+    out["cell2_stderr"] = await page.eval(f"{cell2}.querySelector('.stderr')?.textContent ?? null")
     out["cell2_traceback"] = await page.eval(f"{cell2}.querySelector('.traceback')?.textContent ?? null")
+
+    # Interrupt: a cell that would sleep 60 s ends with KeyboardInterrupt when the button is pressed.
+    await page.wait_for("cell 3", "document.querySelectorAll('.cell').length > 3")
+    await page.eval("""(() => { const c = document.querySelectorAll('.cell')[3];
+        c.querySelector('.cell-code').value = "import time\\nprint('sleeping', flush=True)\\ntime.sleep(60)";
+        c.querySelector('.cell-run').click(); return true; })()""")
+    await page.wait_for("the sleeping cell's output",
+                        "document.querySelectorAll('.cell')[3].querySelector('.stdout')?.textContent.includes('sleeping')")
+    started = time.monotonic()
+    await page.eval("document.querySelectorAll('.cell')[3].querySelector('.cell-interrupt').click(), true")
+    await page.wait_for("the interrupted cell to finish", "document.querySelectorAll('.cell')[3].dataset.state !== 'running'", timeout=30)
+    out["interrupt_seconds"] = round(time.monotonic() - started, 2)
+    out["cell3_traceback"] = await page.eval(
+        "document.querySelectorAll('.cell')[3].querySelector('.traceback')?.textContent ?? null")
+
+    # Other languages: a bash context and a JavaScript one (tslab).
+    cell4 = await run_cell_in(page, 4, "bash", "cd /tmp && echo $((6 * 7)); pwd")
+    out["bash_stdout"] = await page.eval(f"{cell4}.querySelector('.stdout')?.textContent ?? null")
+    cell5 = await run_cell_in(page, 5, "javascript", "console.log([1, 2, 3].map(x => x * 2).join(','))")
+    out["javascript_stdout"] = await page.eval(f"{cell5}.querySelector('.stdout')?.textContent ?? null")
 
     # Files: list the directory, upload one file into it with the file input.
     await page.eval(f"""(() => {{ document.querySelector('#files-path').value = {json.dumps(files_dir)};
@@ -201,6 +229,23 @@ async def console_steps(page, out, files_dir, upload_file):
                         f".some(td => td.textContent === {json.dumps(name)})")
     out["files_after_upload"] = await page.eval(
         "[...document.querySelectorAll('#files-table tbody tr td:first-child')].map(td => td.textContent)")
+
+    # Download: the uploaded file, through the page's link, into a download directory.
+    downloads = tempfile.mkdtemp(prefix="execd-ui-downloads-")
+    try:
+        await page.send("Page.setDownloadBehavior", behavior="allow", downloadPath=downloads)
+        await page.eval(f"[...document.querySelectorAll('#files-table tbody tr')].find(r => r.firstChild.textContent"
+                        f" === {json.dumps(name)}).querySelector('td:last-child a').click(), true")
+        target = os.path.join(downloads, name)
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(target) and os.path.getsize(target) == os.path.getsize(upload_file)):
+            if time.monotonic() > deadline:
+                raise Failed(f"the download of {name} did not arrive in {downloads}: {os.listdir(downloads)}")
+            await asyncio.sleep(0.2)
+        with open(target, "rb") as a, open(upload_file, "rb") as b:
+            out["download_matches"] = a.read() == b.read()
+    finally:
+        shutil.rmtree(downloads, ignore_errors=True)
 
     # The metrics feed: samples drawn on the canvas.
     out["metrics_samples"] = int(await page.wait_for(

@@ -126,7 +126,7 @@ TEST_CASE("ui: --ui off, and auto on a non-loopback address, serve no console; o
   CHECK(bad.find("rc=0") == std::string::npos);
 }
 
-TEST_CASE("ui: headless Chromium runs cells, shows a plot and a traceback, lists and uploads files, charts metrics") {
+TEST_CASE("ui: headless Chromium runs cells (plot, traceback, interrupt, bash, JavaScript), lists, uploads and downloads files, charts metrics") {
   TempDir dir;
   dir.write("alpha.txt", "alpha\n");
   dir.write("sub/inner.txt", "inner\n");
@@ -147,11 +147,17 @@ TEST_CASE("ui: headless Chromium runs cells, shows a plot and a traceback, lists
   CHECK(j["cell1_img_src"].get<std::string>().rfind("data:image/png;base64,iVBORw0KGgo", 0) == 0);
   CHECK(j["cell1_img_width"].get<int>() > 100);  // Chromium decoded a real PNG
   CHECK(j["cell2_stdout"] == "streamed out\n");
+  CHECK(j["cell2_stderr"] == "to stderr\n");
   CHECK(j["cell2_traceback"].get<std::string>().find("ZeroDivisionError") != std::string::npos);
+  CHECK(j["cell3_traceback"].get<std::string>().find("KeyboardInterrupt") != std::string::npos);
+  CHECK(j["interrupt_seconds"].get<double>() < 20);  // not the cell's 60 s
+  CHECK(j["bash_stdout"] == "42\n/tmp\n");  // one event per line, shown one per line
+  CHECK(j["javascript_stdout"].get<std::string>().find("2,4,6") != std::string::npos);
   CHECK(j["files_listed"] == nlohmann::json::array({"sub/", "alpha.txt"}));
   CHECK(j["upload_status"] == "uploaded upload.bin");
   CHECK(j["files_after_upload"] == nlohmann::json::array({"sub/", "alpha.txt", "upload.bin"}));
   CHECK(read_file(dir.str() + "/upload.bin") == payload);
+  CHECK(j["download_matches"] == true);
   CHECK(j["metrics_samples"].get<int>() >= 2);
   CHECK(j["metrics_text"].get<std::string>().find("CPU ") == 0);
   CHECK(j["screenshot_bytes"].get<int>() > 10000);
