@@ -13,6 +13,18 @@
 #   docker build --build-arg EXTRA_CA_CERT="$(cat corp-ca.pem)" -t execd .
 ARG BASE=debian:bookworm-slim
 
+# xterm.js for the browser console, the versions `make ui-vendor` pins; embedded into
+# execd at build time (src/api/meson.build reads .ui-vendor/node_modules).
+FROM ${BASE} AS ui
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+ARG EXTRA_CA_CERT=""
+RUN if [ -n "$EXTRA_CA_CERT" ]; then printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/build-extra.crt \
+      && update-ca-certificates; fi \
+ && NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    npm install --prefix /opt/ui-vendor --no-audit --no-fund --loglevel=error xterm@5.3.0 xterm-addon-fit@0.8.0
+
 FROM ${BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -27,6 +39,8 @@ COPY tests ./tests
 COPY bench ./bench
 COPY subprojects ./subprojects
 COPY tools ./tools
+COPY ui ./ui
+COPY --from=ui /opt/ui-vendor/node_modules ./.ui-vendor/node_modules
 RUN meson setup /build --buildtype=release -Dwerror=true && ninja -C /build execd && strip /build/execd
 
 FROM ${BASE} AS kernels
