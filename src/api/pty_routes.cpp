@@ -1,14 +1,14 @@
 #include "api/pty_routes.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "api/query_params.hpp"
 #include "api/request_fields.hpp"
@@ -31,7 +31,9 @@ constexpr size_t kPiece = 64 * 1024;
 constexpr std::chrono::milliseconds kPumpWake{1000};
 constexpr const char* kProtocol = "execd";
 
-const char* mode_name(pty::PtyMode m) { return m == pty::PtyMode::pty ? "pty" : "pipe"; }
+const char* mode_name(pty::PtyMode m) {
+  return m == pty::PtyMode::pty ? "pty" : "pipe";
+}
 
 json status_json(const pty::PtyStatus& s) {
   return {{"session_id", s.id},
@@ -55,7 +57,8 @@ core::Result<std::optional<bool>> flag_query(const httplib::Request& req, const 
   const std::string v = req.get_param_value(name.c_str());
   if (v == "1" || v == "true") return std::optional<bool>(true);
   if (v == "0" || v == "false") return std::optional<bool>(false);
-  return core::make_error(core::Errc::invalid_argument, "query parameter '" + name + "' must be 0 or 1, got '" + v + "'");
+  return core::make_error(core::Errc::invalid_argument,
+                          "query parameter '" + name + "' must be 0 or 1, got '" + v + "'");
 }
 
 core::Result<pty::PtySpec> parse_create(const httplib::Request& req) {
@@ -156,8 +159,9 @@ void on_client_message(http::WebSocketConnection& ws, pty::PtySession& session, 
   }
   const json msg = json::parse(payload, nullptr, false);
   if (msg.is_discarded() || !msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
-    return reply_error(core::make_error(core::Errc::invalid_argument,
-                                        "text frames must be JSON objects with a string \"type\" (resize, signal, ping)"));
+    return reply_error(
+        core::make_error(core::Errc::invalid_argument,
+                         "text frames must be JSON objects with a string \"type\" (resize, signal, ping)"));
   }
   const std::string type = msg["type"].get<std::string>();
   if (type == "ping") {
@@ -172,25 +176,28 @@ void on_client_message(http::WebSocketConnection& ws, pty::PtySession& session, 
     if (!*cols || !*rows) {
       return reply_error(core::make_error(core::Errc::invalid_argument, "resize needs \"cols\" and \"rows\""));
     }
-    if (auto r = session.resize(static_cast<uint16_t>(**cols), static_cast<uint16_t>(**rows)); !r) reply_error(r.error());
+    if (auto r = session.resize(static_cast<uint16_t>(**cols), static_cast<uint16_t>(**rows)); !r)
+      reply_error(r.error());
     return;
   }
   if (type == "signal") {
     auto sig = string_field(msg, "signal");
     if (!sig) return reply_error(sig.error());
-    if (!*sig) return reply_error(core::make_error(core::Errc::invalid_argument, "signal needs \"signal\" (e.g. SIGINT)"));
+    if (!*sig)
+      return reply_error(core::make_error(core::Errc::invalid_argument, "signal needs \"signal\" (e.g. SIGINT)"));
     if (auto r = session.signal(**sig); !r) reply_error(r.error());
     return;
   }
-  reply_error(core::make_error(core::Errc::invalid_argument, "unknown message type '" + type + "' (resize, signal, ping)"));
+  reply_error(
+      core::make_error(core::Errc::invalid_argument, "unknown message type '" + type + "' (resize, signal, ping)"));
 }
 
 void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyRegistry>& registry,
                      const PtyRouteOptions& options, const httplib::Request& req, httplib::Response& res) {
   auto session = registry->find(req.matches[1]);
   if (!session) {
-    return http::write_error(res, core::make_error(core::Errc::not_found,
-                                                   "pty session " + std::string(req.matches[1]) + " not found"));
+    return http::write_error(
+        res, core::make_error(core::Errc::not_found, "pty session " + std::string(req.matches[1]) + " not found"));
   }
   http::WsUpgrade upgrade;
   if (auto bad = http::check_websocket_upgrade(req, upgrade)) {
@@ -227,9 +234,10 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
   // Detached before our close frame goes out: a client that got it may attach again at once.
   wo.on_closing = [session, t = *token] { session->detach(t); };
   http::WebSocketConnection ws(fd, std::move(buffered), wo);
-  const bool offers_execd = std::find(upgrade.protocols.begin(), upgrade.protocols.end(), kProtocol) !=
-                            upgrade.protocols.end();
-  const std::string extra = std::string(http::kRequestIdHeader) + ": " + http::HttpServer::current_request_id() + "\r\n";
+  const bool offers_execd =
+      std::find(upgrade.protocols.begin(), upgrade.protocols.end(), kProtocol) != upgrade.protocols.end();
+  const std::string extra =
+      std::string(http::kRequestIdHeader) + ": " + http::HttpServer::current_request_id() + "\r\n";
   if (!ws.send_raw(http::websocket_accept_head(upgrade.key, offers_execd ? kProtocol : "", extra))) {
     session->detach(*token);
     return;
@@ -237,10 +245,11 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
   holder->set(&ws);
 
   const uint64_t live_from = session->output().end();
-  const uint64_t replay_from = since->has_value() ? std::clamp(**since, session->output().begin(), live_from) : live_from;
+  const uint64_t replay_from =
+      since->has_value() ? std::clamp(**since, session->output().begin(), live_from) : live_from;
   const auto st = session->status();
-  json connected{{"type", "connected"},   {"session_id", session->id()}, {"mode", mode_name(st.mode)},
-                 {"offset", live_from},   {"running", st.running},       {"cols", st.cols},
+  json connected{{"type", "connected"}, {"session_id", session->id()}, {"mode", mode_name(st.mode)},
+                 {"offset", live_from}, {"running", st.running},       {"cols", st.cols},
                  {"rows", st.rows}};
   if (since->has_value()) connected["replay_from"] = replay_from;
   ws.send_text(connected.dump());
@@ -254,9 +263,8 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
       ws.close(http::ws_close::kInternal, "output pump failed");
     }
   });
-  const http::WsCloseInfo ended = ws.run([&](http::WsOpcode opcode, std::string& payload) {
-    on_client_message(ws, *session, opcode, payload);
-  });
+  const http::WsCloseInfo ended =
+      ws.run([&](http::WsOpcode opcode, std::string& payload) { on_client_message(ws, *session, opcode, payload); });
   done.store(true);
   session->output().notify();
   pump.join();
@@ -267,7 +275,8 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
 
 }  // namespace
 
-void register_pty_routes(http::HttpServer& server, std::shared_ptr<pty::PtyRegistry> registry, PtyRouteOptions options) {
+void register_pty_routes(http::HttpServer& server, std::shared_ptr<pty::PtyRegistry> registry,
+                         PtyRouteOptions options) {
   server.route(Method::post, R"(/pty)", [registry](const httplib::Request& req, httplib::Response& res) {
     auto spec = parse_create(req);
     if (!spec) return http::write_error(res, spec.error());
@@ -279,8 +288,8 @@ void register_pty_routes(http::HttpServer& server, std::shared_ptr<pty::PtyRegis
   server.route(Method::get, R"(/pty/([^/]+))", [registry](const httplib::Request& req, httplib::Response& res) {
     auto session = registry->find(req.matches[1]);
     if (!session) {
-      return http::write_error(res, core::make_error(core::Errc::not_found,
-                                                     "pty session " + std::string(req.matches[1]) + " not found"));
+      return http::write_error(
+          res, core::make_error(core::Errc::not_found, "pty session " + std::string(req.matches[1]) + " not found"));
     }
     http::write_json(res, status_json(session->status()));
   });

@@ -27,8 +27,8 @@ namespace execd::api {
 /// with 4001 TAKEN_OVER. The access token may come as the subprotocol
 /// `execd.token.<token>` beside `execd` (HttpServer checks it; the answer names `execd`).
 struct PtyRouteOptions {
-  size_t max_message_bytes = 1u << 20;              ///< a client frame larger: close 1009
-  std::chrono::milliseconds idle_timeout{300000};   ///< no frame (pongs count) this long: close 1001
+  size_t max_message_bytes = 1u << 20;             ///< a client frame larger: close 1009
+  std::chrono::milliseconds idle_timeout{300000};  ///< no frame (pongs count) this long: close 1001
   std::chrono::milliseconds ping_interval{30000};
 };
 void register_pty_routes(http::HttpServer& server, std::shared_ptr<pty::PtyRegistry> registry,

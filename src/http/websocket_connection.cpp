@@ -1,13 +1,12 @@
 #include "http/websocket_connection.hpp"
 
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
-
-#include <spdlog/spdlog.h>
 
 namespace execd::http {
 namespace {
@@ -23,7 +22,9 @@ int ms_until(Clock::time_point t) {
 }  // namespace
 
 WebSocketConnection::WebSocketConnection(int fd, std::string already_read, Options options)
-    : fd_(fd), pending_(std::move(already_read)), options_(options),
+    : fd_(fd),
+      pending_(std::move(already_read)),
+      options_(options),
       wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 void WebSocketConnection::wake() {
@@ -108,7 +109,8 @@ WsCloseInfo WebSocketConnection::run(const OnMessage& on_message) {
           if (!close_sent_.load()) write_all(encode_ws_frame(WsOpcode::pong, m.payload));
           break;
         }
-        case WsOpcode::pong: break;
+        case WsOpcode::pong:
+          break;
         case WsOpcode::close: {
           WsCloseInfo peer = parse_ws_close(m.payload);
           // The reply echoes the peer's code (RFC 6455 5.5.1); then the server closes TCP.

@@ -18,8 +18,8 @@ std::string base64(const unsigned char* p, size_t n) {
   std::string out;
   out.reserve((n + 2) / 3 * 4);
   for (size_t i = 0; i < n; i += 3) {
-    const uint32_t v = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0u) |
-                       (i + 2 < n ? uint32_t{p[i + 2]} : 0u);
+    const uint32_t v =
+        (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0u) | (i + 2 < n ? uint32_t{p[i + 2]} : 0u);
     out += kAlphabet[(v >> 18) & 63];
     out += kAlphabet[(v >> 12) & 63];
     out += i + 1 < n ? kAlphabet[(v >> 6) & 63] : '=';
@@ -73,9 +73,13 @@ std::vector<std::string> header_tokens(const httplib::Request& req, const char* 
   return out;
 }
 
-bool is_control(WsOpcode op) { return (static_cast<uint8_t>(op) & 0x8) != 0; }
+bool is_control(WsOpcode op) {
+  return (static_cast<uint8_t>(op) & 0x8) != 0;
+}
 
-bool is_known(uint8_t op) { return op <= 0x2 || (op >= 0x8 && op <= 0xA); }
+bool is_known(uint8_t op) {
+  return op <= 0x2 || (op >= 0x8 && op <= 0xA);
+}
 
 // RFC 6455 7.4: codes a peer may send (1005, 1006, 1015 are never on the wire).
 bool is_valid_close_code(uint16_t code) {

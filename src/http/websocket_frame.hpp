@@ -1,5 +1,7 @@
 #pragma once
 
+#include <httplib.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -7,8 +9,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <httplib.h>
 
 #include "core/result.hpp"
 
@@ -29,9 +29,9 @@ inline constexpr uint16_t kInvalidData = 1007;  ///< text that is not UTF-8
 inline constexpr uint16_t kPolicy = 1008;
 inline constexpr uint16_t kTooBig = 1009;
 inline constexpr uint16_t kInternal = 1011;
-inline constexpr uint16_t kNoStatus = 1005;    ///< a close frame without a code (never sent)
-inline constexpr uint16_t kAbnormal = 1006;    ///< no close frame at all (never sent)
-inline constexpr uint16_t kTakenOver = 4001;   ///< another client took the session over
+inline constexpr uint16_t kNoStatus = 1005;   ///< a close frame without a code (never sent)
+inline constexpr uint16_t kAbnormal = 1006;   ///< no close frame at all (never sent)
+inline constexpr uint16_t kTakenOver = 4001;  ///< another client took the session over
 }  // namespace ws_close
 
 /// Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
@@ -39,7 +39,7 @@ std::string websocket_accept(std::string_view client_key);
 
 /// What a valid upgrade request carried.
 struct WsUpgrade {
-  std::string key;                  ///< Sec-WebSocket-Key as sent
+  std::string key;                     ///< Sec-WebSocket-Key as sent
   std::vector<std::string> protocols;  ///< Sec-WebSocket-Protocol offers, in order, trimmed
 };
 

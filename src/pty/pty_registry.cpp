@@ -1,12 +1,11 @@
 #include "pty/pty_registry.hpp"
 
 #include <pwd.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
-
-#include <spdlog/spdlog.h>
 
 #include "core/envs_file.hpp"
 #include "core/id.hpp"
@@ -33,7 +32,9 @@ PtyRegistry::PtyRegistry(std::shared_ptr<process::Reactor> reactor, std::shared_
   });
 }
 
-PtyRegistry::~PtyRegistry() { shutdown(); }
+PtyRegistry::~PtyRegistry() {
+  shutdown();
+}
 
 std::vector<std::string> PtyRegistry::base_environment() const {
   std::map<std::string, std::string> env;

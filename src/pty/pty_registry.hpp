@@ -20,10 +20,10 @@ namespace execd::pty {
 class PtyRegistry {
  public:
   struct Options {
-    size_t max_sessions = 32;                 ///< more: capacity (503)
+    size_t max_sessions = 32;                                ///< more: capacity (503)
     std::chrono::milliseconds idle_timeout{30 * 60 * 1000};  ///< unattached this long: removed
     std::chrono::milliseconds reap_every{5000};
-    std::string envs_file;                    ///< --envs-file, under the request's envs
+    std::string envs_file;  ///< --envs-file, under the request's envs
     Scrollback::Options scrollback;
   };
 

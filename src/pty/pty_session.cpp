@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pty.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -13,8 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "core/clock.hpp"
 #include "process/pipe_write.hpp"
@@ -59,8 +58,8 @@ core::Result<int> signal_by_name(const std::string& name) {
   for (const char c : name) n += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (n.rfind("SIG", 0) == 0) n.erase(0, 3);
   static const std::pair<const char*, int> kNames[] = {
-      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"TERM", SIGTERM},
-      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"CONT", SIGCONT},
+      {"HUP", SIGHUP},     {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"TERM", SIGTERM},
+      {"USR1", SIGUSR1},   {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"CONT", SIGCONT},
       {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}, {"PIPE", SIGPIPE}, {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU}};
   for (const auto& [text, sig] : kNames) {
     if (n == text) return sig;
@@ -73,8 +72,13 @@ core::Result<int> signal_by_name(const std::string& name) {
 }
 
 PtySession::PtySession(std::string id, PtySpec spec, Deps deps)
-    : id_(std::move(id)), spec_(std::move(spec)), deps_(std::move(deps)), output_(deps_.scrollback),
-      created_at_ms_(core::unix_ms()), cols_(spec_.cols), rows_(spec_.rows),
+    : id_(std::move(id)),
+      spec_(std::move(spec)),
+      deps_(std::move(deps)),
+      output_(deps_.scrollback),
+      created_at_ms_(core::unix_ms()),
+      cols_(spec_.cols),
+      rows_(spec_.rows),
       idle_since_(std::chrono::steady_clock::now()) {}
 
 PtySession::~PtySession() {
@@ -131,7 +135,8 @@ core::Result<void> PtySession::start(PtyMode mode) {
     master.reset(m);
     slave.reset(s);
     if (!set_flags(m, FD_CLOEXEC, O_NONBLOCK) || !set_flags(s, FD_CLOEXEC, 0)) {
-      return core::make_error(core::Errc::unavailable, std::string("setting up the terminal failed: ") + std::strerror(errno));
+      return core::make_error(core::Errc::unavailable,
+                              std::string("setting up the terminal failed: ") + std::strerror(errno));
     }
     slave_fd = s;
     so.merge_stderr = true;
@@ -285,8 +290,9 @@ core::Result<uint64_t> PtySession::attach(bool takeover, std::function<void()> e
     std::lock_guard<std::mutex> lock(mu_);
     if (terminated_) return core::make_error(core::Errc::not_found, "pty session " + id_ + " was deleted");
     if (holder_ != 0 && !takeover) {
-      return core::make_error(core::Errc::conflict, "pty session " + id_ +
-                                                        " already has a WebSocket attached (add takeover=1 to take it over)");
+      return core::make_error(
+          core::Errc::conflict,
+          "pty session " + id_ + " already has a WebSocket attached (add takeover=1 to take it over)");
     }
     old = std::move(evict_);
     token = next_token_++;
@@ -325,8 +331,7 @@ core::Result<void> PtySession::write_stdin(std::string_view bytes) {
 
 core::Result<void> PtySession::resize(uint16_t cols, uint16_t rows) {
   if (cols == 0 || rows == 0 || cols > kMaxDimension || rows > kMaxDimension) {
-    return core::make_error(core::Errc::invalid_argument,
-                            "cols and rows must be 1.." + std::to_string(kMaxDimension));
+    return core::make_error(core::Errc::invalid_argument, "cols and rows must be 1.." + std::to_string(kMaxDimension));
   }
   std::lock_guard<std::mutex> lock(mu_);
   cols_ = cols;

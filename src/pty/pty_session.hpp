@@ -45,14 +45,14 @@ struct PtyStatus {
   bool running = false;
   std::optional<int> exit_code;  ///< once exited: the code, or 128 + signal
   PtyMode mode = PtyMode::pty;
-  pid_t pid = 0;                 ///< the shell's (0 before start)
-  uint64_t output_offset = 0;    ///< the offset after the newest output byte
-  uint64_t output_begin = 0;     ///< the oldest offset still replayable
+  pid_t pid = 0;               ///< the shell's (0 before start)
+  uint64_t output_offset = 0;  ///< the offset after the newest output byte
+  uint64_t output_begin = 0;   ///< the oldest offset still replayable
   uint16_t cols = 80;
   uint16_t rows = 24;
   bool attached = false;
   std::string cwd;
-  int64_t created_at_ms = 0;     ///< Unix ms
+  int64_t created_at_ms = 0;  ///< Unix ms
 };
 
 /// One interactive bash, started on the first attach (start()), in its own session and

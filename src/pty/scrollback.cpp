@@ -1,12 +1,11 @@
 #include "pty/scrollback.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "core/temp_file.hpp"
 
@@ -67,7 +66,9 @@ void Scrollback::spill_locked(size_t n) {
   while (runs_.size() > 1 && runs_[1].first <= first) runs_.pop_front();
 }
 
-uint64_t Scrollback::begin_locked() const { return segments_.empty() ? mem_start_ : segments_.front().start; }
+uint64_t Scrollback::begin_locked() const {
+  return segments_.empty() ? mem_start_ : segments_.front().start;
+}
 
 uint64_t Scrollback::begin() const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -32,7 +32,7 @@ class Scrollback {
   struct Chunk {
     uint64_t offset = 0;  ///< of bytes[0]; past the asked offset when older bytes are gone
     uint8_t channel = 1;
-    std::string bytes;    ///< empty at the end
+    std::string bytes;  ///< empty at the end
   };
 
   explicit Scrollback(Options options);
@@ -66,7 +66,7 @@ class Scrollback {
   Options options_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  std::string mem_;              // bytes [mem_start_, end_)
+  std::string mem_;  // bytes [mem_start_, end_)
   uint64_t mem_start_ = 0;
   uint64_t end_ = 0;
   std::deque<Segment> segments_;  // on disk, oldest first, contiguous up to mem_start_

@@ -3,17 +3,16 @@
 // case runs one scenario of the script and asserts on the JSON it prints. The daemon runs
 // with an access token, as in production; the script sends it as a header, or as the
 // `execd.token.<token>` subprotocol where a browser would.
+#include <doctest/doctest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <doctest/doctest.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "support/daemon_process.hpp"
 
@@ -30,7 +29,9 @@ std::string script() {
   return std::string(dir) + "/pty_client.py";
 }
 
-httplib::Headers auth() { return {{"X-EXECD-ACCESS-TOKEN", kToken}}; }
+httplib::Headers auth() {
+  return {{"X-EXECD-ACCESS-TOKEN", kToken}};
+}
 
 struct Daemon {
   test::DaemonProcess d;

@@ -1,5 +1,4 @@
 #include <doctest/doctest.h>
-
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,7 +28,8 @@ std::string masked(WsOpcode op, std::string_view payload, bool fin = true) {
 }
 
 // Feeds `bytes` (in pieces of `piece`) and collects every message until need_more/failed.
-std::vector<WsMessage> parse_all(WsFrameParser& p, const std::string& bytes, size_t piece, WsFrameParser::Status* last) {
+std::vector<WsMessage> parse_all(WsFrameParser& p, const std::string& bytes, size_t piece,
+                                 WsFrameParser::Status* last) {
   std::vector<WsMessage> out;
   WsFrameParser::Status st = WsFrameParser::Status::need_more;
   for (size_t i = 0; i < bytes.size(); i += piece) {
@@ -84,7 +84,8 @@ struct FrameReader {
       const auto st = parser.next(m);
       if (st == WsFrameParser::Status::message) return m;
       if (st == WsFrameParser::Status::failed) return std::nullopt;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::nullopt;
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
@@ -139,7 +140,8 @@ TEST_CASE("an upgrade request is checked: method, Upgrade, Connection token, ver
   REQUIRE(e.has_value());
   CHECK(e->status == 426);
 
-  for (const char* key : {"", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=!", "AAAAAAAAAAAAAAAAAAAAAAAA"}) {
+  for (const char* key :
+       {"", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=!", "AAAAAAAAAAAAAAAAAAAAAAAA"}) {
     auto bad = upgrade_request();
     bad.headers.erase("Sec-WebSocket-Key");
     bad.headers.emplace("Sec-WebSocket-Key", key);
@@ -210,8 +212,8 @@ TEST_CASE("fragments are reassembled, with a control frame between them handed o
   // A UTF-8 sequence split across two fragments is fine: the message is checked whole.
   const std::string euro = "\xe2\x82\xac";
   WsFrameParser q;
-  const auto split = parse_all(q, masked(WsOpcode::text, euro.substr(0, 1), false) +
-                                      masked(WsOpcode::continuation, euro.substr(1)), 100, &st);
+  const auto split = parse_all(
+      q, masked(WsOpcode::text, euro.substr(0, 1), false) + masked(WsOpcode::continuation, euro.substr(1)), 100, &st);
   REQUIRE(split.size() == 1);
   CHECK(split[0].payload == euro);
 }
@@ -226,11 +228,11 @@ TEST_CASE("every bad frame fails with 1002") {
     unknown[0] = static_cast<char>(0x80 | op);
     CHECK(failure_code(unknown) == 1002);
   }
-  CHECK(failure_code(masked(WsOpcode::ping, "x", false)) == 1002);        // fragmented control
+  CHECK(failure_code(masked(WsOpcode::ping, "x", false)) == 1002);             // fragmented control
   CHECK(failure_code(masked(WsOpcode::ping, std::string(126, 'x'))) == 1002);  // control > 125
-  CHECK(failure_code(masked(WsOpcode::continuation, "x")) == 1002);       // nothing to continue
+  CHECK(failure_code(masked(WsOpcode::continuation, "x")) == 1002);            // nothing to continue
   CHECK(failure_code(masked(WsOpcode::text, "a", false) + masked(WsOpcode::binary, "b")) == 1002);
-  CHECK(failure_code(masked(WsOpcode::close, "\x03")) == 1002);           // 1-byte close
+  CHECK(failure_code(masked(WsOpcode::close, "\x03")) == 1002);  // 1-byte close
   CHECK(failure_code(masked(WsOpcode::close, http::ws_close_payload(1005, ""))) == 1002);
   CHECK(failure_code(masked(WsOpcode::close, http::ws_close_payload(999, ""))) == 1002);
   // A 16-bit length of 5: not the shortest form.
@@ -251,7 +253,8 @@ TEST_CASE("a message over the limit fails with 1009 from its header, whole or fr
   // Only the header is fed: the limit is seen before the payload is buffered.
   CHECK(failure_code(masked(WsOpcode::binary, std::string(1001, 'a')).substr(0, 8), 1000) == 1009);
   CHECK(failure_code(masked(WsOpcode::binary, std::string(600, 'a'), false) +
-                         masked(WsOpcode::continuation, std::string(600, 'a')), 1000) == 1009);
+                         masked(WsOpcode::continuation, std::string(600, 'a')),
+                     1000) == 1009);
   // 64-bit length of 2^40: refused from the header.
   std::string huge = "\x82\xff";
   huge += std::string("\x00\x00\x01\x00\x00\x00\x00\x00", 8);

@@ -1,5 +1,6 @@
-#include <doctest/doctest.h>
+#include "pty/pty_session.hpp"
 
+#include <doctest/doctest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -7,8 +8,8 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
-#include <sstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -16,7 +17,6 @@
 #include "process/proc_table.hpp"
 #include "process/reactor.hpp"
 #include "pty/pty_registry.hpp"
-#include "pty/pty_session.hpp"
 
 using namespace execd;
 using namespace std::chrono_literals;
@@ -190,7 +190,8 @@ TEST_CASE("terminate kills every process of the session, job-control groups incl
   // The typed line echoes "BG=$!=" first; the answer is BG=<digits>=.
   const std::string out = wait_for(*s, "DONE-5");
   auto at = out.find("BG=");
-  while (at != std::string::npos && !std::isdigit(static_cast<unsigned char>(out[at + 3]))) at = out.find("BG=", at + 1);
+  while (at != std::string::npos && !std::isdigit(static_cast<unsigned char>(out[at + 3])))
+    at = out.find("BG=", at + 1);
   REQUIRE(at != std::string::npos);
   const pid_t bg = std::stoi(out.substr(at + 3));
   const pid_t shell = s->status().pid;

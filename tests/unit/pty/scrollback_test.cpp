@@ -1,10 +1,10 @@
+#include "pty/scrollback.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <string>
 #include <thread>
-
-#include "pty/scrollback.hpp"
 
 using namespace execd;
 using namespace std::chrono_literals;
@@ -12,7 +12,9 @@ using namespace std::chrono_literals;
 namespace {
 
 // The byte at absolute offset `o` of the test stream: checkable anywhere.
-char byte_at(uint64_t o) { return static_cast<char>('a' + (o * 7 + o / 251) % 26); }
+char byte_at(uint64_t o) {
+  return static_cast<char>('a' + (o * 7 + o / 251) % 26);
+}
 
 std::string stream(uint64_t from, size_t n) {
   std::string s(n, '\0');
