@@ -220,6 +220,10 @@ void Zygote::State::on_pidfd(uint64_t gen) {
                  WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status)) : "exit " + std::to_string(WEXITSTATUS(status)));
     pid = -1;
   }
+  // What it sent before it died (a child it forked, a child it reaped) is still queued on
+  // the socket, and the same wake-up may have run this callback first: read it before
+  // its pending requests are failed.
+  on_ctl(gen);
   down(gen, "it exited", true);
 }
 
