@@ -2,44 +2,30 @@
 
 #include <charconv>
 #include <string_view>
-#include <vector>
+
+#include "http/websocket_frame.hpp"
 
 namespace execd::api {
 namespace {
 
-constexpr std::string_view kTokenProtocolPrefix = "execd.token.";
-
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// The offered subprotocols without the ones that carry execd's token (a browser cannot set
-// headers on a WebSocket, so the token travels as "execd.token.<token>" beside "execd").
-// Empty when nothing else was offered.
-std::string without_token_protocols(const httplib::Request& req) {
-  std::vector<std::string_view> kept;
-  bool had_token = false;
+// The offered subprotocols without execd's: the token offers (http::without_token_offers)
+// and, beside one, the "execd" protocol a browser offers with it. Empty when nothing else
+// was offered.
+std::string without_execd_protocols(const httplib::Request& req) {
+  std::string offered;
   auto [first, last] = req.headers.equal_range("Sec-WebSocket-Protocol");
-  std::vector<std::string_view> offered;
-  for (auto it = first; it != last; ++it) {
-    std::string_view value = it->second;
-    while (!value.empty()) {
-      const auto comma = value.find(',');
-      const auto item = trimmed(value.substr(0, comma));
-      if (!item.empty()) offered.push_back(item);
-      if (comma == std::string_view::npos) break;
-      value.remove_prefix(comma + 1);
-    }
-  }
-  for (const auto p : offered) had_token = had_token || p.substr(0, kTokenProtocolPrefix.size()) == kTokenProtocolPrefix;
+  for (auto it = first; it != last; ++it) offered += (offered.empty() ? "" : ", ") + it->second;
+  std::string kept = http::without_token_offers(offered);
+  if (offered.find(http::kTokenSubprotocolPrefix) == std::string::npos) return kept;
   std::string out;
-  for (const auto p : offered) {
-    if (p.substr(0, kTokenProtocolPrefix.size()) == kTokenProtocolPrefix) continue;
-    if (had_token && p == "execd") continue;
-    if (!out.empty()) out += ", ";
-    out += p;
+  std::string_view rest = kept;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    if (item != "execd") out += std::string(out.empty() ? "" : ", ") + std::string(item);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
   }
   return out;
 }
@@ -86,7 +72,7 @@ std::shared_ptr<const http::ReverseProxy> register_port_proxy_routes(http::HttpS
         call.target.endpoint.host = "127.0.0.1";
         call.target.endpoint.port = *port;
         call.target.headers.emplace_back("X-Forwarded-Prefix", prefix);
-        if (auto protocols = without_token_protocols(req); !protocols.empty()) {
+        if (auto protocols = without_execd_protocols(req); !protocols.empty()) {
           call.target.headers.emplace_back("Sec-WebSocket-Protocol", std::move(protocols));
         }
         call.upstream_target = std::move(*upstream_target);
