@@ -46,7 +46,7 @@ TEST_CASE("bad gateway flags are refused with the flag named") {
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message.find(needle) != std::string::npos);
   };
-  expect_bad({"--backend", "kubernetes"}, "--backend");
+  expect_bad({"--backend", "lambda"}, "--backend");  // kubernetes is built in now
   expect_bad({"--pool", "host"}, "IMAGE=N");
   expect_bad({"--pool", "host=0"}, "pool size");
   expect_bad({"--pool", "host=1", "--pool", "host=2"}, "two --pool");
@@ -57,4 +57,35 @@ TEST_CASE("bad gateway flags are refused with the flag named") {
   expect_bad({"--no-such-flag", "1"}, "no-such-flag");
   CHECK(gateway_config_help().find("--pool IMAGE=N") != std::string::npos);
   CHECK(gateway_config_help().find("EXECD_GATEWAY_API_KEY") != std::string::npos);
+}
+
+TEST_CASE("overflow and replica flags: values, env fallbacks, and what is refused") {
+  auto c = parse_gateway_config({"--remote", "http://cloud:9090/", "--remote-api-key", "k", "--replica-id", "gw-1",
+                                 "--advertise-url", "http://10.0.0.5:8080"},
+                                {});
+  REQUIRE(c.ok());
+  CHECK(c->remote_url == "http://cloud:9090");  // trailing '/' dropped
+  CHECK(c->remote_api_key == "k");
+  CHECK(c->replica_id == "gw-1");
+  CHECK(c->advertise_url == "http://10.0.0.5:8080");
+  auto env = parse_gateway_config({}, {{"EXECD_GATEWAY_REMOTE", "http://peer:1"},
+                                       {"EXECD_GATEWAY_REMOTE_API_KEY", "pk"},
+                                       {"EXECD_GATEWAY_REPLICA_ID", "gw-2"},
+                                       {"EXECD_GATEWAY_ADVERTISE_URL", "http://gw-2:8080"}});
+  REQUIRE(env.ok());
+  CHECK(env->remote_url == "http://peer:1");
+  CHECK(env->remote_api_key == "pk");
+  CHECK(env->replica_id == "gw-2");
+  CHECK(env->advertise_url == "http://gw-2:8080");
+
+  auto expect_bad = [](std::vector<std::string> args, const std::string& needle) {
+    auto r = parse_gateway_config(args, {});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(needle) != std::string::npos);
+  };
+  expect_bad({"--remote", "https://cloud:9090"}, "--remote");
+  expect_bad({"--replica-id", "gw-1"}, "--advertise-url");
+  expect_bad({"--advertise-url", "http://a:1"}, "--replica-id");
+  expect_bad({"--replica-id", "gw 1", "--advertise-url", "http://a:1"}, "--replica-id");
+  expect_bad({"--replica-id", "gw-1", "--advertise-url", "a:1"}, "--advertise-url");
 }
