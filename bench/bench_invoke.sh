@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Handlers (issue 13): see invoke_latency.py. `def handler(e): return e` warm and cold
+# through POST /invoke beside python3 -I -c of the same, throughput at concurrency 8, and
+# the idle zygote's RSS.
+set -euo pipefail
+BUILD=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+# The interpreter a deployment runs (the image's /usr/bin/python3), for the daemon and the
+# reference alike: a version manager's shim in PATH would time itself, not Python.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+start_execd "$BUILD"
+trap stop_execd EXIT
+/usr/bin/python3 "$here/invoke_latency.py" "$EXECD_PORT" "$EXECD_PID" "${RUNS:-300}"
