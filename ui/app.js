@@ -262,6 +262,7 @@ async function listFiles(path) {
   if (mine !== listing) return;
   const body = $('#files-table tbody');
   body.textContent = '';
+  $('#files-table').dataset.path = path; // what the table shows now
   if (failure) { $('#files-error').textContent = failure; return; }
   // Directories first, then by name.
   entries.sort((a, b) => (b.type === 'directory') - (a.type === 'directory') || a.path.localeCompare(b.path));

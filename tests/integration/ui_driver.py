@@ -214,7 +214,7 @@ async def console_steps(page, out, files_dir, upload_file):
     # Files: list the directory, upload one file into it with the file input.
     await page.eval(f"""(() => {{ document.querySelector('#files-path').value = {json.dumps(files_dir)};
         document.querySelector('#files-form').requestSubmit(); return true; }})()""")
-    await page.wait_for("the listing", "document.querySelectorAll('#files-table tbody tr').length > 0")
+    await page.wait_for("the listing", f"document.querySelector('#files-table').dataset.path === {json.dumps(files_dir)}")
     out["files_listed"] = await page.eval(
         "[...document.querySelectorAll('#files-table tbody tr td:first-child')].map(td => td.textContent)")
     doc = await page.send("DOM.getDocument")
