@@ -171,6 +171,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   pty_options.idle_timeout = config_.pty_idle_timeout;
   pty_options.envs_file = config_.envs_file;
   pty_options.scrollback.spill_dir = spill_dir;
+  pty_options.isolator = isolator;
   ptys_ = std::make_shared<pty::PtyRegistry>(reactor_, reaper_, pty_options);
   api::register_pty_routes(*server_, ptys_);
   api::register_code_routes(*server_, contexts_, commands_, sessions_, callbacks_);

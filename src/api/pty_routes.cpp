@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "api/isolation_fields.hpp"
 #include "api/query_params.hpp"
 #include "api/request_fields.hpp"
 #include "http/buffered_server.hpp"
@@ -61,7 +62,7 @@ core::Result<std::optional<bool>> flag_query(const httplib::Request& req, const 
                           "query parameter '" + name + "' must be 0 or 1, got '" + v + "'");
 }
 
-core::Result<pty::PtySpec> parse_create(const httplib::Request& req) {
+core::Result<pty::PtySpec> parse_create(const httplib::Request& req, isolation::Isolator* isolator) {
   auto body = http::parse_json_body(req, /*allow_empty=*/true);
   if (!body) return body.error();
   if (auto obj = require_object(*body); !obj) return obj.error();
@@ -73,11 +74,20 @@ core::Result<pty::PtySpec> parse_create(const httplib::Request& req) {
   if (!cols) return cols.error();
   auto rows = int_field(*body, "rows", 1, 1000);
   if (!rows) return rows.error();
+  // The isolation fields every execution route takes, over the daemon's defaults.
+  auto limits = request_limits(*body, isolator);
+  if (!limits) return limits.error();
+  if (limits->level == isolation::Level::namespace_) {
+    return core::make_error(core::Errc::invalid_argument,
+                            "isolation 'namespace' is not available for terminal sessions (bubblewrap starts the "
+                            "shell without a controlling tty); use 'process' or 'none'");
+  }
   pty::PtySpec spec;
   spec.cwd = cwd->value_or("");
   spec.envs = std::move(*envs);
   spec.cols = static_cast<uint16_t>(cols->value_or(80));
   spec.rows = static_cast<uint16_t>(rows->value_or(24));
+  spec.limits = *limits;
   return spec;
 }
 
@@ -278,7 +288,7 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
 void register_pty_routes(http::HttpServer& server, std::shared_ptr<pty::PtyRegistry> registry,
                          PtyRouteOptions options) {
   server.route(Method::post, R"(/pty)", [registry](const httplib::Request& req, httplib::Response& res) {
-    auto spec = parse_create(req);
+    auto spec = parse_create(req, registry->isolator().get());
     if (!spec) return http::write_error(res, spec.error());
     auto session = registry->create(std::move(*spec));
     if (!session) return http::write_error(res, session.error());

@@ -67,7 +67,7 @@ core::Result<std::shared_ptr<PtySession>> PtyRegistry::create(PtySpec spec) {
     }
     spec.cwd = *expanded;
   }
-  PtySession::Deps deps{reactor_, reaper_, base_environment(), options_.scrollback};
+  PtySession::Deps deps{reactor_, reaper_, base_environment(), options_.isolator, options_.scrollback};
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return core::make_error(core::Errc::unavailable, "the daemon is stopping");
   if (sessions_.size() >= options_.max_sessions) {

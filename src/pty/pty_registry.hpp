@@ -24,6 +24,8 @@ class PtyRegistry {
     std::chrono::milliseconds idle_timeout{30 * 60 * 1000};  ///< unattached this long: removed
     std::chrono::milliseconds reap_every{5000};
     std::string envs_file;  ///< --envs-file, under the request's envs
+    /// Defaults and enforcement of isolation; null: sessions run at level none.
+    std::shared_ptr<isolation::Isolator> isolator;
     Scrollback::Options scrollback;
   };
 
@@ -41,6 +43,8 @@ class PtyRegistry {
   /// when unknown.
   core::Result<void> remove(const std::string& id);
   [[nodiscard]] size_t size() const;
+  /// Null when isolation is not configured.
+  [[nodiscard]] const std::shared_ptr<isolation::Isolator>& isolator() const { return options_.isolator; }
   /// Removes sessions idle past the timeout now; returns how many (the reaper calls it).
   size_t reap_idle();
   /// Ends every session and the reaper thread.

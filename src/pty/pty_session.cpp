@@ -45,6 +45,22 @@ int adopt_terminal(const void* arg, const char** failed_step) noexcept {
   return 0;
 }
 
+// The child's steps: the terminal (PTY mode), then the isolation's (cgroup join, rlimits,
+// no_new_privs), both async-signal-safe.
+struct ChildSetup {
+  int terminal_fd = -1;
+  int (*isolation)(const void*, const char**) noexcept = nullptr;
+  const void* isolation_arg = nullptr;
+};
+
+int child_setup(const void* arg, const char** failed_step) noexcept {
+  const auto* setup = static_cast<const ChildSetup*>(arg);
+  if (setup->terminal_fd >= 0) {
+    if (const int e = adopt_terminal(&setup->terminal_fd, failed_step); e != 0) return e;
+  }
+  return setup->isolation != nullptr ? setup->isolation(setup->isolation_arg, failed_step) : 0;
+}
+
 bool set_flags(int fd, int fd_flags, int fl_flags) {
   const int fdf = ::fcntl(fd, F_GETFD);
   const int flf = ::fcntl(fd, F_GETFL);
@@ -120,9 +136,30 @@ core::Result<void> PtySession::start(PtyMode mode) {
   for (const auto& [k, v] : env) so.env.push_back(k + "=" + v);
   so.cwd = spec_.cwd;
 
+  // The isolation first: it rewrites argv, environment and cwd, and brings its own child
+  // steps, which run after the terminal's.
+  std::unique_ptr<isolation::ExecutionGuard> guard;
+  if (isolation::ExecutionGuard::needed(spec_.limits)) {
+    if (spec_.limits.level == isolation::Level::namespace_) {
+      return core::make_error(core::Errc::invalid_argument,
+                              "isolation 'namespace' cannot give a terminal session a controlling tty (bubblewrap "
+                              "starts the shell in a new session); use 'process' or 'none'");
+    }
+    if (!deps_.isolator) {
+      return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
+    }
+    auto made = isolation::ExecutionGuard::make(*deps_.isolator, spec_.limits, so, "p-" + id_);
+    if (!made) return made.error();
+    guard = std::move(made).value();
+  }
+  ChildSetup setup;
+  setup.isolation = so.child_setup;
+  setup.isolation_arg = so.child_setup_arg;
+  so.child_setup = nullptr;
+  so.child_setup_arg = nullptr;
+
   core::UniqueFd master;
   core::UniqueFd slave;
-  int slave_fd = -1;
   if (mode == PtyMode::pty) {
     int m = -1;
     int s = -1;
@@ -138,17 +175,20 @@ core::Result<void> PtySession::start(PtyMode mode) {
       return core::make_error(core::Errc::unavailable,
                               std::string("setting up the terminal failed: ") + std::strerror(errno));
     }
-    slave_fd = s;
+    setup.terminal_fd = s;
     so.merge_stderr = true;
-    so.child_setup = &adopt_terminal;
-    so.child_setup_arg = &slave_fd;
   } else {
     so.stdin_pipe = true;
+  }
+  if (setup.terminal_fd >= 0 || setup.isolation != nullptr) {
+    so.child_setup = &child_setup;
+    so.child_setup_arg = &setup;
   }
 
   auto child = deps_.reaper->spawn(so);
   if (!child) return core::make_error(core::Errc::unavailable, "starting the shell failed: " + child.error().message);
   slave.reset();  // the shell has its own copies; the master sees EIO once they are all closed
+  guard_ = std::move(guard);
   pid_ = child->pid;
   pidfd_ = std::move(child->pidfd);
   if (mode == PtyMode::pty) {
@@ -215,6 +255,8 @@ void PtySession::on_exit() {
   // What is left of the session (background jobs, a pipeline the shell left behind) goes
   // with the shell; then the last output is taken before the scrollback closes.
   kill_session(SIGKILL);
+  // Whatever is left in the cgroup is killed and reaped, the cgroup removed.
+  if (guard_) guard_->finish();
   if (out_fd_.valid()) drain(out_fd_.get(), kStdout);
   if (err_fd_.valid()) drain(err_fd_.get(), kStderr);
   stop_watching();
@@ -248,6 +290,8 @@ void PtySession::stop_watching() {
 void PtySession::kill_session(int sig) {
   if (pid_ <= 0) return;
   process::signal_group(pid_, sig);
+  // Isolated: the cgroup finds those that left the session too (setsid).
+  if (guard_) guard_->signal(sig, pid_);
   // Job control puts each job in a group of its own, inside the shell's session.
   for (const auto& p : process::list_identities()) {
     if (p.sid == pid_ && p.pid != pid_) ::kill(p.pid, sig);

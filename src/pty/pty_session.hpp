@@ -16,6 +16,8 @@
 
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
+#include "isolation/execution_guard.hpp"
+#include "isolation/limits.hpp"
 #include "process/child_reaper.hpp"
 #include "process/reactor.hpp"
 #include "pty/scrollback.hpp"
@@ -36,6 +38,11 @@ struct PtySpec {
   std::map<std::string, std::string> envs;  ///< on top of the base environment
   uint16_t cols = 80;
   uint16_t rows = 24;
+  /// The shell's isolation for its whole life (the request's fields over the daemon's
+  /// defaults): level none or process (cgroup, limits, no_new_privs); namespace cannot
+  /// give a shell a controlling terminal (bubblewrap starts it in a new session) and is
+  /// refused by start(). max_output_bytes does not apply (the scrollback is bounded).
+  isolation::Limits limits;
 };
 
 /// A session's state for GET /pty/{id}.
@@ -73,7 +80,8 @@ class PtySession : public std::enable_shared_from_this<PtySession> {
   struct Deps {
     std::shared_ptr<process::Reactor> reactor;
     std::shared_ptr<process::ChildReaper> reaper;
-    std::vector<std::string> base_env;  ///< KEY=VALUE before the spec's envs (PATH, HOME, ...)
+    std::vector<std::string> base_env;              ///< KEY=VALUE before the spec's envs (PATH, HOME, ...)
+    std::shared_ptr<isolation::Isolator> isolator;  ///< null: only level none without limits
     Scrollback::Options scrollback;
     std::chrono::milliseconds kill_wait{5000};  ///< terminate() waits this long for the reap
   };
@@ -146,10 +154,11 @@ class PtySession : public std::enable_shared_from_this<PtySession> {
 
   // Set by start() (under mu_), then read by the reactor thread and writers.
   core::UniqueFd pidfd_;
-  core::UniqueFd out_fd_;  // the terminal's master side, or the stdout pipe
-  core::UniqueFd err_fd_;  // pipe mode only
-  core::UniqueFd in_fd_;   // pipe mode: the stdin pipe; PTY mode: a dup of the master
-  std::mutex write_mu_;    // one stdin writer at a time, so input is never interleaved
+  core::UniqueFd out_fd_;                             // the terminal's master side, or the stdout pipe
+  core::UniqueFd err_fd_;                             // pipe mode only
+  core::UniqueFd in_fd_;                              // pipe mode: the stdin pipe; PTY mode: a dup of the master
+  std::unique_ptr<isolation::ExecutionGuard> guard_;  // set by start() when isolated
+  std::mutex write_mu_;                               // one stdin writer at a time, so input is never interleaved
 };
 
 /// "SIGINT", "INT", "int" or "2" to the signal number; invalid_argument otherwise.

@@ -236,6 +236,13 @@ def main():
         r["pong"] = len(t.text_of("pong"))
         t.send_stdin("echo ALIVE-$((1+1))\n")
         r["alive"] = t.until(lambda: b"ALIVE-2" in t.out)
+    elif scenario == "isolated":
+        t = Term(base, sid, token=token)
+        t.send_stdin("grep NoNewPrivs /proc/$$/status; cat /proc/$$/cgroup | grep -c execd; echo END-$((1+1))\n")
+        t.until(lambda: b"END-2" in t.out)
+        text = t.out.decode(errors="replace").replace("\r", "").replace("\x1b[?2004l", "")
+        r["no_new_privs"] = [l.split()[-1] for l in text.split("\n") if l.startswith("NoNewPrivs")]
+        r["cgroup_lines"] = [l for l in text.split("\n") if l.strip().isdigit()]
     elif scenario == "token":
         # The token as a subprotocol (what a browser does), never as a header.
         r["no_token"] = list(refused(base, sid, header_token=False, token=token))

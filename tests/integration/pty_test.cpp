@@ -273,3 +273,25 @@ TEST_CASE("HTTP errors are JSON: bad fields 400, unknown ids 404, bad upgrades 4
   REQUIRE(again);
   CHECK(again->status == 200);
 }
+
+TEST_CASE("isolation fields: a process-level session runs with no_new_privs in its own cgroup; namespace is refused") {
+  Daemon daemon;
+  const std::string sid = daemon.create({{"isolation", "process"}, {"max_processes", 64}});
+  const json r = daemon.run("isolated", sid);
+  CHECK(r["no_new_privs"] == json::array({"1"}));
+  REQUIRE(r["cgroup_lines"].size() == 1);
+  CHECK(std::stoi(r["cgroup_lines"][0].get<std::string>()) >= 1);  // a cgroup path naming execd
+
+  auto c = daemon.d.client();
+  auto ns = c->Post("/pty", auth(), R"({"isolation":"namespace"})", "application/json");
+  REQUIRE(ns);
+  CHECK(ns->status == 400);
+  CHECK(json::parse(ns->body)["message"].get<std::string>().find("namespace") != std::string::npos);
+  auto bad = c->Post("/pty", auth(), R"({"isolation":"sideways"})", "application/json");
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  // Unisolated sessions are not in a cgroup of execd's and may gain privileges.
+  const std::string plain = daemon.create();
+  const json p = daemon.run("isolated", plain);
+  CHECK(p["no_new_privs"] == json::array({"0"}));
+}

@@ -35,7 +35,7 @@ struct Fixture {
   std::shared_ptr<pty::PtySession> session(pty::PtySpec spec = {}) {
     pty::PtyRegistry::Options o;
     pty::PtyRegistry env_source(reactor, reaper, o);
-    pty::PtySession::Deps deps{reactor, reaper, env_source.base_environment(), {}};
+    pty::PtySession::Deps deps{reactor, reaper, env_source.base_environment(), nullptr, {}};
     return std::make_shared<pty::PtySession>("t", std::move(spec), std::move(deps));
   }
 };
@@ -69,7 +69,7 @@ bool gone(pid_t pid) {
 
 TEST_CASE("pty mode: bash on a real terminal as its controlling tty, TERM set, input echoed") {
   Fixture f;
-  auto s = f.session({"/tmp", {{"FOO", "bar"}}, 80, 24});
+  auto s = f.session({"/tmp", {{"FOO", "bar"}}, 80, 24, {}});
   REQUIRE(s->start(pty::PtyMode::pty).ok());
   CHECK(s->status().running);
   REQUIRE(s->write_stdin("[ -t 0 ] && [ -t 1 ] && echo TTY-$((6*7)) $TERM $FOO $(pwd); tty\n").ok());
@@ -232,10 +232,10 @@ TEST_CASE("registry: the cap is a capacity error, a bad cwd is refused, idle ses
   o.idle_timeout = 200ms;
   o.reap_every = 50ms;
   pty::PtyRegistry reg(f.reactor, f.reaper, o);
-  auto bad = reg.create({"/nonexistent/dir", {}, 80, 24});
+  auto bad = reg.create({"/nonexistent/dir", {}, 80, 24, {}});
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().code == core::Errc::invalid_argument);
-  CHECK_FALSE(reg.create({"", {}, 0, 24}).ok());
+  CHECK_FALSE(reg.create({"", {}, 0, 24, {}}).ok());
   auto one = reg.create({});
   auto two = reg.create({});
   REQUIRE(one.ok());
