@@ -5,8 +5,9 @@ No API server can run on the machines this project is built on, so the Kubernete
 backend's request/response cycle is tested against this: a small HTTPS server that
 speaks the paths and shapes of the API reference for what the backend uses (pods:
 create, get, list with a label selector, watch with a field selector and
-resourceVersion, delete; secrets: create, get, merge-patch, delete; nodes: list; pods
-across namespaces; metrics.k8s.io node metrics when --metrics is given), checks a bearer
+resourceVersion, merge-patch of metadata, delete; secrets: create, get, merge-patch,
+delete; nodes: list; pods across namespaces; metrics.k8s.io node metrics when --metrics
+is given), checks a bearer
 token, and validates every object it receives against Kubernetes' own schemas
 (tests/k8s/validate_objects.mjs, kubernetes-models): an object that fails is refused
 with 422 and recorded, so a test can assert that none was.
@@ -380,22 +381,32 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorized():
             return
         parts, _ = self.route()
-        if len(parts) != 6 or parts[4] != "secrets":
+        if len(parts) != 6 or parts[4] not in ("secrets", "pods"):
             return self.send_json(404, status(404, "NotFound", "no such resource"))
         if self.headers.get("Content-Type") != "application/merge-patch+json":
             return self.send_json(415, status(415, "UnsupportedMediaType", "only merge-patch here"))
         patch = self.body()
+        ns, kind, name = parts[3], parts[4], parts[5]
+        store = SECRETS if kind == "secrets" else PODS
         with LOCK:
-            cur = SECRETS.get((parts[3], parts[5]))
+            cur = store.get((ns, name))
             if cur is None:
-                return self.send_json(404, status(404, "NotFound", 'secrets "%s" not found' % parts[5]))
-            merged = merge_patch(cur, patch)
+                return self.send_json(404, status(404, "NotFound", '%s "%s" not found' % (kind, name)))
+            merged = merge_patch(copy.deepcopy(cur), patch)
         result = validate(merged)
         if not result["ok"]:
             return self.send_json(422, status(422, "Invalid", "; ".join(result["errors"])[:2000]))
         with LOCK:
-            merged["metadata"]["resourceVersion"] = next_rv()
-            SECRETS[(parts[3], parts[5])] = merged
+            if kind == "pods":
+                # Only metadata may change here (the API also allows a few spec fields).
+                if merged.get("spec") != cur.get("spec"):
+                    return self.send_json(422, status(422, "Invalid", "pod updates may not change spec here"))
+                cur["metadata"] = merged["metadata"]
+                emit(ns, "MODIFIED", cur)
+                merged = copy.deepcopy(cur)
+            else:
+                merged["metadata"]["resourceVersion"] = next_rv()
+                SECRETS[(ns, name)] = merged
         self.send_json(200, merged)
 
     def do_DELETE(self):

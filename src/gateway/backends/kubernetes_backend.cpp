@@ -119,12 +119,24 @@ core::Result<void> KubernetesBackend::has_room(const SandboxSpec& spec) const {
 
 core::Result<Placement> KubernetesBackend::create(const std::string& sandbox_id, const SandboxSpec& spec,
                                                   const std::string& access_token) {
+  InstanceLabels labels;
+  labels.access_token = access_token;
+  labels.spec = spec;
+  labels.created_at = std::chrono::system_clock::now();
+  if (spec.timeout) labels.expires_at = labels.created_at + *spec.timeout;
+  return create_labelled(sandbox_id, spec, labels);
+}
+
+core::Result<Placement> KubernetesBackend::create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
+                                                           const InstanceLabels& labels) {
   if (auto v = check_pod_spec(spec); !v) return v.error();
   const auto deadline = Steady::now() + config_.ready_timeout;
-  const auto now = std::chrono::system_clock::now();
-  std::optional<TimePoint> expires;
-  if (spec.timeout) expires = now + *spec.timeout;
-  const json pod = render_pod(sandbox_id, spec, now, expires);
+  const std::string& access_token = labels.access_token;
+  json pod = render_pod(sandbox_id, spec, labels.created_at, labels.expires_at);
+  if (!labels.owner_replica.empty()) {
+    pod["metadata"]["annotations"][keys::kOwnerReplicaAnnotation] = labels.owner_replica;
+    pod["metadata"]["annotations"][keys::kOwnerUrlAnnotation] = labels.owner_url;
+  }
   const std::string name = pod["metadata"]["name"].get<std::string>();
   // Whatever a crashed earlier attempt left under this name is this sandbox's own.
   if (auto r = remove_named(name); !r) return r.error();
@@ -235,20 +247,56 @@ core::Result<void> KubernetesBackend::remove_named(const std::string& pod_name) 
   return {};
 }
 
+Instance KubernetesBackend::instance_of(const json& pod) const {
+  const PodView v = view_pod(pod);
+  Instance in;
+  in.sandbox_id = v.sandbox_id;
+  in.placement = Placement{v.name, v.ip, config_.pod.execd_port};
+  in.status = status_of(v);
+  const std::string secret = secret_name_for(v.name);
+  auto s = api_.call("GET", secrets_path() + "/" + core::percent_encode(secret), nullptr, "reading secret " + secret);
+  auto token = s ? decode_base64(s->value("data", json::object()).value(keys::kTokenKey, "")) : core::Result<std::string>(s.error());
+  if (!token || token->empty()) {
+    spdlog::debug("kubernetes backend: pod {} without a readable token: {}", v.name, token ? "empty" : token.error().message);
+    return in;
+  }
+  auto labels = labels_from_pod(pod, *token);
+  if (labels) in.labels = std::move(*labels);
+  return in;
+}
+
 core::Result<std::vector<Instance>> KubernetesBackend::list() {
   auto pods = api_.call("GET", pods_path() + "?labelSelector=" + selector_for(config_.pod), nullptr, "listing sandbox pods");
   if (!pods) return pods.error();
   std::vector<Instance> out;
   for (const auto& pod : pods->value("items", json::array())) {
-    const PodView v = view_pod(pod);
-    if (v.sandbox_id.empty()) continue;
-    Instance in;
-    in.sandbox_id = v.sandbox_id;
-    in.placement = Placement{v.name, v.ip, config_.pod.execd_port};
-    in.status = status_of(v);
-    out.push_back(std::move(in));
+    if (view_pod(pod).sandbox_id.empty()) continue;
+    out.push_back(instance_of(pod));
   }
   return out;
+}
+
+core::Result<std::optional<Instance>> KubernetesBackend::find(const std::string& sandbox_id) {
+  const std::string name = pod_name_for(sandbox_id);
+  auto pod = api_.call("GET", pods_path() + "/" + core::percent_encode(name), nullptr, "reading pod " + name);
+  if (!pod) {
+    if (pod.error().code == Errc::not_found) return std::optional<Instance>();
+    return pod.error();
+  }
+  // Another gateway's pod, or another id hashed to the same name, is not this sandbox.
+  const json labels = pod->value("metadata", json::object()).value("labels", json::object());
+  if (view_pod(*pod).sandbox_id != sandbox_id || labels.value(keys::kGatewayLabel, "") != config_.pod.gateway_instance) {
+    return std::optional<Instance>();
+  }
+  return std::optional<Instance>(instance_of(*pod));
+}
+
+core::Result<void> KubernetesBackend::relabel(const Placement& placement, const InstanceLabels& labels) {
+  const json patch = {{"metadata", {{"annotations", label_annotations(labels)}}}};
+  auto r = api_.call("PATCH", pods_path() + "/" + core::percent_encode(placement.handle), patch, "relabelling pod " + placement.handle,
+                     kMergePatch);
+  if (!r) return r.error();
+  return {};
 }
 
 core::Result<std::vector<PodRecord>> KubernetesBackend::records() const {

@@ -53,7 +53,19 @@ class KubernetesBackend final : public Backend {
   core::Result<void> pause(const Placement& placement) override;
   core::Result<void> resume(const Placement& placement) override;
   core::Result<void> remove(const Placement& placement) override;
+  /// Every pod of this gateway's instance name (replicas share one), each with its
+  /// InstanceLabels read back from the annotations and the token's Secret.
   core::Result<std::vector<Instance>> list() override;
+
+  /// create(), with the owner replica, its URL, the times and the spec from `labels` in
+  /// the pod's annotations (the token in the Secret): what another replica needs to
+  /// forward to the owner or adopt the sandbox.
+  core::Result<Placement> create_labelled(const std::string& sandbox_id, const SandboxSpec& spec,
+                                          const InstanceLabels& labels) override;
+  /// A JSON merge patch of the pod's annotations (owner, expiry, spec with metadata).
+  core::Result<void> relabel(const Placement& placement, const InstanceLabels& labels) override;
+  /// One GET of the sandbox's pod (its name follows from the id); nullopt when there is none.
+  core::Result<std::optional<Instance>> find(const std::string& sandbox_id) override;
 
   /// What each of this gateway's pods says of its sandbox, with the token read back from
   /// its Secret: enough to rebuild the table's rows after the table itself was lost.
@@ -75,6 +87,8 @@ class KubernetesBackend final : public Backend {
   /// (an error naming why), or the deadline passes.
   core::Result<Placement> await_ready(const std::string& pod_name, nlohmann::json pod,
                                       std::chrono::steady_clock::time_point deadline) const;
+  /// An Instance for a pod of ours, labels included (nullopt labels when its Secret is unreadable).
+  [[nodiscard]] Instance instance_of(const nlohmann::json& pod) const;
   /// Deletes the pod and its Secret; what is already gone is fine.
   core::Result<void> remove_named(const std::string& pod_name) const;
 

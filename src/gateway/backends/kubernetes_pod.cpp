@@ -173,17 +173,17 @@ json make_sandbox_pod(const KubePodOptions& o, const std::string& sandbox_id, co
         {{"name", "workspace"}, {"mountPath", "/workspace"}}}},
   };
 
-  json annotations = {{keys::kSandboxIdAnnotation, sandbox_id},
-                      {keys::kTokenSecretAnnotation, secret_name_for(name)},
-                      {keys::kCreatedAnnotation, format_kube_time(created_at)}};
-  if (expires_at) annotations[keys::kExpiresAnnotation] = format_kube_time(*expires_at);
-  json spec_doc = {{"image", spec.image},
-                   {"entrypoint", spec.entrypoint},
-                   {"env", spec.env},
-                   {"metadata", spec.metadata},
-                   {"resourceLimits", format_resource_limits(spec.limits)}};
-  if (spec.timeout) spec_doc["timeout"] = spec.timeout->count();
-  annotations[keys::kSpecAnnotation] = spec_doc.dump();
+  InstanceLabels labels;
+  labels.spec = spec;
+  labels.created_at = created_at;
+  labels.expires_at = expires_at;
+  json annotations = label_annotations(labels);
+  annotations[keys::kSandboxIdAnnotation] = sandbox_id;
+  annotations[keys::kTokenSecretAnnotation] = secret_name_for(name);
+  // Annotations are strings: an unset owner or expiry is left out of a new pod.
+  for (const char* key : {keys::kOwnerReplicaAnnotation, keys::kOwnerUrlAnnotation, keys::kExpiresAnnotation}) {
+    if (annotations[key].is_null() || annotations[key] == "") annotations.erase(key);
+  }
 
   json pod_spec = {
       {"restartPolicy", "Never"},
@@ -327,6 +327,34 @@ core::Result<PodRecord> record_from_pod(const json& pod, int execd_port) {
                                                                    : SandboxState::pending;
   s.message = v.message;
   return r;
+}
+
+json label_annotations(const InstanceLabels& labels) {
+  json spec_doc = {{"image", labels.spec.image},
+                   {"entrypoint", labels.spec.entrypoint},
+                   {"env", labels.spec.env},
+                   {"metadata", labels.spec.metadata},
+                   {"resourceLimits", format_resource_limits(labels.spec.limits)}};
+  if (labels.spec.timeout) spec_doc["timeout"] = labels.spec.timeout->count();
+  return {{keys::kOwnerReplicaAnnotation, labels.owner_replica},
+          {keys::kOwnerUrlAnnotation, labels.owner_url},
+          {keys::kCreatedAnnotation, format_kube_time(labels.created_at)},
+          {keys::kExpiresAnnotation, labels.expires_at ? json(format_kube_time(*labels.expires_at)) : json(nullptr)},
+          {keys::kSpecAnnotation, spec_doc.dump()}};
+}
+
+core::Result<InstanceLabels> labels_from_pod(const json& pod, const std::string& token) {
+  auto record = record_from_pod(pod, 0);
+  if (!record) return record.error();
+  const json annotations = pod.value("metadata", json::object()).value("annotations", json::object());
+  InstanceLabels l;
+  l.owner_replica = annotations.value(keys::kOwnerReplicaAnnotation, "");
+  l.owner_url = annotations.value(keys::kOwnerUrlAnnotation, "");
+  l.access_token = token;
+  l.spec = record->sandbox.spec;
+  l.created_at = record->sandbox.created_at;
+  l.expires_at = record->sandbox.expires_at;
+  return l;
 }
 
 std::string format_kube_time(TimePoint t) {

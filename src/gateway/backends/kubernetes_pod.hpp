@@ -39,6 +39,8 @@ inline constexpr const char* kTokenSecretAnnotation = "execd.io/token-secret";  
 inline constexpr const char* kCreatedAnnotation = "execd.io/created-at";
 inline constexpr const char* kExpiresAnnotation = "execd.io/expires-at";     ///< absent: no expiry
 inline constexpr const char* kSpecAnnotation = "execd.io/spec";              ///< the create's spec as JSON
+inline constexpr const char* kOwnerReplicaAnnotation = "execd.io/owner-replica";  ///< InstanceLabels::owner_replica
+inline constexpr const char* kOwnerUrlAnnotation = "execd.io/owner-url";          ///< InstanceLabels::owner_url
 inline constexpr const char* kTokenKey = "token";                            ///< the Secret's data key
 inline constexpr const char* kSandboxContainer = "sandbox";
 }  // namespace kube_keys
@@ -84,6 +86,14 @@ struct PodView {
   bool is_stuck = false;      ///< `message` names such a reason while Pending
 };
 PodView view_pod(const nlohmann::json& pod);
+
+/// The annotations that carry InstanceLabels (all but the token, which stays in the
+/// Secret): owner replica and URL, created and expiry times, the spec. An absent expiry
+/// is null, so the object also serves as a JSON merge patch that removes it.
+nlohmann::json label_annotations(const InstanceLabels& labels);
+
+/// InstanceLabels read back from a pod's annotations, with `token` from its Secret.
+core::Result<InstanceLabels> labels_from_pod(const nlohmann::json& pod, const std::string& token);
 
 /// What a restarted gateway can rebuild of a sandbox from its pod: id, spec, created and
 /// expiry times and placement from the annotations and status; the token is in the

@@ -212,3 +212,56 @@ TEST_CASE("kubernetes backend (API stand-in): a wrong token or an untrusted serv
   REQUIRE_FALSE(wrong_ca);
   CHECK(wrong_ca.error().message.find("certificate verify failed") != std::string::npos);
 }
+
+TEST_CASE("kubernetes backend (API stand-in): instance labels for replicas: stored, found, relabelled") {
+  StandIn api;
+  auto backend = open_backend(config_for(api.kubeconfig(api.token())));
+  SandboxSpec spec;
+  spec.image = "busybox";
+  spec.metadata = {{"team", "a"}};
+  InstanceLabels labels;
+  labels.owner_replica = "gw-0";
+  labels.owner_url = "http://10.0.0.5:8080";
+  labels.access_token = core::random_hex(32);
+  labels.spec = spec;
+  labels.created_at = std::chrono::system_clock::from_time_t(1800000000);
+  labels.expires_at = labels.created_at + std::chrono::seconds(600);
+  const std::string id = core::new_id();
+  auto placed = backend->create_labelled(id, spec, labels);
+  REQUIRE_MESSAGE(placed, (placed ? "" : placed.error().message));
+
+  auto found = backend->find(id);
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  REQUIRE((*found)->labels.has_value());
+  const InstanceLabels& got = *(*found)->labels;
+  CHECK(got.owner_replica == "gw-0");
+  CHECK(got.owner_url == "http://10.0.0.5:8080");
+  CHECK(got.access_token == labels.access_token);
+  CHECK(got.spec.metadata == spec.metadata);
+  CHECK(got.created_at == labels.created_at);
+  CHECK(got.expires_at == labels.expires_at);
+  CHECK((*found)->status.phase == InstanceStatus::Phase::running);
+
+  // Another replica adopts it, renews it to no expiry and patches its metadata.
+  InstanceLabels adopted = got;
+  adopted.owner_replica = "gw-1";
+  adopted.owner_url = "http://10.0.0.6:8080";
+  adopted.expires_at.reset();
+  adopted.spec.metadata["team"] = "b";
+  REQUIRE(backend->relabel(*placed, adopted));
+  auto listed = backend->list();
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  REQUIRE((*listed)[0].labels.has_value());
+  CHECK((*listed)[0].labels->owner_replica == "gw-1");
+  CHECK_FALSE((*listed)[0].labels->expires_at.has_value());
+  CHECK((*listed)[0].labels->spec.metadata.at("team") == "b");
+  CHECK((*listed)[0].labels->access_token == labels.access_token);
+
+  auto none = backend->find(core::new_id());
+  REQUIRE(none);
+  CHECK_FALSE(none->has_value());
+  CHECK(backend->remove(*placed));
+  CHECK_MESSAGE(api.stats()["invalid"].empty(), api.stats()["invalid"].dump());
+}
