@@ -170,6 +170,7 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start_warm(InvokeSpec& s
   const bool guarded = isolation::ExecutionGuard::needed(limits);
   const auto& isolator = runner_->isolator();
   if (guarded && !isolator) return core::make_error(core::Errc::unavailable, "no isolation service");
+  if (auto ready = python_zygote_->ready(); !ready) return ready.error();
   auto execution = executions_->create("invocation");
   ZygoteRun::Setup setup;
   setup.execution = execution;

@@ -79,6 +79,7 @@ struct Zygote::State : std::enable_shared_from_this<State> {
   std::mutex send_mu;
 
   core::Result<void> start(std::unique_lock<std::mutex>& lock);
+  core::Result<void> ready(std::unique_lock<std::mutex>& lock);
   void on_ctl(uint64_t gen);
   void on_pidfd(uint64_t gen);
   void handle(uint64_t gen, const nlohmann::json& msg);
@@ -303,6 +304,24 @@ void Zygote::stop() {
   }
 }
 
+core::Result<void> Zygote::State::ready(std::unique_lock<std::mutex>& lock) {
+  if (phase == Phase::down) {
+    if (std::chrono::steady_clock::now() - last_start < kRestartEvery && generation > 0) {
+      return core::make_error(core::Errc::unavailable, "the zygote died less than a second after it started");
+    }
+    if (auto r = start(lock); !r) return r.error();
+  }
+  if (!cv.wait_for(lock, options.ready_wait, [&] { return phase != Phase::starting; }) || phase != Phase::ready) {
+    return core::make_error(core::Errc::unavailable, "the zygote is not ready");
+  }
+  return {};
+}
+
+core::Result<void> Zygote::ready() {
+  std::unique_lock lock(state_->mu);
+  return state_->ready(lock);
+}
+
 core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::function<void(ZygoteExit)> on_exit) {
   auto& s = *state_;
   nlohmann::json rlimits = nlohmann::json::array();
@@ -321,16 +340,7 @@ core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::functi
   uint64_t gen = 0;
   {
     std::unique_lock lock(s.mu);
-    if (s.phase == State::Phase::down) {
-      if (std::chrono::steady_clock::now() - s.last_start < kRestartEvery && s.generation > 0) {
-        return core::make_error(core::Errc::unavailable, "the zygote died less than a second after it started");
-      }
-      if (auto r = s.start(lock); !r) return r.error();
-    }
-    if (!s.cv.wait_for(lock, s.options.ready_wait, [&] { return s.phase != State::Phase::starting; }) ||
-        s.phase != State::Phase::ready) {
-      return core::make_error(core::Errc::unavailable, "the zygote is not ready");
-    }
+    if (auto r = s.ready(lock); !r) return r.error();
     id = s.next_id++;
     gen = s.generation;
     s.pending[id] = p;

@@ -60,6 +60,11 @@ class Zygote {
   Zygote(const Zygote&) = delete;
   Zygote& operator=(const Zygote&) = delete;
 
+  /// Starts the zygote when it is down (not more than once a second) and waits for it to
+  /// serve, at most ready_wait; unavailable otherwise. fork_child() does this too; calling
+  /// it first keeps a first start's wait out of the child's own timing.
+  core::Result<void> ready();
+
   /// Forks one child for `request` and returns its pid (its own session and process
   /// group). `on_exit` runs once on the reactor thread when the child has ended, or with
   /// `lost` when the zygote died first; it may run before this returns. unavailable
