@@ -1,6 +1,7 @@
 #include "invoke/zygote.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,10 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <unordered_map>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <unordered_map>
 
 #include "core/json_parse.hpp"
 #include "core/unique_fd.hpp"
@@ -39,14 +38,17 @@ std::string resolve(const std::string& program) {
   while (start <= dirs.size()) {
     size_t colon = dirs.find(':', start);
     if (colon == std::string::npos) colon = dirs.size();
-    const std::string candidate = (colon > start ? dirs.substr(start, colon - start) : std::string(".")) + "/" + program;
+    const std::string candidate =
+        (colon > start ? dirs.substr(start, colon - start) : std::string(".")) + "/" + program;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     start = colon + 1;
   }
   return program;
 }
 
-timeval micros(int64_t us) { return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)}; }
+timeval micros(int64_t us) {
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
 
 }  // namespace
 
@@ -172,7 +174,9 @@ void Zygote::State::handle(uint64_t gen, const nlohmann::json& msg) {
     spdlog::warn("invoke: zygote: {}", msg["log"].is_string() ? msg["log"].get<std::string>() : msg["log"].dump());
     return;
   }
-  const auto id = static_cast<uint64_t>(number(msg.contains("started") ? "started" : msg.contains("failed") ? "failed" : "exited"));
+  const auto id = static_cast<uint64_t>(number(msg.contains("started")  ? "started"
+                                               : msg.contains("failed") ? "failed"
+                                                                        : "exited"));
   std::shared_ptr<Pending> p;
   {
     std::lock_guard lock(mu);
@@ -218,7 +222,8 @@ void Zygote::State::on_pidfd(uint64_t gen) {
     pidfd.reset();
     reaper->disown(pid);
     spdlog::warn("invoke: zygote {} ended ({})", pid,
-                 WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status)) : "exit " + std::to_string(WEXITSTATUS(status)));
+                 WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                     : "exit " + std::to_string(WEXITSTATUS(status)));
     pid = -1;
   }
   // What it sent before it died (a child it forked, a child it reaped) is still queued on
@@ -273,7 +278,9 @@ Zygote::Zygote(std::shared_ptr<process::Reactor> reactor, std::shared_ptr<proces
   state_->options = std::move(options);
 }
 
-Zygote::~Zygote() { stop(); }
+Zygote::~Zygote() {
+  stop();
+}
 
 pid_t Zygote::pid() const {
   std::lock_guard lock(state_->mu);
@@ -345,12 +352,13 @@ core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::functi
     gen = s.generation;
     s.pending[id] = p;
   }
-  const std::string body = nlohmann::json{{"id", id},
-                                          {"cwd", request.cwd},
-                                          {"env", request.env},
-                                          {"rlimits", std::move(rlimits)},
-                                          {"no_new_privs", no_new_privs}}
-                               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string body = nlohmann::json{
+      {"id", id},
+      {"cwd", request.cwd},
+      {"env", request.env},
+      {"rlimits", std::move(rlimits)},
+      {"no_new_privs",
+       no_new_privs}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   auto forget = [&](const std::string& why) {
     std::lock_guard lock(s.mu);
     s.pending.erase(id);
@@ -381,7 +389,8 @@ core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::functi
     do {
       n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    if (n != static_cast<ssize_t>(body.size())) return forget(std::string("cannot reach the zygote: ") + std::strerror(errno));
+    if (n != static_cast<ssize_t>(body.size()))
+      return forget(std::string("cannot reach the zygote: ") + std::strerror(errno));
   }
   std::unique_lock lock(s.mu);
   if (!s.cv.wait_for(lock, s.options.fork_wait, [&] { return p->answered; })) {

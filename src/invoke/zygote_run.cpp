@@ -2,14 +2,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "process/pipe_write.hpp"
 #include "process/spawn.hpp"
@@ -22,7 +21,9 @@ constexpr int kReadsPerWakeup = 16;  // one chatty invocation cannot starve the 
 constexpr std::chrono::milliseconds kCpuWatchInterval{250};
 constexpr std::chrono::seconds kStdinWrite{10};
 
-double timeval_ms(const timeval& tv) { return static_cast<double>(tv.tv_sec) * 1000.0 + tv.tv_usec / 1000.0; }
+double timeval_ms(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) * 1000.0 + tv.tv_usec / 1000.0;
+}
 
 }  // namespace
 
@@ -150,7 +151,9 @@ void ZygoteRun::watch_cpu() {
   });
 }
 
-void ZygoteRun::on_output(int fd, bool is_stderr) { drain(fd, is_stderr); }
+void ZygoteRun::on_output(int fd, bool is_stderr) {
+  drain(fd, is_stderr);
+}
 
 bool ZygoteRun::drain(int fd, bool is_stderr) {
   auto& log = *setup_.execution->log();
@@ -161,7 +164,8 @@ bool ZygoteRun::drain(int fd, bool is_stderr) {
     if (n > 0) {
       got = true;
       bool capped = false;
-      const std::string_view kept = setup_.guard ? chunk.substr(0, setup_.guard->admit_output(chunk.size(), &capped)) : chunk;
+      const std::string_view kept =
+          setup_.guard ? chunk.substr(0, setup_.guard->admit_output(chunk.size(), &capped)) : chunk;
       if (!kept.empty() && log.accepting()) {
         for (const auto& line : (is_stderr ? stderr_lines_ : stdout_lines_).feed(kept)) {
           log.append(is_stderr ? exec::events::stderr_text(line) : exec::events::stdout_text(line));
@@ -246,7 +250,8 @@ void ZygoteRun::on_exit(const ZygoteExit& x) {
     for (auto& c : error) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   if (timed_out) {
-    error = "timeout after " + std::to_string(setup_.timeout.count()) + " ms (" + (error.empty() ? "exited" : error) + ")";
+    error =
+        "timeout after " + std::to_string(setup_.timeout.count()) + " ms (" + (error.empty() ? "exited" : error) + ")";
   }
   accounting["exit_code"] = exit_code;
   if (guard) {

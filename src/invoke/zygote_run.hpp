@@ -15,8 +15,8 @@
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "exec/execution.hpp"
-#include "isolation/execution_guard.hpp"
 #include "invoke/zygote.hpp"
+#include "isolation/execution_guard.hpp"
 #include "process/reactor.hpp"
 
 namespace execd::invoke {
@@ -36,7 +36,7 @@ class ZygoteRun : public std::enable_shared_from_this<ZygoteRun> {
   struct Setup {
     std::shared_ptr<exec::Execution> execution;
     std::unique_ptr<isolation::ExecutionGuard> guard;  ///< null: no limits, level none
-    const isolation::ChildSteps* steps = nullptr;        ///< the guard's child steps, if any
+    const isolation::ChildSteps* steps = nullptr;      ///< the guard's child steps, if any
     std::string cwd;
     std::vector<std::string> env;
     std::string stdin_data;  ///< written to stdin, which is then closed

@@ -1,8 +1,9 @@
 // invoke::Zygote against a real python3 fork server: what a child gets (descriptors, cwd,
 // environment, rlimits, no_new_privs), how its end is reported (status, rusage), a zygote
 // killed under a running child, and stop().
-#include <doctest/doctest.h>
+#include "invoke/zygote.hpp"
 
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -14,13 +15,11 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "core/unique_fd.hpp"
-#include "invoke/zygote.hpp"
 #include "process/proc_table.hpp"
 #include "support/temp_dir.hpp"
 
@@ -84,13 +83,16 @@ struct Fixture {
 TEST_CASE("a forked child gets its descriptors, cwd, environment and limits; its end is reported") {
   Fixture f;
   test::TempDir dir;
-  Child c("import os, resource\n"
-          "def handler(e):\n"
-          "    print('out', e)\n"
-          "    st = open('/proc/self/status').read()\n"
-          "    return {'cwd': os.getcwd(), 'env': dict(os.environ), 'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0],\n"
-          "            'nnp': 'NoNewPrivs:\\t1' in st, 'sid': os.getsid(0) == os.getpid(), 'fds': sorted(os.listdir('/proc/self/fd'))}\n",
-          7);
+  Child c(
+      "import os, resource\n"
+      "def handler(e):\n"
+      "    print('out', e)\n"
+      "    st = open('/proc/self/status').read()\n"
+      "    return {'cwd': os.getcwd(), 'env': dict(os.environ), 'nofile': "
+      "resource.getrlimit(resource.RLIMIT_NOFILE)[0],\n"
+      "            'nnp': 'NoNewPrivs:\\t1' in st, 'sid': os.getsid(0) == os.getpid(), 'fds': "
+      "sorted(os.listdir('/proc/self/fd'))}\n",
+      7);
   isolation::ChildSteps steps;
   steps.rlimits.push_back({RLIMIT_NOFILE, 32, 32});
   steps.no_new_privs = true;
@@ -128,7 +130,8 @@ TEST_CASE("a killed zygote reports its running child lost; stop() ends it and it
   Fixture f;
   test::TempDir dir;
   Child c("import time\ndef handler(e):\n    time.sleep(60)\n");
-  auto pid = f.zygote.fork_child(c.request(dir.str(), {"PATH=/usr/bin:/bin"}), [&](invoke::ZygoteExit x) { c.exited.set_value(x); });
+  auto pid = f.zygote.fork_child(c.request(dir.str(), {"PATH=/usr/bin:/bin"}),
+                                 [&](invoke::ZygoteExit x) { c.exited.set_value(x); });
   REQUIRE(pid);
   const pid_t zygote = f.zygote.pid();
   REQUIRE(zygote > 0);
@@ -137,12 +140,14 @@ TEST_CASE("a killed zygote reports its running child lost; stop() ends it and it
   REQUIRE(fut.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   CHECK(fut.get().lost);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (alive(*pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  while (alive(*pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK_FALSE(alive(*pid));  // died with its zygote
   // Started again by the next request (restarts are at most one a second).
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   Child next("import time\ndef handler(e):\n    time.sleep(60)\n");
-  auto again = f.zygote.fork_child(next.request(dir.str(), {}), [&](invoke::ZygoteExit x) { next.exited.set_value(x); });
+  auto again =
+      f.zygote.fork_child(next.request(dir.str(), {}), [&](invoke::ZygoteExit x) { next.exited.set_value(x); });
   REQUIRE(again);
   const pid_t second = f.zygote.pid();
   CHECK(second != zygote);
@@ -153,6 +158,7 @@ TEST_CASE("a killed zygote reports its running child lost; stop() ends it and it
   CHECK(fut2.get().lost);
   CHECK_FALSE(alive(second));
   const auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (alive(*again) && std::chrono::steady_clock::now() < deadline2) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  while (alive(*again) && std::chrono::steady_clock::now() < deadline2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK_FALSE(alive(*again));
 }
