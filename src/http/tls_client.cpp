@@ -34,7 +34,9 @@ struct BioFree {
 };
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 
-BioPtr memory_bio(const std::string& pem) { return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))); }
+BioPtr memory_bio(const std::string& pem) {
+  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
 
 core::Result<void> add_ca_pem(SSL_CTX* ctx, const std::string& pem) {
   auto bio = memory_bio(pem);
@@ -92,10 +94,12 @@ core::Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsOpti
   // Partial writes: write() resumes from where OpenSSL stopped with the same buffer.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (!options.ca_file.empty() && SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr) != 1) {
-    return make_error(Errc::invalid_argument, "TLS: cannot load the CA file " + options.ca_file + ": " + openssl_reason());
+    return make_error(Errc::invalid_argument,
+                      "TLS: cannot load the CA file " + options.ca_file + ": " + openssl_reason());
   }
   if (!options.ca_pem.empty()) {
-    if (auto r = add_ca_pem(ctx, options.ca_pem); !r) return make_error(Errc::invalid_argument, "TLS: " + r.error().message);
+    if (auto r = add_ca_pem(ctx, options.ca_pem); !r)
+      return make_error(Errc::invalid_argument, "TLS: " + r.error().message);
   }
   if (!options.cert_pem.empty()) {
     if (auto r = use_client_identity(ctx, options.cert_pem, options.key_pem); !r) {
@@ -105,7 +109,9 @@ core::Result<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsOpti
   return out;
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() {
+  SSL_CTX_free(ctx_);
+}
 
 core::Result<std::unique_ptr<TlsSession>> TlsSession::connect(const TlsContext& context, int fd,
                                                               const std::string& server_name,
@@ -131,7 +137,8 @@ core::Result<std::unique_ptr<TlsSession>> TlsSession::connect(const TlsContext& 
     if (r == 1) return session;
     const int err = SSL_get_error(ssl, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      if (!session->wait(err, deadline)) return make_error(Errc::unavailable, "TLS handshake with " + server_name + ": timed out");
+      if (!session->wait(err, deadline))
+        return make_error(Errc::unavailable, "TLS handshake with " + server_name + ": timed out");
       continue;
     }
     std::string why = openssl_reason();

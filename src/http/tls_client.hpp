@@ -16,10 +16,10 @@ namespace execd::http {
 /// What an HTTPS client trusts and, optionally, presents: the sources a kubeconfig or a
 /// service account gives (a CA file, or PEM text; a client certificate and key as PEM).
 struct TlsOptions {
-  std::string ca_file = {};    ///< PEM file of the CAs that may sign the server's certificate
-  std::string ca_pem = {};     ///< or the same as PEM text (kubeconfig certificate-authority-data)
-  std::string cert_pem = {};   ///< client certificate (PEM); empty: none presented
-  std::string key_pem = {};    ///< its private key (PEM)
+  std::string ca_file = {};   ///< PEM file of the CAs that may sign the server's certificate
+  std::string ca_pem = {};    ///< or the same as PEM text (kubeconfig certificate-authority-data)
+  std::string cert_pem = {};  ///< client certificate (PEM); empty: none presented
+  std::string key_pem = {};   ///< its private key (PEM)
 };
 
 /// An OpenSSL client context built once from TlsOptions: TLS 1.2 or later, the server's

@@ -5,14 +5,13 @@
 // IP, a command through the gateway's proxy, pause refused with 501, delete -> the pod
 // and its Secret gone; and a gateway restarted on the same table serving the same pod.
 #include <doctest/doctest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <thread>
-
-#include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "k8s/api_standin.hpp"
 #include "support/daemon_process.hpp"
@@ -39,12 +38,15 @@ std::string env_or_fail(const char* name) {
 
 std::unique_ptr<DaemonProcess> start_gateway(const ApiStandIn& api, const TempDir& state) {
   return std::make_unique<DaemonProcess>(
-      std::vector<std::string>{"--api-key", kApiKey, "--backend", "kubernetes", "--kubeconfig", api.kubeconfig(api.token()),
-                               "--state-dir", state.str(), "--k8s-ready-timeout", "30s", "--sandbox-start-timeout", "30s"},
+      std::vector<std::string>{"--api-key", kApiKey, "--backend", "kubernetes", "--kubeconfig",
+                               api.kubeconfig(api.token()), "--state-dir", state.str(), "--k8s-ready-timeout", "30s",
+                               "--sandbox-start-timeout", "30s"},
       std::vector<std::string>{}, Program::gateway);
 }
 
-httplib::Headers auth() { return {{"OPEN-SANDBOX-API-KEY", kApiKey}}; }
+httplib::Headers auth() {
+  return {{"OPEN-SANDBOX-API-KEY", kApiKey}};
+}
 
 json wait_state(httplib::Client& c, const std::string& id, const std::string& want) {
   const auto deadline = std::chrono::steady_clock::now() + 40s;
@@ -61,7 +63,8 @@ json wait_state(httplib::Client& c, const std::string& id, const std::string& wa
 
 }  // namespace
 
-TEST_CASE("gateway on the kubernetes backend (API stand-in): lifecycle over HTTP, proxy, pause refused, delete, restart") {
+TEST_CASE(
+    "gateway on the kubernetes backend (API stand-in): lifecycle over HTTP, proxy, pause refused, delete, restart") {
   ApiStandIn api(env_or_fail("K8S_SOURCE_ROOT"), env_or_fail("EXECD_BIN"));
   TempDir state;
   auto gw = start_gateway(api, state);
@@ -94,7 +97,8 @@ TEST_CASE("gateway on the kubernetes backend (API stand-in): lifecycle over HTTP
   CHECK(cmd->body.find("hello-from-k8s") != std::string::npos);
 
   // Kubernetes cannot freeze a pod: a clear 501 JSON, and the sandbox keeps running.
-  check_error(c->Post("/v1/sandboxes/" + id + "/pause", auth(), "", "application/json"), 501, "NOT_SUPPORTED", "cannot pause");
+  check_error(c->Post("/v1/sandboxes/" + id + "/pause", auth(), "", "application/json"), 501, "NOT_SUPPORTED",
+              "cannot pause");
   CHECK(wait_state(*c, id, "Running")["status"]["state"] == "Running");
 
   // A gateway restarted on the same table finds the pod by its labels and serves it.
@@ -102,7 +106,8 @@ TEST_CASE("gateway on the kubernetes backend (API stand-in): lifecycle over HTTP
   gw = start_gateway(api, state);
   c = gw->client();
   CHECK(wait_state(*c, id, "Running")["status"]["state"] == "Running");
-  auto again = c->Post("/v1/sandboxes/" + id + "/proxy/44772/command", auth(), R"({"command":"echo still-here"})", "application/json");
+  auto again = c->Post("/v1/sandboxes/" + id + "/proxy/44772/command", auth(), R"({"command":"echo still-here"})",
+                       "application/json");
   REQUIRE(again);
   CHECK(again->body.find("still-here") != std::string::npos);
 
@@ -117,7 +122,8 @@ TEST_CASE("gateway on the kubernetes backend (API stand-in): lifecycle over HTTP
     std::this_thread::sleep_for(100ms);
   }
   CHECK(left["items"].empty());
-  (void)api.get("/api/v1/namespaces/sandboxes/secrets/" + pod["metadata"]["name"].get<std::string>() + "-token", &status);
+  (void)api.get("/api/v1/namespaces/sandboxes/secrets/" + pod["metadata"]["name"].get<std::string>() + "-token",
+                &status);
   CHECK(status == 404);
   const json stats = api.stats();
   CHECK_MESSAGE(stats["invalid"].empty(), stats["invalid"].dump());
@@ -129,10 +135,12 @@ TEST_CASE("gateway on the kubernetes backend (API stand-in): bad input and a clu
   TempDir state;
   auto gw = start_gateway(api, state);
   auto c = gw->client();
-  check_error(c->Post("/v1/sandboxes", auth(), R"({"image":{"uri":"busybox"},"resourceLimits":{"pids":"64"}})", "application/json"),
+  check_error(c->Post("/v1/sandboxes", auth(), R"({"image":{"uri":"busybox"},"resourceLimits":{"pids":"64"}})",
+                      "application/json"),
               400, "INVALID_REQUEST_BODY", "resourceLimits.pids");
   // Two nodes of one core: 1.8 cores asked passes the 80% cpu watermark.
-  check_error(c->Post("/v1/sandboxes", auth(), R"({"image":{"uri":"busybox"},"resourceLimits":{"cpu":"1800m"}})", "application/json"),
+  check_error(c->Post("/v1/sandboxes", auth(), R"({"image":{"uri":"busybox"},"resourceLimits":{"cpu":"1800m"}})",
+                      "application/json"),
               503, "CAPACITY", "cpu:");
   CHECK(api.stats()["invalid"].empty());
 }

@@ -1,5 +1,6 @@
 #include "k8s/api_standin.hpp"
 
+#include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <doctest/doctest.h>
 
 #include "core/id.hpp"
 #include "http/client.hpp"
@@ -25,8 +24,8 @@ void run(const std::string& cmd) {
 }
 
 void make_ca(const std::string& dir, const std::string& name) {
-  run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" + name + " -keyout " + dir +
-      "/" + name + ".key -out " + dir + "/" + name + ".crt");
+  run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" + name +
+      " -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name + ".crt");
 }
 
 }  // namespace
@@ -40,12 +39,17 @@ ApiStandIn::ApiStandIn(std::string source_root, std::string execd_bin, std::vect
   run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=kube-apiserver -keyout " + d +
       "/server.key -out " + d + "/server.csr");
   dir_.write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n");
-  run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " + d +
-      "/san.ext -out " + d + "/server.crt");
+  run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d +
+      "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/server.crt");
   token_ = "standin-" + core::random_hex(16);
-  std::vector<std::string> args = {"python3", root_ + "/tests/k8s/apiserver_standin.py", "--cert", d + "/server.crt", "--key",
-                                   d + "/server.key", "--token", token_, "--port-file", d + "/port", "--execd", execd_bin,
-                                   "--validator", root_ + "/tests/k8s/validate_objects.mjs", "--models", root_ + "/.k8s-schema"};
+  std::vector<std::string> args = {"python3",     root_ + "/tests/k8s/apiserver_standin.py",
+                                   "--cert",      d + "/server.crt",
+                                   "--key",       d + "/server.key",
+                                   "--token",     token_,
+                                   "--port-file", d + "/port",
+                                   "--execd",     execd_bin,
+                                   "--validator", root_ + "/tests/k8s/validate_objects.mjs",
+                                   "--models",    root_ + "/.k8s-schema"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = ::fork();
   REQUIRE(pid_ >= 0);
@@ -76,10 +80,13 @@ ApiStandIn::~ApiStandIn() {
 
 std::string ApiStandIn::kubeconfig(const std::string& token, const std::string& ca_file) const {
   const std::string ca = ca_file.empty() ? dir_.str() + "/ca.crt" : ca_file;
-  const std::string text = "apiVersion: v1\nkind: Config\ncurrent-context: standin\nclusters:\n- name: standin\n  cluster:\n"
-                           "    server: https://127.0.0.1:" + std::to_string(port_) + "\n    certificate-authority: " + ca +
-                           "\ncontexts:\n- name: standin\n  context: {cluster: standin, user: gw, namespace: sandboxes}\n"
-                           "users:\n- name: gw\n  user:\n    token: \"" + token + "\"\n";
+  const std::string text =
+      "apiVersion: v1\nkind: Config\ncurrent-context: standin\nclusters:\n- name: standin\n  cluster:\n"
+      "    server: https://127.0.0.1:" +
+      std::to_string(port_) + "\n    certificate-authority: " + ca +
+      "\ncontexts:\n- name: standin\n  context: {cluster: standin, user: gw, namespace: sandboxes}\n"
+      "users:\n- name: gw\n  user:\n    token: \"" +
+      token + "\"\n";
   return dir_.write("kubeconfig-" + std::to_string(++kubeconfigs_), text).string();
 }
 
@@ -104,6 +111,8 @@ nlohmann::json ApiStandIn::get(const std::string& path, int* status) const {
   return nlohmann::json::parse(res->body, nullptr, false);
 }
 
-nlohmann::json ApiStandIn::stats() const { return get("/standin/stats"); }
+nlohmann::json ApiStandIn::stats() const {
+  return get("/standin/stats");
+}
 
 }  // namespace execd::test

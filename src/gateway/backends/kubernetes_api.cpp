@@ -19,7 +19,8 @@ constexpr size_t kMaxEventBytes = 16u << 20;  // one watch event (a pod is a few
 
 core::Result<WatchEvent> parse_watch_event(std::string_view line) {
   const json j = json::parse(line, nullptr, false);
-  if (!j.is_object() || !j.contains("type") || !j["type"].is_string() || !j.contains("object") || !j["object"].is_object()) {
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string() || !j.contains("object") ||
+      !j["object"].is_object()) {
     return make_error(Errc::invalid_argument, "not a watch event: " + std::string(line.substr(0, 120)));
   }
   WatchEvent e{j["type"].get<std::string>(), j["object"]};
@@ -31,18 +32,24 @@ core::Result<WatchEvent> parse_watch_event(std::string_view line) {
 
 core::Error api_error(int status, const std::string& body, const std::string& what) {
   const json j = json::parse(body, nullptr, false);
-  std::string message = j.is_object() && j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>()
-                                                                                          : body.substr(0, 200);
+  std::string message = j.is_object() && j.contains("message") && j["message"].is_string()
+                            ? j["message"].get<std::string>()
+                            : body.substr(0, 200);
   message = what + ": " + message + " (HTTP " + std::to_string(status) + ")";
   switch (status) {
     case 400:
-    case 422: return make_error(Errc::invalid_argument, message);
+    case 422:
+      return make_error(Errc::invalid_argument, message);
     case 401:
-    case 403: return make_error(Errc::permission_denied, message);
-    case 404: return make_error(Errc::not_found, message);
+    case 403:
+      return make_error(Errc::permission_denied, message);
+    case 404:
+      return make_error(Errc::not_found, message);
     case 409:
-    case 410: return make_error(Errc::conflict, message);
-    default: return make_error(Errc::unavailable, message);
+    case 410:
+      return make_error(Errc::conflict, message);
+    default:
+      return make_error(Errc::unavailable, message);
   }
 }
 
@@ -90,7 +97,8 @@ core::Result<json> KubernetesApi::call(const std::string& method, const std::str
   if (res->status < 200 || res->status > 299) return api_error(res->status, res->body, what);
   if (res->body.empty()) return json::object();
   json out = json::parse(res->body, nullptr, false);
-  if (out.is_discarded()) return make_error(Errc::unavailable, what + ": the API server answered something that is not JSON");
+  if (out.is_discarded())
+    return make_error(Errc::unavailable, what + ": the API server answered something that is not JSON");
   return out;
 }
 
@@ -100,7 +108,8 @@ core::Result<bool> KubernetesApi::watch(const std::string& path, const std::func
   if (!headers) return headers.error();
   auto conn = http::UpstreamConnection::open(endpoint_, deadline);
   if (!conn) return make_error(Errc::unavailable, "watch " + path + ": " + conn.error().message);
-  std::string head = "GET " + path + " HTTP/1.1\r\nHost: " + endpoint_.host + ":" + std::to_string(endpoint_.port) + "\r\n";
+  std::string head =
+      "GET " + path + " HTTP/1.1\r\nHost: " + endpoint_.host + ":" + std::to_string(endpoint_.port) + "\r\n";
   for (const auto& [k, v] : *headers) head += k + ": " + v + "\r\n";
   head += "Connection: close\r\n\r\n";
   if (auto sent = conn->send(head, deadline); !sent) return sent.error();
@@ -131,7 +140,8 @@ core::Result<bool> KubernetesApi::watch(const std::string& path, const std::func
       if (!on_event(*event)) return true;
     }
     pending.erase(0, start);
-    if (pending.size() > kMaxEventBytes) return make_error(Errc::unavailable, "watch " + path + ": an event over 16 MiB");
+    if (pending.size() > kMaxEventBytes)
+      return make_error(Errc::unavailable, "watch " + path + ": an event over 16 MiB");
   }
 }
 

@@ -3,10 +3,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "gateway/backends/kubernetes_config.hpp"

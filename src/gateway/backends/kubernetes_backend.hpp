@@ -2,11 +2,10 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "gateway/backend.hpp"
@@ -18,9 +17,9 @@ namespace execd::gateway {
 
 /// How the kubernetes backend reaches its cluster and what it puts in each pod.
 struct KubernetesBackendConfig {
-  KubeApiConfig api;             ///< from --kubeconfig, or the pod's service account
-  KubePodOptions pod;            ///< namespace comes from api.namespace_name unless set with --k8s-namespace
-  KubeThresholds thresholds;     ///< the watermark
+  KubeApiConfig api;          ///< from --kubeconfig, or the pod's service account
+  KubePodOptions pod;         ///< namespace comes from api.namespace_name unless set with --k8s-namespace
+  KubeThresholds thresholds;  ///< the watermark
   /// A Pod (JSON or YAML, e.g. the ConfigMap deploy/k8s mounts) whose placement fields
   /// are copied into every sandbox pod: labels, annotations, nodeSelector, tolerations,
   /// affinity, priorityClassName, imagePullSecrets, dnsPolicy, dnsConfig. Empty: none.

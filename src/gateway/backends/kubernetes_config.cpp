@@ -5,9 +5,8 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace execd::gateway {
 namespace {
@@ -27,7 +26,8 @@ json plain_scalar(const std::string& text) {
   if (*begin == '+') ++begin;
   int64_t i = 0;
   if (auto [p, ec] = std::from_chars(begin, end, i); ec == std::errc() && p == end) return i;
-  if (text.find_first_of("0123456789") != std::string::npos && text.find_first_not_of("0123456789.eE+-") == std::string::npos) {
+  if (text.find_first_of("0123456789") != std::string::npos &&
+      text.find_first_not_of("0123456789.eE+-") == std::string::npos) {
     double d = 0;
     if (auto [p, ec] = std::from_chars(begin, end, d); ec == std::errc() && p == end) return d;
   }
@@ -163,10 +163,12 @@ core::Result<void> parse_server_url(std::string_view url, KubeApiConfig& out) {
   std::string_view port_text;
   if (!rest.empty() && rest.front() == '[') {
     const auto close = rest.find(']');
-    if (close == std::string_view::npos) return make_error(Errc::invalid_argument, "bad API server URL '" + std::string(url) + "'");
+    if (close == std::string_view::npos)
+      return make_error(Errc::invalid_argument, "bad API server URL '" + std::string(url) + "'");
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') return make_error(Errc::invalid_argument, "bad API server URL '" + std::string(url) + "'");
+      if (rest[close + 1] != ':')
+        return make_error(Errc::invalid_argument, "bad API server URL '" + std::string(url) + "'");
       port_text = rest.substr(close + 2);
     }
   } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
@@ -193,10 +195,12 @@ core::Result<KubeApiConfig> parse_kubeconfig(std::string_view text, const std::s
   const std::string context_name = str(*root, "current-context");
   if (context_name.empty()) return make_error(Errc::invalid_argument, "kubeconfig: no current-context");
   const json* context = find_named(*root, "contexts", "context", context_name);
-  if (context == nullptr) return make_error(Errc::invalid_argument, "kubeconfig: context '" + context_name + "' is not defined");
+  if (context == nullptr)
+    return make_error(Errc::invalid_argument, "kubeconfig: context '" + context_name + "' is not defined");
   const std::string cluster_name = str(*context, "cluster");
   const json* cluster = find_named(*root, "clusters", "cluster", cluster_name);
-  if (cluster == nullptr) return make_error(Errc::invalid_argument, "kubeconfig: cluster '" + cluster_name + "' is not defined");
+  if (cluster == nullptr)
+    return make_error(Errc::invalid_argument, "kubeconfig: cluster '" + cluster_name + "' is not defined");
   const std::string user_name = str(*context, "user");
   const json* user = user_name.empty() ? nullptr : find_named(*root, "users", "user", user_name);
   if (!user_name.empty() && user == nullptr) {
@@ -209,13 +213,16 @@ core::Result<KubeApiConfig> parse_kubeconfig(std::string_view text, const std::s
     return make_error(Errc::invalid_argument, "kubeconfig: cluster '" + cluster_name + "': " + r.error().message);
   }
   if (str(*cluster, "insecure-skip-tls-verify") == "true") {
-    return make_error(Errc::invalid_argument, "kubeconfig: cluster '" + cluster_name +
-                                                  "' sets insecure-skip-tls-verify; the gateway always verifies the API server");
+    return make_error(Errc::invalid_argument,
+                      "kubeconfig: cluster '" + cluster_name +
+                          "' sets insecure-skip-tls-verify; the gateway always verifies the API server");
   }
   c.tls_server_name = str(*cluster, "tls-server-name");
   if (const auto data = str(*cluster, "certificate-authority-data"); !data.empty()) {
     auto pem = decode_base64(data);
-    if (!pem) return make_error(Errc::invalid_argument, "kubeconfig: cluster '" + cluster_name + "': certificate-authority-data is not base64");
+    if (!pem)
+      return make_error(Errc::invalid_argument,
+                        "kubeconfig: cluster '" + cluster_name + "': certificate-authority-data is not base64");
     c.tls.ca_pem = std::move(*pem);
   } else if (const auto file = str(*cluster, "certificate-authority"); !file.empty()) {
     c.tls.ca_file = resolve(dir, file);
@@ -228,8 +235,9 @@ core::Result<KubeApiConfig> parse_kubeconfig(std::string_view text, const std::s
   if (user != nullptr) {
     for (const char* plugin : {"exec", "auth-provider"}) {
       if (user->contains(plugin)) {
-        return make_error(Errc::invalid_argument, "kubeconfig: user '" + user_name + "' authenticates through an " +
-                                                      plugin + " plugin, which the gateway does not run; use a token or a client certificate");
+        return make_error(Errc::invalid_argument,
+                          "kubeconfig: user '" + user_name + "' authenticates through an " + plugin +
+                              " plugin, which the gateway does not run; use a token or a client certificate");
       }
     }
     if (user->contains("username") || user->contains("password")) {
@@ -240,7 +248,9 @@ core::Result<KubeApiConfig> parse_kubeconfig(std::string_view text, const std::s
     auto pem_of = [&](const char* data_key, const char* file_key, std::string& out) -> core::Result<void> {
       if (const auto data = str(*user, data_key); !data.empty()) {
         auto pem = decode_base64(data);
-        if (!pem) return make_error(Errc::invalid_argument, "kubeconfig: user '" + user_name + "': " + data_key + " is not base64");
+        if (!pem)
+          return make_error(Errc::invalid_argument,
+                            "kubeconfig: user '" + user_name + "': " + data_key + " is not base64");
         out = std::move(*pem);
       } else if (const auto file = str(*user, file_key); !file.empty()) {
         auto text = read_whole(resolve(dir, file), "kubeconfig");
@@ -273,12 +283,14 @@ core::Result<KubeApiConfig> in_cluster_config(const std::map<std::string, std::s
   const auto host = env.find("KUBERNETES_SERVICE_HOST");
   const auto port = env.find("KUBERNETES_SERVICE_PORT");
   if (host == env.end() || host->second.empty() || port == env.end() || port->second.empty()) {
-    return make_error(Errc::unavailable,
-                      "not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (give --kubeconfig)");
+    return make_error(
+        Errc::unavailable,
+        "not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (give --kubeconfig)");
   }
   KubeApiConfig c;
   const bool is_v6 = host->second.find(':') != std::string::npos;
-  if (auto r = parse_server_url("https://" + (is_v6 ? "[" + host->second + "]" : host->second) + ":" + port->second, c); !r) {
+  if (auto r = parse_server_url("https://" + (is_v6 ? "[" + host->second + "]" : host->second) + ":" + port->second, c);
+      !r) {
     return make_error(Errc::unavailable, "in-cluster: " + r.error().message);
   }
   c.token_file = account_dir + "/token";

@@ -1,10 +1,9 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "http/tls_client.hpp"
@@ -15,16 +14,16 @@ namespace execd::gateway {
 /// current context or a pod's service account says. Plain data; the API client builds
 /// its TLS context and headers from it.
 struct KubeApiConfig {
-  std::string host;              ///< the API server's address (name or IP)
+  std::string host;  ///< the API server's address (name or IP)
   int port = 443;
-  std::string tls_server_name;   ///< name the certificate must carry; empty: host
-  http::TlsOptions tls;          ///< CA (file or PEM) and an optional client certificate
-  std::string token;             ///< a static bearer token (kubeconfig `token`)
+  std::string tls_server_name;  ///< name the certificate must carry; empty: host
+  http::TlsOptions tls;         ///< CA (file or PEM) and an optional client certificate
+  std::string token;            ///< a static bearer token (kubeconfig `token`)
   /// A token file, re-read before each request: a service account's projected token is
   /// rotated by the kubelet (kubeconfig `tokenFile`, in-cluster token).
   std::string token_file;
   std::string namespace_name = "default";  ///< the context's namespace, or the pod's own
-  std::string source;            ///< for logs: "kubeconfig PATH (context NAME)" or "in-cluster"
+  std::string source;                      ///< for logs: "kubeconfig PATH (context NAME)" or "in-cluster"
 };
 
 /// "https://host", "https://host:6443", "https://[::1]:6443" into host and port. Plain

@@ -30,7 +30,9 @@ std::string hex8(std::string_view text) {
   return buf;
 }
 
-std::string cpu_text(uint32_t millis) { return std::to_string(millis) + "m"; }
+std::string cpu_text(uint32_t millis) {
+  return std::to_string(millis) + "m";
+}
 
 // The wrapper that starts the sandbox container: the token is taken from the variable the
 // Secret fills and the variable is unset before the bundle's start.sh runs execd (which
@@ -81,29 +83,35 @@ std::string pod_name_for(std::string_view sandbox_id) {
 }
 
 std::string label_value_for(std::string_view sandbox_id) {
-  bool ok = !sandbox_id.empty() && sandbox_id.size() <= 63 && std::isalnum(static_cast<unsigned char>(sandbox_id.front())) != 0 &&
+  bool ok = !sandbox_id.empty() && sandbox_id.size() <= 63 &&
+            std::isalnum(static_cast<unsigned char>(sandbox_id.front())) != 0 &&
             std::isalnum(static_cast<unsigned char>(sandbox_id.back())) != 0;
   for (const unsigned char c : sandbox_id) ok = ok && (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.');
   return ok ? std::string(sandbox_id) : "h-" + hex8(sandbox_id);
 }
 
-std::string secret_name_for(std::string_view pod_name) { return std::string(pod_name) + "-token"; }
+std::string secret_name_for(std::string_view pod_name) {
+  return std::string(pod_name) + "-token";
+}
 
 core::Result<void> check_pod_spec(const SandboxSpec& spec) {
   if (spec.limits.max_pids != 0) {
-    return make_error(Errc::invalid_argument,
-                      "resourceLimits.pids: Kubernetes limits process ids per node (the kubelet's podPidsLimit), not per pod");
+    return make_error(
+        Errc::invalid_argument,
+        "resourceLimits.pids: Kubernetes limits process ids per node (the kubelet's podPidsLimit), not per pod");
   }
   for (const auto& [name, _] : spec.env) {
-    if (!is_env_name(name)) return make_error(Errc::invalid_argument, "env: '" + name + "' is not a variable name Kubernetes accepts");
-    if (name == "EXECD_SANDBOX_TOKEN") return make_error(Errc::invalid_argument, "env: EXECD_SANDBOX_TOKEN is reserved");
+    if (!is_env_name(name))
+      return make_error(Errc::invalid_argument, "env: '" + name + "' is not a variable name Kubernetes accepts");
+    if (name == "EXECD_SANDBOX_TOKEN")
+      return make_error(Errc::invalid_argument, "env: EXECD_SANDBOX_TOKEN is reserved");
   }
   if (spec.image.empty()) return make_error(Errc::invalid_argument, "image.uri: empty");
   return {};
 }
 
-json make_sandbox_pod(const KubePodOptions& o, const std::string& sandbox_id, const SandboxSpec& spec, TimePoint created_at,
-                      std::optional<TimePoint> expires_at) {
+json make_sandbox_pod(const KubePodOptions& o, const std::string& sandbox_id, const SandboxSpec& spec,
+                      TimePoint created_at, std::optional<TimePoint> expires_at) {
   const std::string name = pod_name_for(sandbox_id);
   const auto& l = spec.limits;
 
@@ -152,8 +160,10 @@ json make_sandbox_pod(const KubePodOptions& o, const std::string& sandbox_id, co
       {"imagePullPolicy", "IfNotPresent"},
       {"command", {"/opt/execd/busybox", "cp", "-a", "/opt/execd/.", "/bundle/"}},
       {"volumeMounts", {{{"name", "execd-bundle"}, {"mountPath", "/bundle"}}}},
-      {"resources", {{"requests", {{"cpu", "50m"}, {"memory", "32Mi"}}}, {"limits", {{"cpu", "500m"}, {"memory", "64Mi"}}}}},
-      {"securityContext", {{"allowPrivilegeEscalation", false}, {"capabilities", {{"drop", {"ALL"}}}}, {"readOnlyRootFilesystem", true}}},
+      {"resources",
+       {{"requests", {{"cpu", "50m"}, {"memory", "32Mi"}}}, {"limits", {{"cpu", "500m"}, {"memory", "64Mi"}}}}},
+      {"securityContext",
+       {{"allowPrivilegeEscalation", false}, {"capabilities", {{"drop", {"ALL"}}}}, {"readOnlyRootFilesystem", true}}},
   };
   json main = {
       {"name", keys::kSandboxContainer},
@@ -256,14 +266,18 @@ PodView view_pod(const json& pod) {
       }
     }
   }
-  if (const auto inits = status.find("initContainerStatuses"); inits != status.end() && inits->is_array() && waiting.empty()) {
+  if (const auto inits = status.find("initContainerStatuses");
+      inits != status.end() && inits->is_array() && waiting.empty()) {
     for (const auto& cs : *inits) {
       const json state = cs.value("state", json::object());
       if (const auto w = state.find("waiting"); w != state.end() && w->is_object()) {
         const std::string reason = w->value("reason", "");
-        if (is_stuck_reason(reason)) waiting = "init container " + cs.value("name", "") + ": " + reason + ": " + w->value("message", "");
-      } else if (const auto t = state.find("terminated"); t != state.end() && t->is_object() && t->value("exitCode", 0) != 0) {
-        terminated = "init container " + cs.value("name", "") + " failed, exit code " + std::to_string(t->value("exitCode", 0));
+        if (is_stuck_reason(reason))
+          waiting = "init container " + cs.value("name", "") + ": " + reason + ": " + w->value("message", "");
+      } else if (const auto t = state.find("terminated");
+                 t != state.end() && t->is_object() && t->value("exitCode", 0) != 0) {
+        terminated =
+            "init container " + cs.value("name", "") + " failed, exit code " + std::to_string(t->value("exitCode", 0));
       }
     }
   }
@@ -278,7 +292,8 @@ PodView view_pod(const json& pod) {
     if (!waiting.empty()) {
       v.message = waiting;
       v.is_stuck = true;
-    } else if (const auto conditions = status.find("conditions"); conditions != status.end() && conditions->is_array()) {
+    } else if (const auto conditions = status.find("conditions");
+               conditions != status.end() && conditions->is_array()) {
       for (const auto& c : *conditions) {
         if (c.value("type", "") == "PodScheduled" && c.value("status", "") == "False") {
           v.message = "not scheduled: " + c.value("message", c.value("reason", ""));
@@ -291,7 +306,9 @@ PodView view_pod(const json& pod) {
 
 core::Result<PodRecord> record_from_pod(const json& pod, int execd_port) {
   const PodView v = view_pod(pod);
-  if (v.sandbox_id.empty()) return make_error(Errc::invalid_argument, "pod " + v.name + " has no " + keys::kSandboxIdAnnotation + " annotation");
+  if (v.sandbox_id.empty())
+    return make_error(Errc::invalid_argument,
+                      "pod " + v.name + " has no " + keys::kSandboxIdAnnotation + " annotation");
   const json meta = pod.value("metadata", json::object());
   const json annotations = meta.value("annotations", json::object());
   PodRecord r;
@@ -300,7 +317,8 @@ core::Result<PodRecord> record_from_pod(const json& pod, int execd_port) {
   s.backend = "kubernetes";
   r.token_secret = annotations.value(keys::kTokenSecretAnnotation, "");
   const json spec = json::parse(annotations.value(keys::kSpecAnnotation, "{}"), nullptr, false);
-  if (!spec.is_object()) return make_error(Errc::invalid_argument, "pod " + v.name + ": the spec annotation is not a JSON object");
+  if (!spec.is_object())
+    return make_error(Errc::invalid_argument, "pod " + v.name + ": the spec annotation is not a JSON object");
   try {
     s.spec.image = spec.value("image", "");
     s.spec.entrypoint = spec.value("entrypoint", std::vector<std::string>{});
@@ -323,8 +341,8 @@ core::Result<PodRecord> record_from_pod(const json& pod, int execd_port) {
   }
   s.placement = Placement{v.name, v.ip, execd_port};
   s.state = v.phase == InstanceStatus::Phase::running && v.is_ready ? SandboxState::running
-            : v.phase == InstanceStatus::Phase::exited             ? SandboxState::failed
-                                                                   : SandboxState::pending;
+            : v.phase == InstanceStatus::Phase::exited              ? SandboxState::failed
+                                                                    : SandboxState::pending;
   s.message = v.message;
   return r;
 }

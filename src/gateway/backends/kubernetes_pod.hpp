@@ -1,11 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "gateway/backend.hpp"
@@ -20,11 +19,11 @@ struct KubePodOptions {
   /// An image holding `make bundle`'s output at /opt/execd; the init container copies it
   /// into an emptyDir that the sandbox container mounts read-only at /opt/execd.
   std::string bundle_image = "execd-bundle:latest";
-  std::string runtime_class;                 ///< e.g. "gvisor"; empty: the cluster's default
+  std::string runtime_class;  ///< e.g. "gvisor"; empty: the cluster's default
   int execd_port = 44772;
-  int64_t run_as_user = 1000;                ///< sandbox processes' uid (non-root); 0: root, the image's default
-  bool read_only_root = true;                ///< root filesystem read-only; /tmp and /workspace are emptyDirs
-  uint32_t default_cpu_millis = 250;         ///< requested when resourceLimits names no cpu
+  int64_t run_as_user = 1000;                    ///< sandbox processes' uid (non-root); 0: root, the image's default
+  bool read_only_root = true;                    ///< root filesystem read-only; /tmp and /workspace are emptyDirs
+  uint32_t default_cpu_millis = 250;             ///< requested when resourceLimits names no cpu
   uint64_t default_memory_bytes = 256ull << 20;  ///< requested when resourceLimits names no memory
 };
 
@@ -32,16 +31,16 @@ struct KubePodOptions {
 namespace kube_keys {
 inline constexpr const char* kSandboxLabel = "execd.io/sandbox";
 inline constexpr const char* kGatewayLabel = "execd.io/gateway";
-inline constexpr const char* kNameLabel = "app.kubernetes.io/name";         ///< "execd-sandbox" (NetworkPolicy selects it)
+inline constexpr const char* kNameLabel = "app.kubernetes.io/name";  ///< "execd-sandbox" (NetworkPolicy selects it)
 inline constexpr const char* kManagedByLabel = "app.kubernetes.io/managed-by";
-inline constexpr const char* kSandboxIdAnnotation = "execd.io/sandbox-id";    ///< the id exactly
+inline constexpr const char* kSandboxIdAnnotation = "execd.io/sandbox-id";      ///< the id exactly
 inline constexpr const char* kTokenSecretAnnotation = "execd.io/token-secret";  ///< Secret holding the execd token
 inline constexpr const char* kCreatedAnnotation = "execd.io/created-at";
-inline constexpr const char* kExpiresAnnotation = "execd.io/expires-at";     ///< absent: no expiry
-inline constexpr const char* kSpecAnnotation = "execd.io/spec";              ///< the create's spec as JSON
+inline constexpr const char* kExpiresAnnotation = "execd.io/expires-at";          ///< absent: no expiry
+inline constexpr const char* kSpecAnnotation = "execd.io/spec";                   ///< the create's spec as JSON
 inline constexpr const char* kOwnerReplicaAnnotation = "execd.io/owner-replica";  ///< InstanceLabels::owner_replica
 inline constexpr const char* kOwnerUrlAnnotation = "execd.io/owner-url";          ///< InstanceLabels::owner_url
-inline constexpr const char* kTokenKey = "token";                            ///< the Secret's data key
+inline constexpr const char* kTokenKey = "token";                                 ///< the Secret's data key
 inline constexpr const char* kSandboxContainer = "sandbox";
 }  // namespace kube_keys
 
@@ -69,21 +68,22 @@ core::Result<void> check_pod_spec(const SandboxSpec& spec);
 nlohmann::json make_sandbox_pod(const KubePodOptions& options, const std::string& sandbox_id, const SandboxSpec& spec,
                                 TimePoint created_at, std::optional<TimePoint> expires_at);
 /// The Secret (v1, Opaque) holding `token` under kube_keys::kTokenKey, labelled like the pod.
-nlohmann::json make_token_secret(const KubePodOptions& options, const std::string& sandbox_id, const std::string& token);
+nlohmann::json make_token_secret(const KubePodOptions& options, const std::string& sandbox_id,
+                                 const std::string& token);
 
 /// What the backend needs to know of a Pod object the API returned.
 struct PodView {
   std::string name;
-  std::string sandbox_id;     ///< from the annotation (the label may be hashed)
+  std::string sandbox_id;  ///< from the annotation (the label may be hashed)
   std::string uid;
-  std::string ip;             ///< status.podIP; empty until scheduled and started
-  bool is_ready = false;      ///< condition Ready is True
-  bool is_deleting = false;   ///< deletionTimestamp set
+  std::string ip;            ///< status.podIP; empty until scheduled and started
+  bool is_ready = false;     ///< condition Ready is True
+  bool is_deleting = false;  ///< deletionTimestamp set
   InstanceStatus::Phase phase = InstanceStatus::Phase::starting;
   /// Why it ended (exited), or why it cannot start: a container waiting for a reason
   /// that will not pass by itself (ErrImagePull, InvalidImageName, ...).
   std::string message;
-  bool is_stuck = false;      ///< `message` names such a reason while Pending
+  bool is_stuck = false;  ///< `message` names such a reason while Pending
 };
 PodView view_pod(const nlohmann::json& pod);
 

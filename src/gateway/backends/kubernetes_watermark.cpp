@@ -23,9 +23,13 @@ uint64_t quantity_or_zero(const json& map, const char* key) {
 }
 
 // Cores from thousandths stay thousandths (millicores); bytes and counts are whole units.
-uint64_t units(uint64_t millis) { return (millis + 999) / 1000; }
+uint64_t units(uint64_t millis) {
+  return (millis + 999) / 1000;
+}
 
-std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + "Mi"; }
+std::string mib(uint64_t bytes) {
+  return std::to_string(bytes >> 20) + "Mi";
+}
 
 bool node_is_ready(const json& node) {
   const json status = node.value("status", json::object());
@@ -37,7 +41,9 @@ bool node_is_ready(const json& node) {
   return false;
 }
 
-double pct(uint64_t part, uint64_t whole) { return whole == 0 ? 100.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole); }
+double pct(uint64_t part, uint64_t whole) {
+  return whole == 0 ? 100.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+}
 
 std::string fmt_pct(double v) {
   char buf[32];
@@ -143,7 +149,8 @@ ClusterLoad compute_cluster_load(const json& nodes, const json& pods, const json
 
 core::Result<void> check_room(const ClusterLoad& load, const PodAsk& ask, const KubeThresholds& t) {
   if (load.nodes.empty()) {
-    return make_error(Errc::unavailable, "no Ready, schedulable node (" + std::to_string(load.nodes_left_out) + " left out)");
+    return make_error(Errc::unavailable,
+                      "no Ready, schedulable node (" + std::to_string(load.nodes_left_out) + " left out)");
   }
   uint64_t cpu_alloc = 0, cpu_load = 0, mem_alloc = 0, mem_load = 0, pods_alloc = 0, pods = 0;
   bool fits_somewhere = false;
@@ -162,8 +169,8 @@ core::Result<void> check_room(const ClusterLoad& load, const PodAsk& ask, const 
   const double cpu_after = pct(cpu_load + ask.cpu_millis, cpu_alloc);
   if (cpu_after > t.cpu_pct) {
     return make_error(Errc::unavailable, "cpu: " + std::to_string(cpu_load + ask.cpu_millis) + "m of " +
-                                             std::to_string(cpu_alloc) + "m allocatable with this sandbox (" + fmt_pct(cpu_after) +
-                                             ", watermark " + fmt_pct(t.cpu_pct) + ")");
+                                             std::to_string(cpu_alloc) + "m allocatable with this sandbox (" +
+                                             fmt_pct(cpu_after) + ", watermark " + fmt_pct(t.cpu_pct) + ")");
   }
   const double mem_after = pct(mem_load + ask.memory_bytes, mem_alloc);
   if (mem_after > t.memory_pct) {
@@ -174,7 +181,8 @@ core::Result<void> check_room(const ClusterLoad& load, const PodAsk& ask, const 
   const double pods_after = pct(pods + 1, pods_alloc);
   if (pods_after > t.pods_pct) {
     return make_error(Errc::unavailable, "pods: " + std::to_string(pods + 1) + " of " + std::to_string(pods_alloc) +
-                                             " with this sandbox (" + fmt_pct(pods_after) + ", watermark " + fmt_pct(t.pods_pct) + ")");
+                                             " with this sandbox (" + fmt_pct(pods_after) + ", watermark " +
+                                             fmt_pct(t.pods_pct) + ")");
   }
   if (!fits_somewhere) {
     return make_error(Errc::unavailable, "no single node has " + std::to_string(ask.cpu_millis) + "m cpu and " +
@@ -192,7 +200,8 @@ std::string describe_load(const ClusterLoad& load, const PodAsk& ask) {
     if (n.cpu_used) out += " used " + std::to_string(*n.cpu_used) + "m";
     out += " of " + std::to_string(n.cpu_allocatable) + "m, memory req " + mib(n.memory_requested);
     if (n.memory_used) out += " used " + mib(*n.memory_used);
-    out += " of " + mib(n.memory_allocatable) + ", pods " + std::to_string(n.pods) + "/" + std::to_string(n.pods_allocatable);
+    out += " of " + mib(n.memory_allocatable) + ", pods " + std::to_string(n.pods) + "/" +
+           std::to_string(n.pods_allocatable);
   }
   return out;
 }

@@ -1,12 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 
@@ -40,8 +39,8 @@ struct NodeLoad {
   uint64_t pods_allocatable = 0;
   uint64_t cpu_requested = 0;
   uint64_t memory_requested = 0;
-  uint64_t pods = 0;                ///< pods bound to it that have not ended
-  std::optional<uint64_t> cpu_used;     ///< metrics.k8s.io usage, when served
+  uint64_t pods = 0;                 ///< pods bound to it that have not ended
+  std::optional<uint64_t> cpu_used;  ///< metrics.k8s.io usage, when served
   std::optional<uint64_t> memory_used;
   /// The larger of requested and used: what the watermark counts.
   [[nodiscard]] uint64_t cpu_load() const { return std::max(cpu_requested, cpu_used.value_or(0)); }
@@ -58,7 +57,8 @@ struct ClusterLoad {
 /// From a NodeList, a PodList (all namespaces) and, when the cluster serves
 /// metrics.k8s.io, a NodeMetricsList (null otherwise). Pods that ended (Succeeded,
 /// Failed) or are not bound to a counted node do not count.
-ClusterLoad compute_cluster_load(const nlohmann::json& nodes, const nlohmann::json& pods, const nlohmann::json& node_metrics);
+ClusterLoad compute_cluster_load(const nlohmann::json& nodes, const nlohmann::json& pods,
+                                 const nlohmann::json& node_metrics);
 
 /// Room for `ask` under the thresholds: cluster-wide for cpu, memory and pod count (the
 /// load after placing it, against the threshold share of allocatable), and at least one

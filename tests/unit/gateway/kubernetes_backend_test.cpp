@@ -6,12 +6,13 @@
 // token, the Secret -> env -> execd token path, the watch until Ready, /ping and a
 // command through the pod IP. What does not: a kubelet, a scheduler, an image pull.
 
-#include <chrono>
+#include "gateway/backends/kubernetes_backend.hpp"
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+
 #include "core/id.hpp"
-#include "gateway/backends/kubernetes_backend.hpp"
 #include "http/client.hpp"
 #include "k8s/api_standin.hpp"
 #include "kubernetes_test_paths.hpp"
@@ -26,7 +27,8 @@ namespace {
 /// The stand-in with this build's execd as its pods.
 class StandIn : public test::ApiStandIn {
  public:
-  explicit StandIn(std::vector<std::string> extra = {}) : ApiStandIn(K8S_SOURCE_ROOT, K8S_EXECD_BIN, std::move(extra)) {}
+  explicit StandIn(std::vector<std::string> extra = {})
+      : ApiStandIn(K8S_SOURCE_ROOT, K8S_EXECD_BIN, std::move(extra)) {}
 };
 
 KubernetesBackendConfig config_for(const std::string& kubeconfig) {
@@ -45,8 +47,8 @@ std::shared_ptr<KubernetesBackend> open_backend(const KubernetesBackendConfig& c
   return *b;
 }
 
-http::ClientResponse execd_call(const Placement& p, const std::string& token, const std::string& method, const std::string& target,
-                                const std::string& body = "") {
+http::ClientResponse execd_call(const Placement& p, const std::string& token, const std::string& method,
+                                const std::string& target, const std::string& body = "") {
   http::ClientRequest req;
   req.method = method;
   req.target = target;
@@ -60,7 +62,8 @@ http::ClientResponse execd_call(const Placement& p, const std::string& token, co
 
 }  // namespace
 
-TEST_CASE("kubernetes backend (API stand-in): create, watch to Ready, execd through the pod IP, list, rebuild, delete") {
+TEST_CASE(
+    "kubernetes backend (API stand-in): create, watch to Ready, execd through the pod IP, list, rebuild, delete") {
   StandIn api;
   auto backend = open_backend(config_for(api.kubeconfig(api.token())));
   SandboxSpec spec;
@@ -78,8 +81,9 @@ TEST_CASE("kubernetes backend (API stand-in): create, watch to Ready, execd thro
   const auto started = std::chrono::steady_clock::now();
   auto placed = backend->create(id, spec, token);
   REQUIRE_MESSAGE(placed, (placed ? "" : placed.error().message));
-  MESSAGE("create -> Ready in " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
-                                << " ms");
+  MESSAGE("create -> Ready in "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+          << " ms");
   CHECK(placed->handle == pod_name_for(id));
   CHECK(placed->host.rfind("127.", 0) == 0);
   CHECK(placed->port == 44772);
@@ -196,7 +200,7 @@ TEST_CASE("kubernetes backend (API stand-in): the watermark from the cluster's n
     spec.image = "busybox";
     spec.limits.cpu_millis = 1000;
     CHECK(backend->has_room(spec));  // 3.8 + 1 of 8 cores = 60%: room
-    spec.limits.cpu_millis = 2900;      // 3.8 + 2.9 of 8 = 84%: none
+    spec.limits.cpu_millis = 2900;   // 3.8 + 2.9 of 8 = 84%: none
     auto full = backend->has_room(spec);
     REQUIRE_FALSE(full);
     CHECK(full.error().message.find("cpu: 6700m of 8000m") != std::string::npos);

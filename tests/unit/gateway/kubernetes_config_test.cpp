@@ -1,7 +1,8 @@
 // Kubeconfig and in-cluster configuration parsing (pure: text and files in a temp dir).
+#include "gateway/backends/kubernetes_config.hpp"
+
 #include <doctest/doctest.h>
 
-#include "gateway/backends/kubernetes_config.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace execd;
@@ -89,7 +90,9 @@ TEST_CASE("kubeconfig: what the gateway cannot or will not use is refused by nam
   CHECK(refused("current-context: nope\ncontexts: []\n").find("'nope' is not defined") != std::string::npos);
   CHECK(refused("kind: Config\n").find("no current-context") != std::string::npos);
   CHECK(refused("[unclosed").find("not valid YAML") != std::string::npos);
-  const std::string base = "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {token: t}\n";
+  const std::string base =
+      "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nusers:\n- name: u\n  user: {token: "
+      "t}\n";
   CHECK(refused(base + "clusters:\n- name: k\n  cluster: {server: 'https://h', insecure-skip-tls-verify: true}\n")
             .find("insecure-skip-tls-verify") != std::string::npos);
   CHECK(refused(base + "clusters:\n- name: k\n  cluster: {server: 'http://h:8080', certificate-authority: /ca}\n")
@@ -116,7 +119,8 @@ TEST_CASE("kubeconfig: in-cluster service account") {
   REQUIRE_FALSE(outside);
   CHECK(outside.error().message.find("KUBERNETES_SERVICE_HOST") != std::string::npos);
   test::TempDir empty;
-  auto no_token = in_cluster_config({{"KUBERNETES_SERVICE_HOST", "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}}, empty.str());
+  auto no_token =
+      in_cluster_config({{"KUBERNETES_SERVICE_HOST", "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}}, empty.str());
   REQUIRE_FALSE(no_token);
   CHECK(no_token.error().message.find("token") != std::string::npos);
 }

@@ -1,12 +1,12 @@
 // The pod and Secret objects the Kubernetes backend sends, and what it reads back from
 // pods the API returns (pure functions; the objects' schemas are checked against
 // Kubernetes' own in kubernetes_schema_test.cpp).
+#include "gateway/backends/kubernetes_pod.hpp"
+
 #include <doctest/doctest.h>
 
 #include <regex>
 #include <set>
-
-#include "gateway/backends/kubernetes_pod.hpp"
 
 using namespace execd;
 using namespace execd::gateway;
@@ -44,7 +44,8 @@ const json* container(const json& pod, const char* list, const std::string& name
 TEST_CASE("kubernetes pod: names are DNS-1035 labels, distinct for distinct ids") {
   CHECK(pod_name_for("bfdf0123456789abcdef0123456789ab") == "sbx-bfdf0123456789abcdef0123456789ab");
   std::set<std::string> names;
-  for (const std::string& id : std::vector<std::string>{"ABC", "abc", "a_b", "a.b", "a-b", std::string(100, 'x'), std::string(100, 'x') + "y", "-", "Z-"}) {
+  for (const std::string& id : std::vector<std::string>{"ABC", "abc", "a_b", "a.b", "a-b", std::string(100, 'x'),
+                                                        std::string(100, 'x') + "y", "-", "Z-"}) {
     const std::string n = pod_name_for(id);
     CHECK_MESSAGE(is_dns1035(n), n);
     CHECK(n.size() <= 57);  // room for the Secret's "-token"
@@ -146,9 +147,13 @@ TEST_CASE("kubernetes pod: specs a pod cannot express are refused by field") {
 
 TEST_CASE("kubernetes pod: what the backend reads from pods the API returns") {
   json pod = {{"metadata", {{"name", "sbx-a"}, {"uid", "u-1"}, {"annotations", {{"execd.io/sandbox-id", "a"}}}}},
-              {"status", {{"phase", "Pending"},
-                          {"conditions", {{{"type", "PodScheduled"}, {"status", "False"}, {"reason", "Unschedulable"},
-                                           {"message", "0/3 nodes are available: 3 Insufficient cpu."}}}}}}};
+              {"status",
+               {{"phase", "Pending"},
+                {"conditions",
+                 {{{"type", "PodScheduled"},
+                   {"status", "False"},
+                   {"reason", "Unschedulable"},
+                   {"message", "0/3 nodes are available: 3 Insufficient cpu."}}}}}}};
   PodView v = view_pod(pod);
   CHECK(v.sandbox_id == "a");
   CHECK(v.uid == "u-1");
@@ -156,21 +161,25 @@ TEST_CASE("kubernetes pod: what the backend reads from pods the API returns") {
   CHECK_FALSE(v.is_stuck);
   CHECK(v.message.find("Insufficient cpu") != std::string::npos);
 
-  pod["status"] = {{"phase", "Pending"},
-                   {"containerStatuses", {{{"name", "sandbox"}, {"state", {{"waiting", {{"reason", "ErrImagePull"}, {"message", "not found"}}}}}}}}};
+  pod["status"] = {
+      {"phase", "Pending"},
+      {"containerStatuses",
+       {{{"name", "sandbox"}, {"state", {{"waiting", {{"reason", "ErrImagePull"}, {"message", "not found"}}}}}}}}};
   v = view_pod(pod);
   CHECK(v.is_stuck);
   CHECK(v.message.find("ErrImagePull") != std::string::npos);
 
-  pod["status"] = {{"phase", "Running"}, {"podIP", "10.1.2.3"},
-                   {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}};
+  pod["status"] = {
+      {"phase", "Running"}, {"podIP", "10.1.2.3"}, {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}};
   v = view_pod(pod);
   CHECK(v.phase == InstanceStatus::Phase::running);
   CHECK(v.is_ready);
   CHECK(v.ip == "10.1.2.3");
 
-  pod["status"] = {{"phase", "Failed"},
-                   {"containerStatuses", {{{"name", "sandbox"}, {"state", {{"terminated", {{"reason", "OOMKilled"}, {"exitCode", 137}}}}}}}}};
+  pod["status"] = {
+      {"phase", "Failed"},
+      {"containerStatuses",
+       {{{"name", "sandbox"}, {"state", {{"terminated", {{"reason", "OOMKilled"}, {"exitCode", 137}}}}}}}}};
   v = view_pod(pod);
   CHECK(v.phase == InstanceStatus::Phase::exited);
   CHECK(v.message == "OOMKilled, exit code 137");
@@ -186,7 +195,8 @@ TEST_CASE("kubernetes pod: a restarted gateway rebuilds the row from the annotat
   KubePodOptions o;
   const auto created = std::chrono::system_clock::from_time_t(1800000000);
   json pod = make_sandbox_pod(o, "abc123", full_spec(), created, created + std::chrono::seconds(600));
-  pod["status"] = {{"phase", "Running"}, {"podIP", "10.1.2.3"}, {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}};
+  pod["status"] = {
+      {"phase", "Running"}, {"podIP", "10.1.2.3"}, {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}};
   auto r = record_from_pod(pod, 44772);
   REQUIRE_MESSAGE(r, (r ? "" : r.error().message));
   const Sandbox& s = r->sandbox;

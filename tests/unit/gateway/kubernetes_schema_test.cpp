@@ -3,14 +3,13 @@
 // runs kubernetes-models' validators (types, formats, required fields, enums) plus a
 // strict walk refusing fields the definitions do not name. node and kubernetes-models
 // (installed by `make k8s-schema`) must be there: the test fails otherwise.
+#include <doctest/doctest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
-
-#include <doctest/doctest.h>
 
 #include "gateway/backends/kubernetes_backend.hpp"
 #include "gateway/backends/kubernetes_config.hpp"
@@ -48,7 +47,8 @@ std::map<std::string, json> validate(const json& objects, int expect_status) {
                   "kubernetes-models is not installed: run make k8s-schema");
   test::TempDir dir;
   const auto file = dir.write("objects.json", objects.dump());
-  const Outcome o = run_capture("node " + kRoot + "/tests/k8s/validate_objects.mjs " + kRoot + "/.k8s-schema < " + file.string());
+  const Outcome o =
+      run_capture("node " + kRoot + "/tests/k8s/validate_objects.mjs " + kRoot + "/.k8s-schema < " + file.string());
   CHECK_MESSAGE(o.status == expect_status, o.output);
   std::map<std::string, json> out;
   std::istringstream lines(o.output);
@@ -115,7 +115,8 @@ TEST_CASE("kubernetes schema: the pods and Secrets the backend sends are valid K
   int i = 0;
   for (const auto& [o, s] : cases) {
     const std::string id = "case" + std::to_string(i++) + "-ABC_def";
-    json pod = make_sandbox_pod(o, id, s, created, s.timeout ? std::optional<TimePoint>(created + *s.timeout) : std::nullopt);
+    json pod =
+        make_sandbox_pod(o, id, s, created, s.timeout ? std::optional<TimePoint>(created + *s.timeout) : std::nullopt);
     if (i == 2) apply_pod_template(pod, shipped_template());
     objects.push_back(pod);
     objects.push_back(make_token_secret(o, id, "0123456789abcdef"));
@@ -157,13 +158,14 @@ TEST_CASE("kubernetes schema: every manifest under deploy/k8s, and kustomization
   }
   REQUIRE(files.size() >= 8);
   // python3-yaml reads every document of every file (kubectl is not a Debian package).
-  const Outcome o = run_capture("python3 -c 'import sys, yaml, json; out = [d for f in sys.argv[1:] for d in "
-                                "yaml.safe_load_all(open(f)) if d]; json.dump(out, sys.stdout)' " +
-                                [&] {
-                                  std::string args;
-                                  for (const auto& f : files) args += " " + dir + "/" + f;
-                                  return args;
-                                }());
+  const Outcome o = run_capture(
+      "python3 -c 'import sys, yaml, json; out = [d for f in sys.argv[1:] for d in "
+      "yaml.safe_load_all(open(f)) if d]; json.dump(out, sys.stdout)' " +
+      [&] {
+        std::string args;
+        for (const auto& f : files) args += " " + dir + "/" + f;
+        return args;
+      }());
   REQUIRE_MESSAGE(o.status == 0, o.output);
   const json objects = json::parse(o.output);
   const auto results = validate(objects, 0);
@@ -172,8 +174,8 @@ TEST_CASE("kubernetes schema: every manifest under deploy/k8s, and kustomization
     CHECK_MESSAGE(r["ok"] == true, name << ": " << r["errors"].dump());
     kinds.insert(name.substr(0, name.find('/')));
   }
-  for (const char* k : {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                        "Deployment", "Service", "NetworkPolicy", "Ingress", "RuntimeClass"}) {
+  for (const char* k : {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+                        "ConfigMap", "Deployment", "Service", "NetworkPolicy", "Ingress", "RuntimeClass"}) {
     CHECK_MESSAGE(kinds.count(k) == 1, "deploy/k8s has no " << k);
   }
   for (const auto& obj : objects) {

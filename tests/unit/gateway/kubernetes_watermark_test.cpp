@@ -1,10 +1,11 @@
 // The watermark from the cluster's own numbers (node and pod lists, metrics), quantity
 // arithmetic, watch event parsing and API error mapping: pure functions over JSON shaped
 // as the API reference writes it.
+#include "gateway/backends/kubernetes_watermark.hpp"
+
 #include <doctest/doctest.h>
 
 #include "gateway/backends/kubernetes_api.hpp"
-#include "gateway/backends/kubernetes_watermark.hpp"
 
 using namespace execd;
 using namespace execd::gateway;
@@ -12,16 +13,22 @@ using nlohmann::json;
 
 namespace {
 
-json node(const std::string& name, const std::string& cpu, const std::string& memory, const std::string& pods, bool ready = true,
-          bool cordoned = false) {
+json node(const std::string& name, const std::string& cpu, const std::string& memory, const std::string& pods,
+          bool ready = true, bool cordoned = false) {
   return {{"metadata", {{"name", name}}},
           {"spec", cordoned ? json{{"unschedulable", true}} : json::object()},
-          {"status", {{"allocatable", {{"cpu", cpu}, {"memory", memory}, {"pods", pods}}},
-                      {"conditions", {{{"type", "MemoryPressure"}, {"status", "False"}}, {{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
+          {"status",
+           {{"allocatable", {{"cpu", cpu}, {"memory", memory}, {"pods", pods}}},
+            {"conditions",
+             {{{"type", "MemoryPressure"}, {"status", "False"}},
+              {{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
 }
 
-json pod(const std::string& node_name, const std::string& cpu, const std::string& memory, const std::string& phase = "Running") {
-  return {{"spec", {{"nodeName", node_name}, {"containers", {{{"name", "c"}, {"resources", {{"requests", {{"cpu", cpu}, {"memory", memory}}}}}}}}}},
+json pod(const std::string& node_name, const std::string& cpu, const std::string& memory,
+         const std::string& phase = "Running") {
+  return {{"spec",
+           {{"nodeName", node_name},
+            {"containers", {{{"name", "c"}, {"resources", {{"requests", {{"cpu", cpu}, {"memory", memory}}}}}}}}}},
           {"status", {{"phase", phase}}}};
 }
 
@@ -39,20 +46,26 @@ TEST_CASE("kubernetes watermark: quantities as the API writes them") {
 }
 
 TEST_CASE("kubernetes watermark: a pod's requests follow the scheduler's rule") {
-  json p = {{"spec",
-             {{"containers",
-               {{{"resources", {{"requests", {{"cpu", "100m"}, {"memory", "64Mi"}}}}}},
-                {{"resources", {{"limits", {{"cpu", "200m"}, {"memory", "128Mi"}}}}}}}},  // limits only: requests = limits
-              {"initContainers", {{{"resources", {{"requests", {{"cpu", "1"}, {"memory", "32Mi"}}}}}}}},
-              {"overhead", {{"cpu", "10m"}, {"memory", "1Mi"}}}}}};
+  json p = {
+      {"spec",
+       {{"containers",
+         {{{"resources", {{"requests", {{"cpu", "100m"}, {"memory", "64Mi"}}}}}},
+          {{"resources", {{"limits", {{"cpu", "200m"}, {"memory", "128Mi"}}}}}}}},  // limits only: requests = limits
+        {"initContainers", {{{"resources", {{"requests", {{"cpu", "1"}, {"memory", "32Mi"}}}}}}}},
+        {"overhead", {{"cpu", "10m"}, {"memory", "1Mi"}}}}}};
   const PodAsk a = pod_requests(p);
-  CHECK(a.cpu_millis == 1000 + 10);                    // the init container's 1 core beats 300m
+  CHECK(a.cpu_millis == 1000 + 10);                        // the init container's 1 core beats 300m
   CHECK(a.memory_bytes == (192ull << 20) + (1ull << 20));  // the containers' 192Mi beats 32Mi
 }
 
-TEST_CASE("kubernetes watermark: Ready schedulable nodes only; ended and unbound pods do not count; metrics folded in") {
-  const json nodes = {{"items", {node("a", "4", "8Gi", "110"), node("b", "4", "8Gi", "110", false), node("c", "4", "8Gi", "110", true, true)}}};
-  const json pods = {{"items", {pod("a", "1", "1Gi"), pod("a", "500m", "1Gi", "Succeeded"), pod("", "2", "1Gi"), pod("b", "2", "2Gi")}}};
+TEST_CASE(
+    "kubernetes watermark: Ready schedulable nodes only; ended and unbound pods do not count; metrics folded in") {
+  const json nodes = {
+      {"items",
+       {node("a", "4", "8Gi", "110"), node("b", "4", "8Gi", "110", false), node("c", "4", "8Gi", "110", true, true)}}};
+  const json pods = {
+      {"items",
+       {pod("a", "1", "1Gi"), pod("a", "500m", "1Gi", "Succeeded"), pod("", "2", "1Gi"), pod("b", "2", "2Gi")}}};
   ClusterLoad load = compute_cluster_load(nodes, pods, nullptr);
   REQUIRE(load.nodes.size() == 1);
   CHECK(load.nodes_left_out == 2);
@@ -61,10 +74,11 @@ TEST_CASE("kubernetes watermark: Ready schedulable nodes only; ended and unbound
   CHECK(load.nodes[0].cpu_requested == 1000);
   CHECK(load.nodes[0].memory_requested == 1ull << 30);
   CHECK(load.nodes[0].pods == 1);
-  const json metrics = {{"items", {{{"metadata", {{"name", "a"}}}, {"usage", {{"cpu", "3100000000n"}, {"memory", "2097152Ki"}}}}}}};
+  const json metrics = {
+      {"items", {{{"metadata", {{"name", "a"}}}, {"usage", {{"cpu", "3100000000n"}, {"memory", "2097152Ki"}}}}}}};
   load = compute_cluster_load(nodes, pods, metrics);
   CHECK(load.has_metrics);
-  CHECK(load.nodes[0].cpu_load() == 3100);              // usage above requests counts
+  CHECK(load.nodes[0].cpu_load() == 3100);  // usage above requests counts
   CHECK(load.nodes[0].memory_load() == 2ull << 30);
   const std::string line = describe_load(load, PodAsk{500, 1ull << 29});
   CHECK(line.find("a: cpu req 1000m used 3100m of 4000m") != std::string::npos);
@@ -110,7 +124,8 @@ TEST_CASE("kubernetes api: watch events and error statuses") {
   CHECK_FALSE(parse_watch_event(R"({"type":"ADDED"})"));
   CHECK_FALSE(parse_watch_event("not json"));
 
-  const std::string status = R"({"kind":"Status","status":"Failure","message":"pods \"x\" already exists","reason":"AlreadyExists","code":409})";
+  const std::string status =
+      R"({"kind":"Status","status":"Failure","message":"pods \"x\" already exists","reason":"AlreadyExists","code":409})";
   const core::Error c = api_error(409, status, "creating pod x");
   CHECK(c.code == core::Errc::conflict);
   CHECK(c.message == "creating pod x: pods \"x\" already exists (HTTP 409)");

@@ -1,6 +1,9 @@
 // HTTPS through http::send_request against a real TLS server: python3's ssl module with
 // certificates this test makes with `openssl req` (a CA, a server certificate it signs
 // for 127.0.0.1 and localhost, and a second CA nobody signed with).
+#include "http/tls_client.hpp"
+
+#include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,10 +14,7 @@
 #include <fstream>
 #include <thread>
 
-#include <doctest/doctest.h>
-
 #include "http/client.hpp"
-#include "http/tls_client.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace execd;
@@ -42,8 +42,8 @@ struct Pki {
     run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=server -keyout " + d +
         "/server.key -out " + d + "/server.csr");
     dir.write("san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d + "/ca.key -CAcreateserial -days 2 -extfile " +
-        d + "/san.ext -out " + d + "/server.crt");
+    run("openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.crt -CAkey " + d +
+        "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/server.crt");
   }
 };
 
@@ -187,7 +187,8 @@ TEST_CASE("tls client: contexts refuse missing or unusable trust material by nam
   auto garbage = http::TlsContext::create({.ca_pem = "not a certificate"});
   REQUIRE_FALSE(garbage);
   CHECK(garbage.error().message.find("no PEM certificate") != std::string::npos);
-  auto half = http::TlsContext::create({.ca_file = pki.path("ca.crt"), .cert_pem = test::read_file(pki.path("server.crt"))});
+  auto half =
+      http::TlsContext::create({.ca_file = pki.path("ca.crt"), .cert_pem = test::read_file(pki.path("server.crt"))});
   REQUIRE_FALSE(half);
   auto mismatched = http::TlsContext::create({.ca_file = pki.path("ca.crt"),
                                               .cert_pem = test::read_file(pki.path("server.crt")),
