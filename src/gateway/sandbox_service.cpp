@@ -314,17 +314,43 @@ core::Result<SandboxPage> SandboxService::list(const SandboxQuery& query) const 
   if (query.page == 0 || query.page_size == 0) {
     return make_error(Errc::invalid_argument, "page and pageSize start at 1");
   }
+  // Replicas: the other replicas' live sandboxes, as the engine's labels describe them,
+  // so a list through any replica shows every one (their rows stay with their owners).
+  std::vector<Sandbox> others;
+  if (!options_.replica_id.empty()) {
+    auto instances = backend_->list();
+    if (!instances) return instances.error();
+    for (const auto& i : *instances) {
+      if (!i.labels || i.labels->owner_replica.empty() || i.labels->owner_replica == options_.replica_id) continue;
+      Sandbox s;
+      s.id = i.sandbox_id;
+      s.backend = std::string(backend_->name());
+      s.spec = i.labels->spec;
+      s.created_at = s.updated_at = s.last_transition_at = i.labels->created_at;
+      s.expires_at = i.labels->expires_at;
+      s.state = i.status.phase == InstanceStatus::Phase::paused     ? SandboxState::paused
+                : i.status.phase == InstanceStatus::Phase::starting ? SandboxState::pending
+                                                                    : SandboxState::running;
+      s.reason = "replica";
+      s.message = "served by replica " + i.labels->owner_replica;
+      others.push_back(std::move(s));
+    }
+  }
   std::vector<const Sandbox*> matched;
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [id, e] : sandboxes_) {
-    if (e.record.is_pooled) continue;
-    const Sandbox& s = e.record.sandbox;
-    if (!query.states.empty() && query.states.count(s.state) == 0) continue;
+  auto consider = [&](const Sandbox& s) {
+    if (!query.states.empty() && query.states.count(s.state) == 0) return;
     const bool all_match = std::all_of(query.metadata.begin(), query.metadata.end(), [&](const auto& kv) {
       auto it = s.spec.metadata.find(kv.first);
       return it != s.spec.metadata.end() && it->second == kv.second;
     });
     if (all_match) matched.push_back(&s);
+  };
+  for (const auto& [id, e] : sandboxes_) {
+    if (!e.record.is_pooled) consider(e.record.sandbox);
+  }
+  for (const auto& s : others) {
+    if (find_locked(s.id) == nullptr) consider(s);
   }
   std::sort(matched.begin(), matched.end(), [](const Sandbox* a, const Sandbox* b) {
     return a->created_at != b->created_at ? a->created_at > b->created_at : a->id < b->id;
@@ -999,8 +1025,13 @@ void SandboxService::reap_once() {
   for (const auto& id : expired) finish(id, SandboxState::terminated, "ttl_expiry", "expired and removed");
   for (const auto& id : on_peer) {
     auto r = refresh_from_peer(id);
-    // A peer that is down is asked again next round; requests meanwhile answer 502.
-    if (!r) spdlog::debug("sandbox {}: {}", id, r.error().message);
+    if (!r && r.error().code == Errc::bad_gateway) {
+      // The peer is down: asked again next round (not once per sandbox, each waiting
+      // for its timeout, while local sandboxes wait to be expired); requests meanwhile
+      // answer 502.
+      spdlog::debug("overflow peer: {}", r.error().message);
+      break;
+    }
   }
 
   for (const auto& [id, placement] : to_inspect) {

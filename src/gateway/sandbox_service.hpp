@@ -134,6 +134,8 @@ class SandboxService {
   core::Result<Sandbox> create(SandboxSpec spec, const std::string& requested_id = "");
   /// A sandbox on the overflow peer is read from the peer (bad_gateway while it is down).
   core::Result<Sandbox> get(const std::string& id);
+  /// With --replica-id, the other replicas' live sandboxes are listed too, as the
+  /// engine's labels describe them (state from the instance; reason "replica").
   core::Result<SandboxPage> list(const SandboxQuery& query) const;
   /// Stopping -> backend remove -> Terminated ("user_delete"). A Pending sandbox is
   /// ended by its start-up worker once the engine placed it. conflict when already final.

@@ -246,6 +246,14 @@ TEST_CASE("replicas behind nginx: a session's requests reach its owner; a killed
     CHECK(ep.replica == who);
   }
 
+  // Any replica lists every sandbox (its own rows, the others' from the engine).
+  for (auto& r : cluster.replicas) {
+    auto listed = r.gw->get("/v1/sandboxes?state=Running&pageSize=100");
+    REQUIRE(listed);
+    const json page = json::parse(listed->body);
+    CHECK(page["pagination"]["totalItems"] == kSandboxes);
+  }
+
   // A replica that does not own a sandbox forwards to the one that does.
   {
     const auto& [id, who] = *owner.begin();
