@@ -284,7 +284,7 @@ void whole_life(const Engine& engine) {
 
   SUBCASE("pause stops a running loop, resume lets it go on; renew moves the expiry") {
     auto bg = gw.client()->Post(Gateway::proxy(id) + "/command",
-                                json{{"command", "i=0; while true; do i=$((i+1)); echo $i > /tmp/ticks; sleep 0.1; done"},
+                                json{{"command", "i=0; while true; do i=$((i+1)); echo $i > /tmp/ticks.new; mv /tmp/ticks.new /tmp/ticks; sleep 0.1; done"},
                                      {"background", true}}
                                     .dump(),
                                 "application/json");

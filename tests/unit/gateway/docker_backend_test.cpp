@@ -122,6 +122,7 @@ bool network_exists(const std::string& name) {
 
 long read_counter(DockerBackend& b, const Placement& p) {
   // Through the container's root as the host sees it: readable while the container is frozen.
+  // The loop renames each count into place, so a read never meets a truncated file.
   auto info = b.engine().inspect_container(p.handle);
   REQUIRE(info.ok());
   REQUIRE(info->state.pid > 0);
@@ -238,7 +239,7 @@ TEST_CASE("docker backend: the pids limit caps a fork loop") {
 TEST_CASE("docker backend: pause freezes the sandbox, resume lets it go on") {
   auto b = open_backend();
   const std::string token = "tok-pause";
-  auto placed = b.create(unique_id("pause"), busybox_spec({"sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.05; done"}), token);
+  auto placed = b.create(unique_id("pause"), busybox_spec({"sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.05; done"}), token);
   REQUIRE_MESSAGE(placed.ok(), (placed ? "" : placed.error().message));
   const Placement p = *placed;
   REQUIRE(wait_ping(p, token));
