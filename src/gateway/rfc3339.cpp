@@ -33,7 +33,7 @@ std::string format_rfc3339_ms(TimePoint t) {
 core::Result<TimePoint> parse_rfc3339(std::string_view field, std::string_view text) {
   auto fail = [&] {
     return core::make_error(core::Errc::invalid_argument, std::string(field) + ": '" + std::string(text) +
-               "' is not an RFC 3339 time (e.g. 2026-11-16T14:30:45Z)");
+                                                              "' is not an RFC 3339 time (e.g. 2026-11-16T14:30:45Z)");
   };
   int year = 0, mon = 0, day = 0, hour = 0, min = 0, sec = 0;
   if (!digits(text, 0, 4, year) || text.size() < 19 || text[4] != '-' || !digits(text, 5, 2, mon) || text[7] != '-' ||

@@ -1,9 +1,8 @@
 #include "gateway/sandbox.hpp"
 
 #include <array>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "core/json_parse.hpp"
 
@@ -40,14 +39,14 @@ std::optional<SandboxState> parse_state(std::string_view text) {
 
 std::string spec_to_json(const SandboxSpec& spec) {
   nlohmann::json j = {{"image", spec.image},
-            {"entrypoint", spec.entrypoint},
-            {"env", spec.env},
-            {"metadata", spec.metadata},
-            {"limits",
-             {{"cpu_millis", spec.limits.cpu_millis},
-              {"memory_bytes", spec.limits.memory_bytes},
-              {"max_pids", spec.limits.max_pids},
-              {"disk_bytes", spec.limits.disk_bytes}}}};
+                      {"entrypoint", spec.entrypoint},
+                      {"env", spec.env},
+                      {"metadata", spec.metadata},
+                      {"limits",
+                       {{"cpu_millis", spec.limits.cpu_millis},
+                        {"memory_bytes", spec.limits.memory_bytes},
+                        {"max_pids", spec.limits.max_pids},
+                        {"disk_bytes", spec.limits.disk_bytes}}}};
   if (spec.timeout) j["timeout_s"] = spec.timeout->count();
   return j.dump();
 }
@@ -74,6 +73,8 @@ core::Result<SandboxSpec> spec_from_json(const std::string& text) {
   }
 }
 
-bool is_final(SandboxState state) { return state == SandboxState::terminated || state == SandboxState::failed; }
+bool is_final(SandboxState state) {
+  return state == SandboxState::terminated || state == SandboxState::failed;
+}
 
 }  // namespace execd::gateway

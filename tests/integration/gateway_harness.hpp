@@ -3,16 +3,15 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "support/daemon_process.hpp"
 #include "support/temp_dir.hpp"
@@ -26,7 +25,8 @@ using namespace std::chrono_literals;
 // `prefix` (as gateway_test.cpp does): whatever a failed check left behind.
 inline std::string kill_keepers_under(const std::string& prefix) {
   return "desc() { for c in $(pgrep -P \"$1\"); do desc \"$c\"; echo \"$c\"; done; }; "
-         "for k in $(pgrep -f '[e]xecd-sandbox-keeper " + prefix + "'); do kill -9 $(desc $k) $k 2>/dev/null; done; true";
+         "for k in $(pgrep -f '[e]xecd-sandbox-keeper " +
+         prefix + "'); do kill -9 $(desc $k) $k 2>/dev/null; done; true";
 }
 
 /// One execd-gateway. `dir` is its --state-dir (sandboxes live under dir/sandboxes);
@@ -50,12 +50,12 @@ class Gateway {
   void start(const std::vector<std::string>& more = {}) {
     const char* execd = std::getenv("EXECD_BIN");
     REQUIRE(execd != nullptr);
-    std::vector<std::string> a = {"--api-key", api_key_, "--state-dir", dir_, "--execd-bin", execd,
-                                  "--sandbox-start-timeout", "30s"};
+    std::vector<std::string> a = {
+        "--api-key", api_key_, "--state-dir", dir_, "--execd-bin", execd, "--sandbox-start-timeout", "30s"};
     a.insert(a.end(), args_.begin(), args_.end());
     a.insert(a.end(), more.begin(), more.end());
-    daemon_ = std::make_unique<execd::test::DaemonProcess>(a, std::vector<std::string>{},
-                                                           execd::test::Program::gateway);
+    daemon_ =
+        std::make_unique<execd::test::DaemonProcess>(a, std::vector<std::string>{}, execd::test::Program::gateway);
   }
   /// SIGKILL: the gateway dies, its sandboxes keep running.
   void kill() {

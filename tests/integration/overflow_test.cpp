@@ -21,7 +21,9 @@ namespace {
 constexpr const char* kLocalKey = "local-key-0123";
 constexpr const char* kCloudKey = "cloud-key-4567";
 
-json host_sandbox(int timeout_s = 600) { return {{"image", {{"uri", "host"}}}, {"timeout", timeout_s}}; }
+json host_sandbox(int timeout_s = 600) {
+  return {{"image", {{"uri", "host"}}}, {"timeout", timeout_s}};
+}
 
 std::string proxy_path(const std::string& id, const std::string& rest) {
   return "/v1/sandboxes/" + id + "/proxy/44772" + rest;
@@ -34,9 +36,9 @@ struct Pair {
   std::unique_ptr<Gateway> local;
   Pair() {
     cloud = std::make_unique<Gateway>(cloud_dir.str(), kCloudKey, std::vector<std::string>{});
-    local = std::make_unique<Gateway>(local_dir.str(), kLocalKey,
-                                      std::vector<std::string>{"--max-sandboxes", "3", "--remote", cloud->url(),
-                                                               "--remote-api-key", kCloudKey});
+    local = std::make_unique<Gateway>(
+        local_dir.str(), kLocalKey,
+        std::vector<std::string>{"--max-sandboxes", "3", "--remote", cloud->url(), "--remote-api-key", kCloudKey});
   }
   ~Pair() {
     // The local gateway deletes its own and (through the peer) the cloud's; then the
@@ -151,8 +153,8 @@ TEST_CASE("past its cap the local gateway places sandboxes on its peer and serve
     CHECK(direct_pong->status == 200);
     auto proxied = local.get("/v1/sandboxes/" + a + "/endpoints/44772?use_server_proxy=true");
     REQUIRE(proxied);
-    CHECK(json::parse(proxied->body)["endpoint"] == "http://127.0.0.1:" + std::to_string(local.port()) +
-                                                       "/v1/sandboxes/" + a + "/proxy/44772");
+    CHECK(json::parse(proxied->body)["endpoint"] ==
+          "http://127.0.0.1:" + std::to_string(local.port()) + "/v1/sandboxes/" + a + "/proxy/44772");
   }
 
   // Lifecycle calls go to the cloud and show there.
@@ -171,7 +173,8 @@ TEST_CASE("past its cap the local gateway places sandboxes on its peer and serve
   CHECK(cloud.sandbox(a)["metadata"]["tier"] == "cloud");
   check_error(local.patch("/v1/sandboxes/" + a + "/metadata", R"({"opensandbox.io/x":"y"})"), 400,
               "INVALID_REQUEST_BODY", "reserved");
-  auto renewed = local.post("/v1/sandboxes/" + a + "/renew-expiration", json{{"expiresAt", "2099-01-01T00:00:00Z"}}.dump());
+  auto renewed =
+      local.post("/v1/sandboxes/" + a + "/renew-expiration", json{{"expiresAt", "2099-01-01T00:00:00Z"}}.dump());
   REQUIRE(renewed);
   INFO(renewed->body);
   CHECK(renewed->status == 200);
@@ -202,8 +205,9 @@ TEST_CASE("past its cap the local gateway places sandboxes on its peer and serve
   check_error(local.post("/v1/sandboxes", host_sandbox().dump()), 503, "UNAVAILABLE", cloud_url);
   check_error(local.get("/v1/sandboxes/" + a), 502, "BAD_GATEWAY", cloud_url);
   check_error(local.del("/v1/sandboxes/" + a), 502, "BAD_GATEWAY", cloud_url);
-  check_error(local.post("/v1/sandboxes/" + a + "/renew-expiration", json{{"expiresAt", "2099-01-02T00:00:00Z"}}.dump()),
-              502, "BAD_GATEWAY", cloud_url);
+  check_error(
+      local.post("/v1/sandboxes/" + a + "/renew-expiration", json{{"expiresAt", "2099-01-02T00:00:00Z"}}.dump()), 502,
+      "BAD_GATEWAY", cloud_url);
   check_error(c->Get(proxy_path(a, "/ping")), 502, "BAD_GATEWAY", "127.0.0.1:" + std::to_string(cloud_port));
   // Local sandboxes are unaffected.
   auto local_pong = c->Get(proxy_path(ids[0], "/ping"));
@@ -239,9 +243,9 @@ TEST_CASE("without a peer a full gateway is 503 CAPACITY; a chosen id is honoure
   check_error(gw.client()->Post("/v1/sandboxes", {{"X-Execd-Sandbox-Id", "chosen-id-1"}}, host_sandbox().dump(),
                                 "application/json"),
               409, "CONFLICT", "chosen-id-1");
-  check_error(gw.client()->Post("/v1/sandboxes", {{"X-Execd-Sandbox-Id", "../etc"}}, host_sandbox().dump(),
-                                "application/json"),
-              400, "INVALID_REQUEST_BODY", "X-Execd-Sandbox-Id");
+  check_error(
+      gw.client()->Post("/v1/sandboxes", {{"X-Execd-Sandbox-Id", "../etc"}}, host_sandbox().dump(), "application/json"),
+      400, "INVALID_REQUEST_BODY", "X-Execd-Sandbox-Id");
   check_error(gw.post("/v1/sandboxes", host_sandbox().dump()), 503, "CAPACITY", "max-sandboxes");
   gw.wait_state("chosen-id-1", "Running");
 }

@@ -76,17 +76,18 @@ class Nginx {
     REQUIRE(listen != std::string::npos);
     conf.replace(listen, std::string("listen 8080;").size(), "listen 127.0.0.1:" + std::to_string(port_) + ";");
     std::ofstream(dir + "/gateway.conf") << conf;
-    std::ofstream(dir + "/nginx.conf")
-        << (::geteuid() == 0 ? "user root;\n" : "") << "worker_processes 1;\n"
-        << "pid " << dir << "/nginx.pid;\n"
-        << "error_log " << dir << "/error.log warn;\n"
-        << "events { worker_connections 1024; }\n"
-        << "http {\n  access_log off;\n"
-        << "  client_body_temp_path " << dir << "/body;\n  proxy_temp_path " << dir << "/proxy;\n"
-        << "  fastcgi_temp_path " << dir << "/fcgi;\n  uwsgi_temp_path " << dir << "/uwsgi;\n  scgi_temp_path " << dir
-        << "/scgi;\n"
-        << "  include " << dir << "/gateway.conf;\n}\n";
-    std::vector<std::string> args = {"/usr/sbin/nginx", "-p", dir + "/", "-c", dir + "/nginx.conf", "-g", "daemon off;"};
+    std::ofstream(dir + "/nginx.conf") << (::geteuid() == 0 ? "user root;\n" : "") << "worker_processes 1;\n"
+                                       << "pid " << dir << "/nginx.pid;\n"
+                                       << "error_log " << dir << "/error.log warn;\n"
+                                       << "events { worker_connections 1024; }\n"
+                                       << "http {\n  access_log off;\n"
+                                       << "  client_body_temp_path " << dir << "/body;\n  proxy_temp_path " << dir
+                                       << "/proxy;\n"
+                                       << "  fastcgi_temp_path " << dir << "/fcgi;\n  uwsgi_temp_path " << dir
+                                       << "/uwsgi;\n  scgi_temp_path " << dir << "/scgi;\n"
+                                       << "  include " << dir << "/gateway.conf;\n}\n";
+    std::vector<std::string> args = {"/usr/sbin/nginx",   "-p", dir + "/",    "-c",
+                                     dir + "/nginx.conf", "-g", "daemon off;"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -209,7 +210,8 @@ TEST_CASE("replicas behind nginx: a session's requests reach its owner; a killed
   std::map<std::string, std::string> owner;  // sandbox id -> replica that created it
   std::set<std::string> creators;
   for (int i = 0; i < kSandboxes; ++i) {
-    auto r = front->Post("/v1/sandboxes", json{{"image", {{"uri", "host"}}}, {"timeout", 600}}.dump(), "application/json");
+    auto r =
+        front->Post("/v1/sandboxes", json{{"image", {{"uri", "host"}}}, {"timeout", 600}}.dump(), "application/json");
     REQUIRE(r);
     INFO(r->body);
     REQUIRE(r->status == 202);
@@ -295,7 +297,8 @@ TEST_CASE("replicas behind nginx: a session's requests reach its owner; a killed
     const Answer pong = ask(*front, "GET", "/v1/sandboxes/" + id + "/proxy/44772/ping");
     CHECK(pong.status == 200);
     CHECK(pong.replica == a.replica);
-    const Answer kept = ask(*front, "GET", "/v1/sandboxes/" + id + "/proxy/44772/files/download?path=/workspace/keep.txt");
+    const Answer kept =
+        ask(*front, "GET", "/v1/sandboxes/" + id + "/proxy/44772/files/download?path=/workspace/keep.txt");
     CHECK(kept.status == 200);
     CHECK(kept.body == "kept-" + id + "\n");
     CHECK(kept.replica == a.replica);

@@ -78,9 +78,8 @@ std::shared_ptr<const http::ReverseProxy> register_proxy_routes(http::HttpServer
     proxy->forward(req, res, body, call->target, call->upstream_target);
   };
   auto without_body = [forward](const httplib::Request& req, httplib::Response& res) { forward(req, res, nullptr); };
-  auto with_body = [forward](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-    forward(req, res, &reader);
-  };
+  auto with_body = [forward](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) { forward(req, res, &reader); };
   using M = http::HttpServer::Method;
   server.route(M::get, pattern, without_body);
   server.route(M::options, pattern, without_body);

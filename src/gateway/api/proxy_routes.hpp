@@ -24,9 +24,8 @@ class ReplicaRouter;
 /// The client's `withheld_header` (its OPEN-SANDBOX-API-KEY) is not forwarded. A port
 /// outside 1-65535 is a 400; an unknown sandbox 404, one not Running 409. Answers served
 /// here carry X-Gateway-Replica. Returns the proxy's counters, for the gateway's metrics.
-std::shared_ptr<const http::ReverseProxy> register_proxy_routes(http::HttpServer& server,
-                                                                std::shared_ptr<SandboxService> service,
-                                                                std::shared_ptr<const ReplicaRouter> router,
-                                                                const std::string& withheld_header = "OPEN-SANDBOX-API-KEY");
+std::shared_ptr<const http::ReverseProxy> register_proxy_routes(
+    http::HttpServer& server, std::shared_ptr<SandboxService> service, std::shared_ptr<const ReplicaRouter> router,
+    const std::string& withheld_header = "OPEN-SANDBOX-API-KEY");
 
 }  // namespace execd::gateway::api

@@ -16,7 +16,7 @@ void ReplicaRouter::mark(httplib::Response& res) const {
 }
 
 core::Result<std::optional<http::ClientEndpoint>> ReplicaRouter::owner_endpoint(const std::string& id,
-                                                                               const httplib::Request& req) const {
+                                                                                const httplib::Request& req) const {
   using Found = std::optional<http::ClientEndpoint>;
   if (replica_id_.empty()) return Found();
   auto owner = service_->owner_of(id);

@@ -1,10 +1,10 @@
 #pragma once
 
+#include <httplib.h>
+
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <httplib.h>
 
 #include "core/result.hpp"
 #include "http/client.hpp"
@@ -34,7 +34,8 @@ class ReplicaRouter {
   /// Where a request for `id` is served: nullopt here (after an adoption, if that was
   /// needed), or the owner's endpoint. An error when the owner cannot be had (a request
   /// already forwarded once that meets yet another owner).
-  core::Result<std::optional<http::ClientEndpoint>> owner_endpoint(const std::string& id, const httplib::Request& req) const;
+  core::Result<std::optional<http::ClientEndpoint>> owner_endpoint(const std::string& id,
+                                                                   const httplib::Request& req) const;
 
   /// For a lifecycle route: when another replica owns `id`, forwards the request there
   /// (bodies are small JSON, sent whole) and copies its answer into `res`: true. False

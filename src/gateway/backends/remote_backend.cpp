@@ -24,13 +24,20 @@ core::Error peer_error(const std::string& url, const http::ClientResponse& r, co
                                : std::string();
   message = "peer gateway " + url + " (" + what + "): " + message;
   switch (r.status) {
-    case 400: return {Errc::invalid_argument, message};
-    case 404: return {Errc::not_found, message};
-    case 409: return {Errc::conflict, message};
-    case 501: return {Errc::not_supported, message};
-    case 503: return {code == "CAPACITY" ? Errc::capacity : Errc::unavailable, message};
-    case 401: return {Errc::bad_gateway, "peer gateway " + url + " refused this gateway's --remote-api-key (" + what + ")"};
-    default: return {Errc::bad_gateway, message + " (status " + std::to_string(r.status) + ")"};
+    case 400:
+      return {Errc::invalid_argument, message};
+    case 404:
+      return {Errc::not_found, message};
+    case 409:
+      return {Errc::conflict, message};
+    case 501:
+      return {Errc::not_supported, message};
+    case 503:
+      return {code == "CAPACITY" ? Errc::capacity : Errc::unavailable, message};
+    case 401:
+      return {Errc::bad_gateway, "peer gateway " + url + " refused this gateway's --remote-api-key (" + what + ")"};
+    default:
+      return {Errc::bad_gateway, message + " (status " + std::to_string(r.status) + ")"};
   }
 }
 
@@ -42,7 +49,8 @@ std::string text_of(const json& j, const char* key) {
 core::Result<Sandbox> parse_peer_sandbox(const std::string& url, const std::string& body) {
   const json j = json::parse(body, nullptr, false);
   auto garbled = [&](const std::string& why) {
-    return make_error(Errc::bad_gateway, "peer gateway " + url + " answered a sandbox this gateway cannot read: " + why);
+    return make_error(Errc::bad_gateway,
+                      "peer gateway " + url + " answered a sandbox this gateway cannot read: " + why);
   };
   if (!j.is_object() || !j.contains("status") || !j["status"].is_object()) return garbled("no status object");
   Sandbox s;
@@ -124,9 +132,13 @@ core::Result<http::ClientResponse> RemoteBackend::call(const std::string& method
   return r;
 }
 
-core::Result<void> RemoteBackend::validate(const SandboxSpec&) const { return {}; }
+core::Result<void> RemoteBackend::validate(const SandboxSpec&) const {
+  return {};
+}
 
-core::Result<void> RemoteBackend::has_room(const SandboxSpec&) const { return {}; }
+core::Result<void> RemoteBackend::has_room(const SandboxSpec&) const {
+  return {};
+}
 
 core::Result<Placement> RemoteBackend::create(const std::string& sandbox_id, const SandboxSpec& spec,
                                               const std::string&) {
@@ -177,14 +189,20 @@ core::Result<InstanceStatus> RemoteBackend::inspect(const Placement& placement) 
     return s.error();
   }
   switch (s->state) {
-    case SandboxState::pending: status.phase = InstanceStatus::Phase::starting; break;
-    case SandboxState::paused: status.phase = InstanceStatus::Phase::paused; break;
+    case SandboxState::pending:
+      status.phase = InstanceStatus::Phase::starting;
+      break;
+    case SandboxState::paused:
+      status.phase = InstanceStatus::Phase::paused;
+      break;
     case SandboxState::terminated:
     case SandboxState::failed:
       status.phase = InstanceStatus::Phase::exited;
       status.message = s->reason + (s->message.empty() ? "" : ": " + s->message);
       break;
-    default: status.phase = InstanceStatus::Phase::running; break;
+    default:
+      status.phase = InstanceStatus::Phase::running;
+      break;
   }
   return status;
 }
@@ -238,8 +256,8 @@ core::Result<std::vector<Instance>> RemoteBackend::list() {
                                                            : InstanceStatus::Phase::running;
       out.push_back(std::move(i));
     }
-    const bool more = j.contains("pagination") && j["pagination"].is_object() &&
-                      j["pagination"].value("hasNextPage", false);
+    const bool more =
+        j.contains("pagination") && j["pagination"].is_object() && j["pagination"].value("hasNextPage", false);
     if (!more) break;
   }
   return out;
@@ -247,19 +265,20 @@ core::Result<std::vector<Instance>> RemoteBackend::list() {
 
 core::Result<TimePoint> RemoteBackend::renew(const std::string& peer_id, TimePoint expires_at) const {
   const std::string what = "renew " + peer_id;
-  auto r = call("POST", encode_id(peer_id) + "/renew-expiration", json{{"expiresAt", format_rfc3339_ms(expires_at)}}.dump(),
-                what);
+  auto r = call("POST", encode_id(peer_id) + "/renew-expiration",
+                json{{"expiresAt", format_rfc3339_ms(expires_at)}}.dump(), what);
   if (!r) return r.error();
   if (r->status != 200) return peer_error(options_.url, *r, what);
   const json j = json::parse(r->body, nullptr, false);
-  if (!j.is_object()) return make_error(Errc::bad_gateway, "peer gateway " + options_.url + " answered a renew without JSON");
+  if (!j.is_object())
+    return make_error(Errc::bad_gateway, "peer gateway " + options_.url + " answered a renew without JSON");
   auto when = parse_rfc3339("expiresAt", text_of(j, "expiresAt"));
   if (!when) return make_error(Errc::bad_gateway, "peer gateway " + options_.url + ": " + when.error().message);
   return *when;
 }
 
-core::Result<Sandbox> RemoteBackend::patch_metadata(const std::string& peer_id,
-                                                    const std::map<std::string, std::optional<std::string>>& patch) const {
+core::Result<Sandbox> RemoteBackend::patch_metadata(
+    const std::string& peer_id, const std::map<std::string, std::optional<std::string>>& patch) const {
   json body = json::object();
   for (const auto& [k, v] : patch) body[k] = v ? json(*v) : json(nullptr);
   const std::string what = "patch metadata of " + peer_id;
@@ -271,7 +290,8 @@ core::Result<Sandbox> RemoteBackend::patch_metadata(const std::string& peer_id,
 
 core::Result<PeerEndpoint> RemoteBackend::endpoint(const std::string& peer_id, int port, bool use_proxy) const {
   const std::string what = "endpoint " + std::to_string(port) + " of " + peer_id;
-  auto r = call("GET", encode_id(peer_id) + "/endpoints/" + std::to_string(port) + (use_proxy ? "?use_server_proxy=true" : ""),
+  auto r = call("GET",
+                encode_id(peer_id) + "/endpoints/" + std::to_string(port) + (use_proxy ? "?use_server_proxy=true" : ""),
                 "", what);
   if (!r) return r.error();
   if (r->status != 200) return peer_error(options_.url, *r, what);

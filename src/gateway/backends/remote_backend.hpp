@@ -14,8 +14,8 @@ namespace execd::gateway {
 
 /// A peer execd-gateway's answer to GET /v1/sandboxes/{id}/endpoints/{port}.
 struct PeerEndpoint {
-  std::string endpoint;                          ///< as the peer spelled it
-  std::map<std::string, std::string> headers;    ///< X-EXECD-ACCESS-TOKEN, ...
+  std::string endpoint;                        ///< as the peer spelled it
+  std::map<std::string, std::string> headers;  ///< X-EXECD-ACCESS-TOKEN, ...
 };
 
 /// The `remote` backend: another execd-gateway (a cloud cluster's, say) that this one
