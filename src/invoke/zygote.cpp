@@ -247,7 +247,7 @@ void Zygote::State::down(uint64_t gen, const std::string& why, bool from_reactor
     for (auto& [id, p] : lost) {
       if (!p->answered) {
         p->answered = true;
-        p->error = "the zygote died before it forked";
+        p->error = "the zygote died before it answered";
       }
     }
     cv.notify_all();

@@ -586,15 +586,15 @@ TEST_CASE("invoke warm: a zygote killed with SIGKILL fails what it ran, truthful
   REQUIRE(py(d, "def handler(e):\n    return 1\n")["start"] == "warm");
   const auto zygotes = zygotes_of(d.pid());
   REQUIRE(zygotes.size() == 1);
+  // Running user code once its marker exists: by then the daemon has the child's pid
+  // (stdin is written after the zygote answered), so the kill below fails a known child.
+  execd::test::TempDir dir;
+  const std::string marker = dir.str() + "/running";
   json inflight;
-  std::thread t([&] { inflight = py(d, "import time\ndef handler(e):\n    time.sleep(20)\n", nullptr, {{"timeout", 30000}}); });
-  // Running once the zygote has a child.
-  const bool running = execd::test::within(std::chrono::seconds(10), [&] {
-    for (const auto& p : execd::test::processes()) {
-      if (p.ppid == zygotes[0] && p.state != 'Z') return true;
-    }
-    return false;
+  std::thread t([&] {
+    inflight = py(d, "import time\ndef handler(e):\n    open(e, 'w').close()\n    time.sleep(20)\n", marker, {{"timeout", 30000}});
   });
+  const bool running = execd::test::within(std::chrono::seconds(20), [&] { return ::access(marker.c_str(), F_OK) == 0; });
   CHECK(running);
   REQUIRE(::kill(zygotes[0], SIGKILL) == 0);
   t.join();
