@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -32,16 +33,26 @@ constexpr const char* kApiKey = "k8s-test-key";
 
 std::string env_or_fail(const char* name) {
   const char* v = std::getenv(name);
-  REQUIRE_MESSAGE(v != nullptr, name << " is not set (meson sets it)");
+  REQUIRE_MESSAGE(v != nullptr, (std::string(name) + " is not set (meson sets it)"));
   return v;
 }
 
-std::unique_ptr<DaemonProcess> start_gateway(const ApiStandIn& api, const TempDir& state) {
-  return std::make_unique<DaemonProcess>(
-      std::vector<std::string>{"--api-key", kApiKey, "--backend", "kubernetes", "--kubeconfig",
-                               api.kubeconfig(api.token()), "--state-dir", state.str(), "--k8s-ready-timeout", "30s",
-                               "--sandbox-start-timeout", "30s"},
-      std::vector<std::string>{}, Program::gateway);
+std::unique_ptr<DaemonProcess> start_gateway(const ApiStandIn& api, const TempDir& state,
+                                             std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--api-key",
+                                kApiKey,
+                                "--backend",
+                                "kubernetes",
+                                "--kubeconfig",
+                                api.kubeconfig(api.token()),
+                                "--state-dir",
+                                state.str(),
+                                "--k8s-ready-timeout",
+                                "30s",
+                                "--sandbox-start-timeout",
+                                "30s"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return std::make_unique<DaemonProcess>(args, std::vector<std::string>{}, Program::gateway);
 }
 
 httplib::Headers auth() {
@@ -143,4 +154,56 @@ TEST_CASE("gateway on the kubernetes backend (API stand-in): bad input and a clu
                       "application/json"),
               503, "CAPACITY", "cpu:");
   CHECK(api.stats()["invalid"].empty());
+}
+
+TEST_CASE(
+    "gateway on the kubernetes backend (API stand-in): a lost table is rebuilt from the pods; what expired meanwhile "
+    "is reaped") {
+  ApiStandIn api(env_or_fail("K8S_SOURCE_ROOT"), env_or_fail("EXECD_BIN"));
+  TempDir state;
+  // As a replica (deploy/k8s runs them so): its pods carry it as their owner, and a
+  // replica rebuilds rows for its own pods it has none for. (A lone gateway removes
+  // instances it has no row for.)
+  const std::vector<std::string> replica{"--replica-id", "gw-a", "--advertise-url", "http://127.0.0.1:9"};
+  auto gw = start_gateway(api, state, replica);
+  auto c = gw->client();
+  auto create = [&](int timeout) {
+    auto r = c->Post("/v1/sandboxes", auth(),
+                     R"({"image":{"uri":"busybox"},"timeout":)" + std::to_string(timeout) + "}", "application/json");
+    REQUIRE(r);
+    REQUIRE_MESSAGE(r->status == 202, r->body);
+    return json::parse(r->body)["id"].get<std::string>();
+  };
+  const std::string keeps = create(600);
+  const std::string expires = create(4);
+  REQUIRE(wait_state(*c, keeps, "Running")["status"]["state"] == "Running");
+  REQUIRE(wait_state(*c, expires, "Running")["status"]["state"] == "Running");
+
+  // The gateway goes away with its table; the sandbox with 4 s to live expires meanwhile.
+  REQUIRE(gw->stop(SIGTERM, 10s) != -1);
+  gw.reset();
+  for (const auto& e : std::filesystem::directory_iterator(state.path())) {
+    if (e.path().filename().string().rfind("gateway.db", 0) == 0) std::filesystem::remove(e.path());
+  }
+  std::this_thread::sleep_for(5s);
+  gw = start_gateway(api, state, replica);
+  c = gw->client();
+
+  // The row comes back from the pod's annotations and Secret: same token, same proxy.
+  const json row = wait_state(*c, keeps, "Running");
+  CHECK_MESSAGE(row["status"]["state"] == "Running", row.dump());
+  auto cmd = c->Post("/v1/sandboxes/" + keeps + "/proxy/44772/command", auth(), R"({"command":"echo rebuilt"})",
+                     "application/json");
+  REQUIRE(cmd);
+  CHECK(cmd->body.find("rebuilt") != std::string::npos);
+  // The one that expired while no gateway ran: its pod is deleted.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  json left;
+  while (std::chrono::steady_clock::now() < deadline) {
+    left = api.get("/api/v1/namespaces/sandboxes/pods?labelSelector=execd.io%2Fsandbox%3D" + expires);
+    if (left["items"].empty()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  CHECK_MESSAGE(left["items"].empty(), "the expired sandbox's pod is still there");
+  CHECK(c->Delete("/v1/sandboxes/" + keeps, auth())->status == 204);
 }
