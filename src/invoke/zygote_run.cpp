@@ -90,6 +90,9 @@ core::Result<std::shared_ptr<ZygoteRun>> ZygoteRun::start(Zygote& zygote, proces
     }
   }
   in_w.reset();
+  // The code, event and environment are the child's now: not kept for the run's life.
+  std::string().swap(s.stdin_data);
+  std::vector<std::string>().swap(s.env);
   if (s.timeout.count() > 0) {
     std::lock_guard lock(run->mu_);
     if (!run->finished_) {
