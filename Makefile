@@ -94,7 +94,8 @@ ui-vendor:
 # npm package kubernetes-models, in a prefix this Makefile owns. No API server runs here;
 # every pod the backend would send and every manifest in deploy/k8s is validated with it.
 K8S_SCHEMA := $(CURDIR)/.k8s-schema
-K8S_MODELS_VERSION := 5.1.0
+# 4.5.1: the newest that supports the Node.js Debian ships (18; 5.x requires 22).
+K8S_MODELS_VERSION := 4.5.1
 k8s-schema:
 	@if ! grep -qs '"version": "$(K8S_MODELS_VERSION)"' "$(K8S_SCHEMA)/node_modules/kubernetes-models/package.json"; then \
 	  command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }; \

@@ -133,8 +133,11 @@ async function validate(obj) {
   if (!modelFile || !fs.existsSync(modelFile)) {
     return { name, ok: false, errors: [`no schema for apiVersion ${obj?.apiVersion} kind ${obj?.kind}`] };
   }
-  const mod = await import(pathToFileURL(modelFile).href);
-  const Model = mod[obj.kind];
+  // The ES module where the package ships one (4.x ships CommonJS .js beside .mjs, whose
+  // named exports node cannot see through import()); CommonJS's exports otherwise.
+  const esm = modelFile.replace(/\.js$/, ".mjs");
+  const mod = await import(pathToFileURL(fs.existsSync(esm) ? esm : modelFile).href);
+  const Model = mod[obj.kind] ?? mod.default?.[obj.kind];
   try {
     new Model(obj).validate();
   } catch (e) {
