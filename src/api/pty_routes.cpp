@@ -224,6 +224,9 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
   if (!since) return http::write_error(res, since.error());
   const pty::PtyMode mode = pipe->value_or(true) ? pty::PtyMode::pty : pty::PtyMode::pipe;
 
+  // Live output is everything from here on: the prompt of a shell this attach starts, and
+  // whatever a running one prints during the handshake (read later, it was lost).
+  const uint64_t live_from = session->output().end();
   if (auto started = session->start(mode); !started) return http::write_error(res, started.error());
   auto holder = std::make_shared<Holder>();
   auto token = session->attach(takeover->value_or(false), [holder] { holder->evict(); });
@@ -254,7 +257,6 @@ void serve_websocket(http::HttpServer& server, const std::shared_ptr<pty::PtyReg
   }
   holder->set(&ws);
 
-  const uint64_t live_from = session->output().end();
   const uint64_t replay_from =
       since->has_value() ? std::clamp(**since, session->output().begin(), live_from) : live_from;
   const auto st = session->status();
