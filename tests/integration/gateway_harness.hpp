@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/temp_dir.hpp"
 
 namespace gateway_harness {
@@ -24,9 +25,7 @@ using namespace std::chrono_literals;
 // SIGKILLs what runs below the process backend's keepers whose command line names
 // `prefix` (as gateway_test.cpp does): whatever a failed check left behind.
 inline std::string kill_keepers_under(const std::string& prefix) {
-  return "desc() { for c in $(pgrep -P \"$1\"); do desc \"$c\"; echo \"$c\"; done; }; "
-         "for k in $(pgrep -f '[e]xecd-sandbox-keeper " +
-         prefix + "'); do kill -9 $(desc $k) $k 2>/dev/null; done; true";
+  return execd::test::kill_below_keepers_command(prefix, /*keepers_too=*/true);
 }
 
 /// One execd-gateway. `dir` is its --state-dir (sandboxes live under dir/sandboxes);

@@ -78,10 +78,7 @@ Engine process_engine() {
   e.has_python = true;
   // SIGKILL to everything below the sandbox's keeper: its bwrap and execd, as a crash.
   e.kill = [](const std::string& dir, const std::string& id) {
-    const std::string prefix = dir + "/sandboxes/" + id + "/";
-    // The recursion runs in a subshell: sh's variables are global, and `c` must survive it.
-    shell_output("desc() { for c in $(pgrep -P \"$1\"); do (desc \"$c\"); echo \"$c\"; done; }; "
-                 "for k in $(pgrep -f '[e]xecd-sandbox-keeper " + prefix + "'); do kill -9 $(desc $k) 2>/dev/null; done; true");
+    shell_output(execd::test::kill_below_keepers_command(dir + "/sandboxes/" + id + "/", /*keepers_too=*/false));
   };
   e.leftovers = [](const std::string& dir, const std::string& id) {
     std::string left;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/daemon_process.hpp"
+#include "support/proc_probe.hpp"
 #include "support/http_checks.hpp"
 #include "support/temp_dir.hpp"
 
@@ -26,14 +27,9 @@ namespace {
 
 constexpr const char* kApiKey = "test-key-0123";
 
-// A shell command that SIGKILLs every process below the process backend's keepers whose
-// command line names `prefix` (a sandbox's directory, or a whole state directory): the
-// sandbox's bwrap and execd, as if they crashed. The keepers themselves stay to record
-// how their sandbox ended. The pattern's first character is bracketed so that the shell
-// running it does not match itself.
+// The sandboxes' processes under `prefix` killed as if they crashed; the keepers stay.
 std::string kill_keepers_under(const std::string& prefix) {
-  return "desc() { for c in $(pgrep -P \"$1\"); do desc \"$c\"; echo \"$c\"; done; }; "
-         "for k in $(pgrep -f '[e]xecd-sandbox-keeper " + prefix + "'); do kill -9 $(desc $k) 2>/dev/null; done; true";
+  return execd::test::kill_below_keepers_command(prefix, /*keepers_too=*/false);
 }
 
 /// A gateway on its own state directory. Whatever sandboxes a test leaves live are

@@ -81,4 +81,13 @@ std::vector<std::string> daemon_cgroups(pid_t daemon, const std::string& prefix)
   return out;
 }
 
+std::string kill_below_keepers_command(const std::string& prefix, bool keepers_too) {
+  // desc() recurses in a subshell: sh's variables are global, and the loop's `c` must
+  // survive the call (without it only the deepest descendant was ever printed). The
+  // pattern's first character is bracketed so that the shell running it does not match.
+  return "desc() { for c in $(pgrep -P \"$1\"); do (desc \"$c\"); echo \"$c\"; done; }; "
+         "for k in $(pgrep -f '[e]xecd-sandbox-keeper " + prefix + "'); do kill -9 $(desc $k)" +
+         (keepers_too ? " $k" : "") + " 2>/dev/null; done; true";
+}
+
 }  // namespace execd::test

@@ -34,6 +34,12 @@ long status_kib(pid_t pid, const std::string& key);
 /// hierarchies) whose names start with `prefix`, as "controller:name".
 std::vector<std::string> daemon_cgroups(pid_t daemon, const std::string& prefix = "");
 
+/// A shell command that SIGKILLs every process below the gateway process backend's keepers
+/// whose command line names `prefix` (a sandbox's directory, or a whole state directory):
+/// its bwrap and execd and all they started, as if they crashed; the keepers too when
+/// `keepers_too` (cleaning up), else they stay to record how their sandbox ended.
+std::string kill_below_keepers_command(const std::string& prefix, bool keepers_too);
+
 /// Polls `pred` every `step` until it holds or `limit` passes; its last answer.
 template <typename Pred>
 bool within(std::chrono::milliseconds limit, Pred pred, std::chrono::milliseconds step = std::chrono::milliseconds(20)) {
