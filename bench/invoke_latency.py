@@ -94,6 +94,36 @@ def python_c(runs):
     return times
 
 
+# The floor of any fork server on this machine: a python3 holding the zygote's imports
+# (gc-frozen as the zygote is) forks a child that runs the handler on the event inline
+# and _exits. No execd, no HTTP, no descriptor passing, no isolation: what a fork and a
+# child's copy-on-write faults cost by themselves.
+FORK_FLOOR = r"""
+import sys, os, gc, json, traceback, inspect, socket, signal, select, resource, ctypes, atexit
+import re, datetime, collections, base64, hashlib, math, time, typing, functools, itertools
+gc.freeze()
+CODE, EVENT, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+times = []
+for _ in range(RUNS):
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        g = {}
+        exec(compile(CODE, "<handler>", "exec"), g)
+        json.dumps({"ok": True, "value": g["handler"](json.loads(EVENT))})
+        os._exit(0)
+    os.waitpid(pid, 0)
+    times.append(time.perf_counter() - t0)
+print(json.dumps(times))
+"""
+
+
+def fork_floor(runs):
+    out = subprocess.run([PY, "-I", "-c", FORK_FLOOR, CODE, json.dumps(EVENT), str(runs)], stdout=subprocess.PIPE,
+                         check=True).stdout
+    return json.loads(out)
+
+
 def throughput(start, total, clients=8):
     done = [0]
     lock = threading.Lock()
@@ -123,12 +153,17 @@ series("warm", 5)
 warm, warm_starts = series("warm", RUNS)
 cold, cold_starts = series("cold", max(RUNS // 3, 20))
 ref = python_c(max(RUNS // 3, 20))
+floor = fork_floor(RUNS)
 w50, w99 = pct(warm)
+f50, f99 = pct(floor)
 c50, c99 = pct(cold)
 r50, r99 = pct(ref)
 print(f"invoke warm   p50 {w50:7.2f} ms  p99 {w99:7.2f} ms  ({len(warm)} runs, starts {warm_starts})")
 print(f"invoke cold   p50 {c50:7.2f} ms  p99 {c99:7.2f} ms  ({len(cold)} runs, starts {cold_starts})")
 print(f"python3 -I -c p50 {r50:7.2f} ms  p99 {r99:7.2f} ms  ({len(ref)} runs, {PY}; the reference)")
+print(f"fork floor    p50 {f50:7.2f} ms  p99 {f99:7.2f} ms  ({len(floor)} runs: fork + handler inline + _exit, "
+      f"no execd)")
+print(f"ratio warm/fork-floor p50 {w50 / f50:.2f}")
 print(f"ratio warm/python3-c p50 {w50 / r50:.2f}; cold/python3-c p50 {c50 / r50:.2f}; "
       f"warm p50 < 5 ms: {'PASS' if w50 < 5 else 'MISS'}")
 tw = throughput("warm", max(RUNS, 200))
