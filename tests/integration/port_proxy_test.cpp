@@ -41,20 +41,6 @@ std::string script(const std::string& name) {
   return std::string(dir) + "/" + name;
 }
 
-// A port nobody listens on: bound, never listened on, closed.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 std::string sha256_hex(const std::string& data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
@@ -88,6 +74,19 @@ struct BackgroundServer {
     auto r = execd.client()->Get(("/command/" + id + "/logs?cursor=0").c_str(), auth());
     return r && r->status == 200 ? r->body : std::string();
   }
+  // The port a WebSocket server printed ("port N") once it listens.
+  std::string announced_port() const {
+    std::smatch m;
+    std::string out;
+    REQUIRE_MESSAGE(within(std::chrono::seconds(20),
+                           [&] {
+                             out = logs();
+                             return std::regex_search(out, m, std::regex(R"(port (\d+))"));
+                           },
+                           std::chrono::milliseconds(100)),
+                    "the websockets server did not start: " << out);
+    return m[1].str();
+  }
   ~BackgroundServer() { execd.client()->Delete(("/command?id=" + id).c_str(), auth()); }
 };
 
@@ -114,7 +113,7 @@ TEST_CASE("port proxy: python3 -m http.server started through /command, listing 
     for (int i = 0; i < 3 * 1024 * 1024; ++i) big.put(static_cast<char>((i * 131) & 0xff));
   }
   auto execd = start_execd();
-  const int port = free_port();
+  const int port = execd::test::unused_loopback_port();
   BackgroundServer server(*execd, "/usr/bin/python3 -m http.server " + std::to_string(port) + " --bind 127.0.0.1 --directory " +
                                       dir.str());
   const std::string base = "/proxy/" + std::to_string(port);
@@ -166,7 +165,7 @@ TEST_CASE("port proxy: python3 -m http.server started through /command, listing 
 
 TEST_CASE("port proxy: the access token never reaches the upstream; prefix and forwarding headers do") {
   auto execd = start_execd();
-  const int port = free_port();
+  const int port = execd::test::unused_loopback_port();
   BackgroundServer server(*execd, "/usr/bin/python3 " + script("port_proxy_upstream.py") + " " + std::to_string(port));
   const std::string base = "/proxy/" + std::to_string(port);
   REQUIRE_MESSAGE(wait_reachable(*execd, base + "/headers"), "upstream did not come up: " << server.logs());
@@ -199,7 +198,7 @@ TEST_CASE("port proxy: the access token never reaches the upstream; prefix and f
 
 TEST_CASE("port proxy: a few MB POSTed and echoed, chunked both ways, a streamed response unbuffered") {
   auto execd = start_execd();
-  const int port = free_port();
+  const int port = execd::test::unused_loopback_port();
   BackgroundServer server(*execd, "/usr/bin/python3 " + script("port_proxy_upstream.py") + " " + std::to_string(port));
   const std::string base = "/proxy/" + std::to_string(port);
   REQUIRE_MESSAGE(wait_reachable(*execd, base + "/headers"), "upstream did not come up: " << server.logs());
@@ -256,16 +255,8 @@ TEST_CASE("port proxy: a few MB POSTed and echoed, chunked both ways, a streamed
 TEST_CASE("port proxy: a real WebSocket client and echo server through /proxy/{port}") {
   auto execd = start_execd();
   BackgroundServer server(*execd, "/usr/bin/python3 " + script("ws_echo.py") + " server");
-  std::smatch m;
-  std::string out;
-  REQUIRE_MESSAGE(within(std::chrono::seconds(20),
-                         [&] {
-                           out = server.logs();
-                           return std::regex_search(out, m, std::regex(R"(port (\d+))"));
-                         },
-                         std::chrono::milliseconds(100)),
-                  "the websockets server did not start: " << out);
-  const std::string url = "ws://127.0.0.1:" + std::to_string(execd->port()) + "/proxy/" + m[1].str() + "/chat";
+  const std::string port = server.announced_port();
+  const std::string url = "ws://127.0.0.1:" + std::to_string(execd->port()) + "/proxy/" + port + "/chat";
   const std::string client = "/usr/bin/python3 " + script("ws_echo.py") + " client " + url;
   // Text, binary and a 1 MiB message, each echoed.
   CHECK(shell_output("WS_HEADERS='X-EXECD-ACCESS-TOKEN: " + std::string(kToken) + "' timeout 60 " + client +
@@ -284,7 +275,7 @@ TEST_CASE("port proxy: a real WebSocket client and echo server through /proxy/{p
 TEST_CASE("port proxy: refusals are JSON naming why; a dead port is a 502") {
   auto execd = start_execd();
   auto c = execd->client();
-  const int dead = free_port();
+  const int dead = execd::test::unused_loopback_port();
   check_error(c->Get(("/proxy/" + std::to_string(dead) + "/x").c_str(), auth()), 502, "BAD_GATEWAY",
               "127.0.0.1:" + std::to_string(dead));
   check_error(c->Post(("/proxy/" + std::to_string(dead) + "/x").c_str(), auth(), std::string(200000, 'b'), "text/plain"),
@@ -310,16 +301,8 @@ TEST_CASE("port proxy: refusals are JSON naming why; a dead port is a 502") {
 TEST_CASE("port proxy: a WebSocket that authenticates with the token subprotocol reaches the upstream without it") {
   auto execd = start_execd();
   BackgroundServer server(*execd, "/usr/bin/python3 " + script("port_proxy_upstream.py") + " ws-server");
-  std::smatch m;
-  std::string out;
-  REQUIRE_MESSAGE(within(std::chrono::seconds(20),
-                         [&] {
-                           out = server.logs();
-                           return std::regex_search(out, m, std::regex(R"(port (\d+))"));
-                         },
-                         std::chrono::milliseconds(100)),
-                  "the websockets server did not start: " << out);
-  const std::string url = "ws://127.0.0.1:" + std::to_string(execd->port()) + "/proxy/" + m[1].str() + "/sock";
+  const std::string port = server.announced_port();
+  const std::string url = "ws://127.0.0.1:" + std::to_string(execd->port()) + "/proxy/" + port + "/sock";
   const std::string got = shell_output("timeout 60 /usr/bin/python3 " + script("port_proxy_upstream.py") +
                                        " ws-client " + url + " " + kToken + " 2>&1");
   INFO(got);

@@ -31,21 +31,6 @@ namespace {
 constexpr const char* kKey = "replica-key-0123";
 constexpr const char* kReplicaHeader = "X-Gateway-Replica";
 
-// A port nothing listens on now (the kernel's pick, released): replicas must know their
-// own advertised URL before they start.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -71,7 +56,7 @@ class Nginx {
       servers += "    server 127.0.0.1:" + std::to_string(p) + " max_fails=1 fail_timeout=10s;\n";
     }
     conf.replace(begin, end - begin, servers + "    ");
-    port_ = free_port();
+    port_ = execd::test::unused_loopback_port();
     const auto listen = conf.find("listen 8080;");
     REQUIRE(listen != std::string::npos);
     conf.replace(listen, std::string("listen 8080;").size(), "listen 127.0.0.1:" + std::to_string(port_) + ";");
@@ -155,7 +140,7 @@ struct Cluster {
     for (int i = 1; i <= 3; ++i) {
       Replica r;
       r.name = "gw-" + std::to_string(i);
-      r.port = free_port();
+      r.port = execd::test::unused_loopback_port();
       ports.push_back(r.port);
       replicas.push_back(std::move(r));
     }

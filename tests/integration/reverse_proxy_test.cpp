@@ -68,20 +68,6 @@ httplib::Headers key(httplib::Headers extra = {}) {
 
 std::string via(int upstream_port, const std::string& path) { return "/p/" + std::to_string(upstream_port) + path; }
 
-// A port nobody listens on: bound, never listened on, closed.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // A child process whose stdout we read (python3 servers and clients).
 struct Child {
   pid_t pid = -1;
@@ -451,7 +437,7 @@ TEST_CASE("proxy: a real WebSocket client and server talk through the proxy") {
 
 TEST_CASE("proxy: an upstream nobody listens on is a 502 naming it") {
   auto front = start_front();
-  const int port = free_port();
+  const int port = execd::test::unused_loopback_port();
   auto r = front->client()->Get(via(port, "/x").c_str(), key());
   check_error(r, 502, "BAD_GATEWAY", "127.0.0.1:" + std::to_string(port));
   r = front->client()->Post(via(port, "/x").c_str(), key(), std::string(100000, 'b'), "text/plain");
@@ -478,7 +464,7 @@ TEST_CASE("proxy: an upstream killed mid-stream cuts the client's stream") {
   CHECK_FALSE(res.ended);  // no clean end of the chunked body
   CHECK(res.of_type("execution_complete").empty());
   // The front is still fine.
-  auto r = front->client()->Get(via(free_port(), "/"), key());
+  auto r = front->client()->Get(via(execd::test::unused_loopback_port(), "/"), key());
   REQUIRE(r);
   CHECK(r->status == 502);
 }

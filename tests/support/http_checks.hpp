@@ -10,6 +10,10 @@ namespace execd::test {
 /// and whose "message" contains `needle` (doctest CHECKs; REQUIREs a response and JSON).
 void check_error(const httplib::Result& r, int status, const std::string& code, const std::string& needle);
 
+/// A loopback port nothing listens on now: the kernel's pick for a socket that is bound,
+/// never listened on, and closed (a dead upstream, or a port a server is told to take).
+int unused_loopback_port();
+
 /// Standard base64 with padding (tus Upload-Metadata values).
 std::string base64(const std::string& in);
 
