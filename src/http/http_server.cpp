@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <thread>
 #include <utility>
 
 #include "core/bytes.hpp"
@@ -334,10 +335,38 @@ void mark_relayed_response() { is_relayed = true; }
 
 const std::string& HttpServer::current_request_id() { return current_request_id_value; }
 
-void HttpServer::run() { server_->listen_after_bind(); }
+void HttpServer::run() {
+  {
+    std::lock_guard<std::mutex> lock(run_mu_);
+    if (stopping_.load()) return;  // stop() came first: never start accepting
+    running_ = true;
+  }
+  server_->listen_after_bind();
+  std::lock_guard<std::mutex> lock(run_mu_);
+  running_ = false;
+}
 
 void HttpServer::stop() {
-  stopping_.store(true);
+  bool started = false;
+  {
+    std::lock_guard<std::mutex> lock(run_mu_);
+    stopping_.store(true);
+    started = running_;
+  }
+  // httplib's stop() does nothing until its accept loop has marked itself running, so a
+  // stop that lands between run()'s start and that moment would be lost and run() would
+  // never return (a SIGTERM just after start did this). Wait for the mark (it is set
+  // first thing in the loop), or for run() to have ended.
+  if (started) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(run_mu_);
+        if (!running_) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   server_->stop();
   server_->end_idle_connections();
 }

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <chrono>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <regex>
@@ -94,6 +95,8 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   mutable SseCounters sse_counters_;  // streams add to it through their SseOptions
   int listen_fd_ = -1;
+  std::mutex run_mu_;     // orders stop() against run()'s start and end
+  bool running_ = false;  // run() is in (or entering) httplib's accept loop
   struct RouteEntry {
     Method method;
     std::regex pattern;

@@ -14,6 +14,9 @@ void check_error(const httplib::Result& r, int status, const std::string& code, 
 /// never listened on, and closed (a dead upstream, or a port a server is told to take).
 int unused_loopback_port();
 
+/// A blocking TCP connection to 127.0.0.1:`port` (the caller closes it), or -1.
+int connect_loopback(int port);
+
 /// Standard base64 with padding (tus Upload-Metadata values).
 std::string base64(const std::string& in);
 
