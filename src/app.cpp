@@ -28,6 +28,7 @@
 #include "files/file_service.hpp"
 #include "files/resumable_uploads.hpp"
 #include "invoke/invoker.hpp"
+#include "isolation/isolator.hpp"
 #include "http/http_server.hpp"
 #include "http/webhook_sender.hpp"
 #include "jupyter/context_manager.hpp"
@@ -122,6 +123,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   // One isolation service for every execution route (defaults from the flags, the probe,
   // the daemon's cgroup parent); shared, so it outlives every command that uses it.
   auto isolator = api::make_isolator(config_, runtime_ ? runtime_->path() : std::string());
+  isolator_ = isolator;
   commands_ = std::make_shared<commands::CommandRunner>(
       reactor_, reaper_, executions_,
       commands::CommandRunner::Options{config_.kill_grace, config_.envs_file, spill_dir,
@@ -221,5 +223,7 @@ void App::stop() {
   ptys_->shutdown();
   contexts_->shutdown();
 }
+
+void App::abandon() { isolator_->remove_cgroups(); }
 
 }  // namespace execd

@@ -13,6 +13,7 @@ namespace commands { class CommandRunner; class SessionManager; }
 namespace exec { class ExecutionRegistry; }
 namespace files { class FileService; class ResumableUploads; }
 namespace invoke { class Invoker; }
+namespace isolation { class Isolator; }
 namespace process { class ChildReaper; class Reactor; }
 namespace pty { class PtyRegistry; }
 namespace http { class HttpServer; class WebhookSender; }
@@ -36,6 +37,10 @@ class App {
   /// Stops accepting, ends open streams, and shuts domain services down (their child
   /// processes included). Safe from any thread, once.
   void stop();
+  /// For a process exiting without destructors after stop() (connections held open past
+  /// the grace period): kills what runs in the daemon's cgroups and removes them, which
+  /// the destructors would have done. Safe while other threads still run.
+  void abandon();
 
  private:
   core::Config config_;
@@ -44,6 +49,7 @@ class App {
   std::shared_ptr<exec::ExecutionRegistry> executions_;
   std::shared_ptr<process::Reactor> reactor_;  // before the runners: they use it until they go
   std::shared_ptr<process::ChildReaper> reaper_;
+  std::shared_ptr<isolation::Isolator> isolator_;
   std::shared_ptr<commands::CommandRunner> commands_;
   std::shared_ptr<commands::SessionManager> sessions_;
   std::shared_ptr<pty::PtyRegistry> ptys_;

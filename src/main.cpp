@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  execd::core::serve_until_signal(stop_signals, grace, [&] { app.run(); }, [&] { app.stop(); });
+  execd::core::serve_until_signal(
+      stop_signals, grace, [&] { app.run(); }, [&] { app.stop(); }, [&] { app.abandon(); });
   spdlog::info("execd stopped");
   return 0;
 }

@@ -51,7 +51,7 @@ bool write_port_file(const std::string& path, int port) {
 }
 
 void serve_until_signal(const sigset_t& signals, std::chrono::milliseconds grace, const std::function<void()>& run,
-                        const std::function<void()>& stop) {
+                        const std::function<void()>& stop, const std::function<void()>& abandon) {
   std::mutex mu;
   std::condition_variable cv;
   bool served = false;
@@ -63,6 +63,7 @@ void serve_until_signal(const sigset_t& signals, std::chrono::milliseconds grace
     std::unique_lock<std::mutex> lock(mu);
     if (!cv.wait_for(lock, grace + std::chrono::seconds(1), [&] { return served; })) {
       spdlog::warn("connections still open after the grace period; exiting anyway");
+      if (abandon) abandon();
       spdlog::shutdown();
       _exit(0);
     }

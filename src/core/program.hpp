@@ -29,10 +29,12 @@ sigset_t block_stop_signals();
 bool write_port_file(const std::string& path, int port);
 
 /// Runs `run` (which serves until `stop` is called) while one thread waits for a signal
-/// of `signals`: on one, `stop()`; if `run` has not returned `grace` + 1 s later, the
-/// process exits with status 0. Returns once `run` has returned and the waiting thread
+/// of `signals`: on one, `stop()`; if `run` has not returned `grace` + 1 s later (a
+/// client holding its connection open), `abandon()` (when given: clean-up that must not
+/// be skipped, safe while other threads still run) and the process exits with status 0
+/// without running destructors. Returns once `run` has returned and the waiting thread
 /// has ended.
 void serve_until_signal(const sigset_t& signals, std::chrono::milliseconds grace, const std::function<void()>& run,
-                        const std::function<void()>& stop);
+                        const std::function<void()>& stop, const std::function<void()>& abandon = {});
 
 }  // namespace execd::core

@@ -255,8 +255,10 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
   return root;
 }
 
-CgroupRoot::~CgroupRoot() {
-  if (parents_.empty()) return;
+CgroupRoot::~CgroupRoot() { remove_all(); }
+
+void CgroupRoot::remove_all() {
+  if (parents_.empty() || removed_.exchange(true)) return;
   if (keep_groups_) {
     // Only an empty parent goes (rmdir refuses one with child groups): no litter of
     // parents from gateways that ran no sandbox, none taken from one that still has some.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,7 +38,7 @@ class CgroupRoot {
 
   static std::unique_ptr<CgroupRoot> open(const Options& options);
   static std::unique_ptr<CgroupRoot> open() { return open(Options{}); }
-  ~CgroupRoot();
+  ~CgroupRoot();  ///< remove_all()
   CgroupRoot(const CgroupRoot&) = delete;
   CgroupRoot& operator=(const CgroupRoot&) = delete;
 
@@ -58,6 +59,12 @@ class CgroupRoot {
   /// same parent name, before a restart); not_found when no directory of it exists.
   core::Result<std::unique_ptr<Cgroup>> open_existing(const std::string& name);
 
+  /// Kills and removes every group this object made and the parent itself (with
+  /// keep_groups: the parent only when it is empty). Once only; later calls, and the
+  /// destructor after it, do nothing. For a program that must exit without running its
+  /// destructors: other threads may still call create() meanwhile (it then fails).
+  void remove_all();
+
   /// The name rule used for parents: "execd-<pid>-<start time in clock ticks>".
   static std::string parent_name_for(pid_t pid);
   /// True when the daemon that named a parent `name` is no longer running.
@@ -70,6 +77,7 @@ class CgroupRoot {
   std::map<std::string, std::string> parents_;  // controller -> parent dir (v2: "" -> dir)
   std::vector<std::string> writable_;
   bool keep_groups_ = false;
+  std::atomic<bool> removed_{false};
 };
 
 }  // namespace execd::isolation

@@ -48,6 +48,9 @@ class Isolator {
   const Capabilities& capabilities();
   [[nodiscard]] const Limits& defaults() const { return options_.defaults; }
   [[nodiscard]] const CgroupRoot& cgroups() const { return *cgroups_; }
+  /// Kills every execution's cgroup and removes the daemon's cgroup parent now
+  /// (CgroupRoot::remove_all): for a daemon about to exit without its destructors.
+  void remove_cgroups() { cgroups_->remove_all(); }
 
   /// check() against this host.
   core::Result<void> check(const Limits& limits);
