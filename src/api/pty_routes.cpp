@@ -77,11 +77,6 @@ core::Result<pty::PtySpec> parse_create(const httplib::Request& req, isolation::
   // The isolation fields every execution route takes, over the daemon's defaults.
   auto limits = request_limits(*body, isolator);
   if (!limits) return limits.error();
-  if (limits->level == isolation::Level::namespace_) {
-    return core::make_error(core::Errc::invalid_argument,
-                            "isolation 'namespace' is not available for terminal sessions (bubblewrap starts the "
-                            "shell without a controlling tty); use 'process' or 'none'");
-  }
   pty::PtySpec spec;
   spec.cwd = cwd->value_or("");
   spec.envs = std::move(*envs);

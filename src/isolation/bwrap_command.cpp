@@ -122,9 +122,9 @@ core::Result<std::vector<std::string>> BwrapCommand::build(const Options& o, con
                                 "--unshare-cgroup-try",
                                 "--hostname",
                                 o.hostname,
-                                "--new-session",
                                 "--cap-drop",
                                 "ALL"};
+  if (o.new_session) a.emplace_back("--new-session");
   if (o.die_with_parent) a.emplace_back("--die-with-parent");
   if (!o.network) a.emplace_back("--unshare-net");
   for (const auto& d : layout.ro_dirs) a.insert(a.end(), {"--ro-bind", layout.root + d, d});

@@ -34,7 +34,8 @@ struct SystemLayout {
 /// The bubblewrap argv for one execution at namespace level: new user, pid, ipc, uts,
 /// mount (and unless `network`, network) namespaces; system directories read-only; a
 /// private /tmp, /dev and /proc; one writable workspace; all capabilities dropped;
-/// --die-with-parent (unless turned off) and --new-session. A pure function of its inputs.
+/// --die-with-parent (unless turned off) and --new-session (unless the caller gave the
+/// child a terminal of its own, see `new_session`). A pure function of its inputs.
 ///
 /// The sandbox's environment is exactly `env` (--clearenv, then --setenv each): whatever
 /// bwrap itself was started with never reaches the code. The values are on bwrap's
@@ -58,6 +59,12 @@ struct BwrapCommand {
     /// false: the sandbox outlives the process that started bwrap (the gateway's
     /// sandboxes survive a gateway restart); execd's executions die with it.
     bool die_with_parent = true;
+    /// --new-session (setsid inside) guards against TIOCSTI: code that shares the caller's
+    /// controlling terminal could push input into the caller's shell (CVE-2017-5226).
+    /// false only when the child was given a fresh pseudo-terminal of its own as its
+    /// controlling tty (a PTY session): pushed input can reach only the sandbox's own
+    /// shell, and a new session would take the terminal (and job control) away.
+    bool new_session = true;
     /// Where the workspace appears inside; empty: at its host path.
     std::string workspace_target;
     /// A host path shown at another path inside (the gateway's execd binary, its run dir).

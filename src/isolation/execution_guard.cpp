@@ -21,8 +21,9 @@ core::Result<std::unique_ptr<ExecutionGuard>> ExecutionGuard::make(Isolator& iso
                                                                    const Limits& limits,
                                                                    process::SpawnOptions& so, const std::string& id,
                                                                    std::vector<std::string> rw_binds,
-                                                                   bool cpu_limit_per_unit) {
-  auto plan = isolator.prepare(limits, {so.argv, so.env, so.cwd, id, std::move(rw_binds), cpu_limit_per_unit});
+                                                                   bool cpu_limit_per_unit, bool own_terminal) {
+  auto plan = isolator.prepare(limits,
+                               {so.argv, so.env, so.cwd, id, std::move(rw_binds), cpu_limit_per_unit, own_terminal});
   if (!plan) return plan.error();
   auto guard = std::make_unique<ExecutionGuard>(std::move(plan).value());
   const LaunchPlan& p = guard->plan_;

@@ -41,12 +41,14 @@ class ExecutionGuard {
   /// `so` must not be moved or destroyed before the spawn while the guard lives (the
   /// setup points into the guard). `id` names the cgroup and workspace; `rw_binds` are
   /// host paths shared writable with the sandbox at namespace level (a kernel's ipc dir);
-  /// `cpu_limit_per_unit` as LaunchRequest's (a kernel: the CPU limit is per cell).
+  /// `cpu_limit_per_unit` as LaunchRequest's (a kernel: the CPU limit is per cell);
+  /// `own_terminal` as LaunchRequest's (a PTY session's shell keeps its terminal).
   static core::Result<std::unique_ptr<ExecutionGuard>> make(Isolator& isolator,
                                                             const Limits& limits,
                                                             process::SpawnOptions& so, const std::string& id,
                                                             std::vector<std::string> rw_binds = {},
-                                                            bool cpu_limit_per_unit = false);
+                                                            bool cpu_limit_per_unit = false,
+                                                            bool own_terminal = false);
 
   explicit ExecutionGuard(LaunchPlan plan);
   ~ExecutionGuard();  ///< finish()

@@ -110,6 +110,7 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
   BwrapCommand::Options b;
   b.bwrap = options_.bwrap;
   b.network = limits.has_network();
+  b.new_session = !request.own_terminal;
   b.rw_binds = std::move(request.rw_binds);
   b.env = std::move(plan.env);
   plan.env.clear();  // bwrap itself needs nothing; the sandbox gets b.env

@@ -27,6 +27,9 @@ struct LaunchRequest {
   /// that counts CPU, cpu_time_limit_s bounds each unit (the caller's watchdog, against
   /// the cgroup's counters), so the process gets no RLIMIT_CPU, which would bound the sum.
   bool cpu_limit_per_unit = false;
+  /// The child holds a pseudo-terminal of its own as its controlling tty (a PTY session):
+  /// at namespace level bwrap keeps it (no --new-session; BwrapCommand::Options).
+  bool own_terminal = false;
 };
 
 /// The daemon's isolation service: the host's capabilities (probed once, on first use),

@@ -132,6 +132,9 @@ core::Result<void> PtySession::start(PtyMode mode) {
     if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   env["TERM"] = mode == PtyMode::pty ? "xterm-256color" : "dumb";
+  // The host's home directory is not in a namespace-level sandbox: the Isolator makes the
+  // workspace HOME unless the request names one.
+  if (spec_.limits.level == isolation::Level::namespace_) env.erase("HOME");
   for (const auto& [k, v] : spec_.envs) env[k] = v;
   for (const auto& [k, v] : env) so.env.push_back(k + "=" + v);
   so.cwd = spec_.cwd;
@@ -140,15 +143,21 @@ core::Result<void> PtySession::start(PtyMode mode) {
   // steps, which run after the terminal's.
   std::unique_ptr<isolation::ExecutionGuard> guard;
   if (isolation::ExecutionGuard::needed(spec_.limits)) {
-    if (spec_.limits.level == isolation::Level::namespace_) {
-      return core::make_error(core::Errc::invalid_argument,
-                              "isolation 'namespace' cannot give a terminal session a controlling tty (bubblewrap "
-                              "starts the shell in a new session); use 'process' or 'none'");
-    }
     if (!deps_.isolator) {
       return core::make_error(core::Errc::invalid_argument, "isolation and limits are not available in this daemon");
     }
-    auto made = isolation::ExecutionGuard::make(*deps_.isolator, spec_.limits, so, "p-" + id_);
+    // At namespace level in PTY mode bwrap must not start a new session: the terminal made
+    // the controlling tty below would be lost, and with it job control. --new-session is
+    // bubblewrap's guard against TIOCSTI (CVE-2017-5226: pushing input into the caller's
+    // terminal, which the caller's shell reads once the sandbox is gone). This host's
+    // kernel still allows TIOCSTI on one's own controlling tty (dev.tty.legacy_tiocsti=1;
+    // Linux 6.2+ can require CAP_SYS_ADMIN instead) and on any other tty only with
+    // CAP_SYS_ADMIN, which the sandbox has dropped. Here the controlling tty is a pty made
+    // for this session: what is pushed into it is read by the sandbox's own shell, and the
+    // daemon only reads the master's output (where such bytes appear as the echo any
+    // program in the sandbox could write anyway). So nothing outside is reached.
+    auto made = isolation::ExecutionGuard::make(*deps_.isolator, spec_.limits, so, "p-" + id_, {}, false,
+                                                /*own_terminal=*/mode == PtyMode::pty);
     if (!made) return made.error();
     guard = std::move(made).value();
   }
@@ -395,9 +404,19 @@ core::Result<void> PtySession::signal(const std::string& name) {
   if (!sig) return sig.error();
   std::lock_guard<std::mutex> lock(mu_);
   if (!running_) return core::make_error(core::Errc::conflict, "pty session " + id_ + "'s shell is not running");
+  // At namespace level pid_ is bwrap, outside the sandbox: its group (bwrap and the
+  // sandbox's init) is never signalled, or a SIGINT would take the whole sandbox down.
+  const bool in_sandbox = guard_ && guard_->in_namespace();
   if (mode_ == PtyMode::pty) {
     const pid_t fg = ::tcgetpgrp(in_fd_.get());
-    if (fg > 0 && ::kill(-fg, *sig) == 0) return {};
+    if (fg > 0 && !(in_sandbox && fg == pid_) && ::kill(-fg, *sig) == 0) return {};
+  }
+  if (in_sandbox) {
+    // The sandbox's processes (its init ignores all but SIGKILL), as a bash session does.
+    if (!guard_->signal(*sig, pid_)) {
+      return core::make_error(core::Errc::conflict, "pty session " + id_ + "'s shell is gone");
+    }
+    return {};
   }
   if (!process::signal_group(pid_, *sig)) {
     return core::make_error(core::Errc::conflict, "pty session " + id_ + "'s shell is gone");

@@ -39,9 +39,10 @@ struct PtySpec {
   uint16_t cols = 80;
   uint16_t rows = 24;
   /// The shell's isolation for its whole life (the request's fields over the daemon's
-  /// defaults): level none or process (cgroup, limits, no_new_privs); namespace cannot
-  /// give a shell a controlling terminal (bubblewrap starts it in a new session) and is
-  /// refused by start(). max_output_bytes does not apply (the scrollback is bounded).
+  /// defaults): process (cgroup, limits, no_new_privs) or namespace (that, inside
+  /// bubblewrap; in PTY mode without bwrap's --new-session, so the shell keeps the
+  /// terminal as its controlling tty). max_output_bytes does not apply (the scrollback is
+  /// bounded).
   isolation::Limits limits;
 };
 
@@ -52,7 +53,7 @@ struct PtyStatus {
   bool running = false;
   std::optional<int> exit_code;  ///< once exited: the code, or 128 + signal
   PtyMode mode = PtyMode::pty;
-  pid_t pid = 0;               ///< the shell's (0 before start)
+  pid_t pid = 0;               ///< the shell's, or bwrap's at namespace level (0 before start)
   uint64_t output_offset = 0;  ///< the offset after the newest output byte
   uint64_t output_begin = 0;   ///< the oldest offset still replayable
   uint16_t cols = 80;
@@ -65,7 +66,9 @@ struct PtyStatus {
 /// One interactive bash, started on the first attach (start()), in its own session and
 /// process group with none of the daemon's descriptors, a fresh environment (never the
 /// daemon's, so never its token) and, in PTY mode, the terminal as its controlling tty
-/// (setsid + TIOCSCTTY) with TERM=xterm-256color.
+/// (setsid + TIOCSCTTY) with TERM=xterm-256color. At namespace level the spawned child is
+/// bwrap holding that terminal; the shell inside (pid 2 of its pid namespace) is in the
+/// same session, so it takes the terminal's foreground and job control works as outside.
 ///
 /// Output is read on the reactor thread into a Scrollback; readers (the WebSocket's pump)
 /// follow it by offset. The exit is seen through the pidfd: the shell is reaped, what it
@@ -117,7 +120,8 @@ class PtySession : public std::enable_shared_from_this<PtySession> {
   /// 0 or over 1000; in pipe mode the size is only recorded.
   core::Result<void> resize(uint16_t cols, uint16_t rows);
   /// A signal by name (SIGINT, INT, 2, ...) to the terminal's foreground process group in
-  /// PTY mode, to the shell's group in pipe mode. invalid_argument for an unknown name.
+  /// PTY mode, to the shell's group in pipe mode (at namespace level: to the sandbox's
+  /// processes, never bwrap's own group). invalid_argument for an unknown name.
   core::Result<void> signal(const std::string& name);
   /// Kills every process of the shell's session (job-control groups included) and waits
   /// (bounded) until the shell is reaped; the session can no longer start or be attached.

@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -210,6 +211,16 @@ def main():
         t.until(lambda: b"ERR-2" in t.err and b"NOTTY" in t.out)
         r["out"] = t.out.decode()
         r["err"] = t.err.decode()
+    elif scenario == "pipe_sandbox":
+        t = Term(base, sid, "?pty=0", token=token)
+        r["connected"] = t.connected
+        t.send_stdin("echo PID-$$; echo ERR-2 >&2; [ -t 0 ] || echo NOTTY\n")
+        t.until(lambda: b"ERR-2" in t.err and b"NOTTY" in t.out)
+        r["out"] = t.out.decode()
+        r["err"] = t.err.decode()
+        pid = call(base, "GET", "/pty/" + sid, token)[1]["pid"]
+        with open("/proc/%d/comm" % pid) as f:
+            r["spawned"] = f.read().strip()
     elif scenario == "delete":
         t = Term(base, sid, token=token)
         t.send_stdin("sleep 300 & echo BG=$!=; echo DONE-$((2+3))\n")
@@ -217,6 +228,9 @@ def main():
         text = t.out.decode(errors="replace")
         bg = [w for w in text.replace("\r", "").split("\n") if w.startswith("BG=") and w[3:4].isdigit()]
         r["bg"] = int(bg[-1][3:].rstrip("=")) if bg else 0
+        pid = call(base, "GET", "/pty/" + sid, token)[1]["pid"]
+        r["pid"] = pid
+        r["memory_cgroup"] = [l.strip().split(":", 2)[2] for l in open("/proc/%d/cgroup" % pid) if ":memory:" in l]
         r["delete"] = call(base, "DELETE", "/pty/" + sid, token)[0]
         t.until_closed()
         r["exit"] = t.text_of("exit")
@@ -260,6 +274,92 @@ def main():
         r["fds"] = [l[3:] for l in text.split("\n") if l.startswith("FD ") and l[3:4].isdigit()]
         r["leak"] = [l for l in text.split("\n") if l.startswith("LEAK=") and "$(" not in l]
         r["execd_vars"] = [l for l in text.split("\n") if l.startswith("EXECD_VARS=") and "$(" not in l]
+    elif scenario == "sandbox":
+        # A session at isolation level namespace (memory_limit_mb 64, max_open_files 256):
+        # the terminal, job control and signals work inside bubblewrap as outside, the
+        # limits hold and the sandbox sees nothing of the daemon. Every answer is printed
+        # behind a marker the shell computes (NAME-7=), so the terminal's echo of the typed
+        # command never matches it.
+        port = base.rsplit(":", 1)[1]
+        t = Term(base, sid, token=token)
+        pid = call(base, "GET", "/pty/" + sid, token)[1]["pid"]  # bwrap's, on the host
+        r["pid"] = pid
+        r["memory_cgroup"] = [l.strip().split(":", 2)[2] for l in open("/proc/%d/cgroup" % pid) if ":memory:" in l]
+        if r["memory_cgroup"]:
+            with open("/sys/fs/cgroup/memory" + r["memory_cgroup"][0] + "/memory.limit_in_bytes") as f:
+                r["memory_limit_bytes"] = int(f.read())
+
+        def ask(command, name, timeout=TIMEOUT):
+            start = len(t.out)
+            pattern = re.compile(name + r"-7=([^\r\n]*)\r?\n")
+            found = []
+
+            def seen():
+                m = pattern.search(t.out[start:].decode(errors="replace"))
+                if m:
+                    found.append(m.group(1))
+                return bool(m)
+            t.send_stdin(command + "\n")
+            t.until(seen, timeout)
+            return found[0] if found else None
+
+        def wait_foreground(name):
+            deadline = time.time() + TIMEOUT
+            while not foreground_is(pid, name) and time.time() < deadline:
+                time.sleep(0.01)
+            return foreground_is(pid, name)
+
+        r["id"] = ask("echo ID-$((3+4))=$$:$(hostname):$([ -t 0 ] && echo tty):$(tty)", "ID")
+        r["home"] = ask("echo HOME-$((3+4))=$HOME:$(pwd)", "HOME")
+        r["token_in_env"] = ask("echo LEAK-$((3+4))=$(env | grep -c -- '" + token + "')", "LEAK")
+        r["execd_vars"] = ask("echo VARS-$((3+4))=$(env | grep -c '^EXECD_')", "VARS")
+        r["no_new_privs"] = ask("echo NNP-$((3+4))=$(awk '/NoNewPrivs/ {print $2}' /proc/$$/status)", "NNP")
+        # Every process the sandbox can see, by name (its own pid namespace).
+        r["processes"] = ask("echo PROCS-$((3+4))=$(cat /proc/[0-9]*/comm 2>/dev/null | sort -u | tr '\\n' ' ')",
+                             "PROCS")
+        # The shell's descriptors: the terminal only (ls, not a command substitution,
+        # which would hold a pipe open in the shell while it runs).
+        start = len(t.out)
+        t.send_stdin("ls -l /proc/$$/fd | awk 'NF > 9 {print \"FD\", $9, $11}'; echo FDS-$((3+4))=\n")
+        t.until(lambda: b"FDS-7=" in t.out[start:])
+        # Readline's "bracketed paste off" escape may start the first output line.
+        text = t.out[start:].decode(errors="replace").replace("\r", "").replace("\x1b[?2004l", "")
+        r["fds"] = [l[3:] for l in text.split("\n") if l.startswith("FD ") and l[3:4].isdigit()]
+        r["daemon_port"] = ask("r=closed; (exec 3<>/dev/tcp/127.0.0.1/" + port + ") 2>/dev/null && r=open; "
+                               "echo NET-$((3+4))=$r", "NET")
+        r["usr"] = ask("r=read-only; touch /usr/execd-pty-probe 2>/dev/null && r=writable; echo USR-$((3+4))=$r", "USR")
+        r["workspace"] = ask("r=read-only; touch ./probe 2>/dev/null && r=writable; echo WS-$((3+4))=$r", "WS")
+        r["nofile"] = ask("echo NOFILE-$((3+4))=$(ulimit -n)", "NOFILE")
+        # 256 MiB touched under a 64 MiB cgroup: the kernel kills python, the shell lives.
+        r["memory_hog"] = ask("python3 -c 'b = b\"x\" * (256 << 20)'; echo MEM-$((3+4))=$?", "MEM", 30)
+        # Job control: a background job brought to the foreground, then Ctrl-C as a byte.
+        r["bg"] = ask("sleep 100 & echo BG-$((3+4))=$!", "BG")
+        t.send_stdin("fg\n")
+        r["fg_sleep"] = wait_foreground("sleep")
+        t.send_stdin("\x03")
+        r["ctrl_c"] = ask("echo CC-$((3+4))=$?", "CC")
+        # Ctrl-Z stops the foreground job; bg resumes it; kill ends it.
+        t.send_stdin("sleep 50\n")
+        r["fg_sleep2"] = wait_foreground("sleep")
+        start = len(t.out)
+        t.send_stdin("\x1a")
+        r["stopped"] = t.until(lambda: re.search(rb"Stopped\s+sleep 50", t.out[start:]) is not None)
+        start = len(t.out)
+        t.send_stdin("bg; jobs -r\n")
+        r["resumed"] = t.until(lambda: re.search(rb"Running\s+sleep 50 &", t.out[start:]) is not None)
+        r["killed_job"] = ask("kill %1; wait %1; echo KJ-$((3+4))=$?", "KJ")
+        # The signal frame reaches the foreground job, never bwrap.
+        t.send_stdin("sleep 100\n")
+        r["fg_sleep3"] = wait_foreground("sleep")
+        t.send_json({"type": "signal", "signal": "SIGINT"})
+        r["signal_frame"] = ask("echo SIG-$((3+4))=$?", "SIG")
+        t.send_json({"type": "resize", "cols": 123, "rows": 45})
+        r["size"] = ask("echo SIZE-$((3+4))=$(tput cols)x$(tput lines)", "SIZE")
+        t.send_stdin("exit 3\n")
+        t.until_closed()
+        r["exit"] = t.text_of("exit")
+        r["close"] = list(t.closed or ())
+        r["status"] = call(base, "GET", "/pty/" + sid, token)[1]
     else:
         raise SystemExit("unknown scenario " + scenario)
     for t in OPEN:

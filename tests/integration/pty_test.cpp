@@ -274,7 +274,7 @@ TEST_CASE("HTTP errors are JSON: bad fields 400, unknown ids 404, bad upgrades 4
   CHECK(again->status == 200);
 }
 
-TEST_CASE("isolation fields: a process-level session runs with no_new_privs in its own cgroup; namespace is refused") {
+TEST_CASE("isolation fields: a process-level session runs with no_new_privs in its own cgroup") {
   Daemon daemon;
   const std::string sid = daemon.create({{"isolation", "process"}, {"max_processes", 64}});
   const json r = daemon.run("isolated", sid);
@@ -283,10 +283,6 @@ TEST_CASE("isolation fields: a process-level session runs with no_new_privs in i
   CHECK(std::stoi(r["cgroup_lines"][0].get<std::string>()) >= 1);  // a cgroup path naming execd
 
   auto c = daemon.d.client();
-  auto ns = c->Post("/pty", auth(), R"({"isolation":"namespace"})", "application/json");
-  REQUIRE(ns);
-  CHECK(ns->status == 400);
-  CHECK(json::parse(ns->body)["message"].get<std::string>().find("namespace") != std::string::npos);
   auto bad = c->Post("/pty", auth(), R"({"isolation":"sideways"})", "application/json");
   REQUIRE(bad);
   CHECK(bad->status == 400);
@@ -294,4 +290,102 @@ TEST_CASE("isolation fields: a process-level session runs with no_new_privs in i
   const std::string plain = daemon.create();
   const json p = daemon.run("isolated", plain);
   CHECK(p["no_new_privs"] == json::array({"0"}));
+}
+
+namespace {
+
+// The memory controller's directory of a cgroup path from /proc/<pid>/cgroup (v1 host).
+std::string memory_cgroup_dir(const json& r) {
+  REQUIRE_MESSAGE(r["memory_cgroup"].size() == 1, r.dump());
+  return "/sys/fs/cgroup/memory" + r["memory_cgroup"][0].get<std::string>();
+}
+
+bool dir_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+}  // namespace
+
+TEST_CASE("namespace isolation: the shell in bubblewrap has the terminal, job control, Ctrl-C, resize, exit 3, "
+          "the limits, and sees nothing of the daemon") {
+  Daemon daemon;
+  const std::string sid =
+      daemon.create({{"isolation", "namespace"}, {"memory_limit_mb", 64}, {"max_open_files", 256}});
+  const json r = daemon.run("sandbox", sid);
+  INFO(r.dump());
+  // pid 2 of its own pid namespace (bwrap's init is 1), bubblewrap's hostname, the
+  // terminal on stdin; bwrap shows the session's own pty as /dev/console.
+  CHECK(r["id"] == "2:sandbox:tty:/dev/console");
+  // HOME is the fresh workspace (the host's is not in the sandbox), also the cwd.
+  const std::string home = r["home"].get<std::string>();
+  const auto colon = home.find(':');
+  REQUIRE(colon != std::string::npos);
+  CHECK(home.substr(0, colon) == home.substr(colon + 1));
+  CHECK(home.find("/workspaces/p-") != std::string::npos);
+  CHECK(r["token_in_env"] == "0");
+  CHECK(r["execd_vars"] == "0");
+  CHECK(r["no_new_privs"] == "1");
+  // Only the sandbox's own processes: bwrap's init, the shell and the probe's pipeline.
+  std::string procs = r["processes"].get<std::string>();
+  CHECK(procs.find("execd") == std::string::npos);
+  for (const char* name : {"bwrap", "bash"}) CHECK(procs.find(name) != std::string::npos);
+  REQUIRE(r["fds"].size() >= 3);
+  std::string fds;
+  for (const auto& f : r["fds"]) {
+    fds += f.get<std::string>() + "; ";
+    CHECK_MESSAGE(f.get<std::string>().find("/dev/pts/") != std::string::npos, "not the terminal: " << f);
+  }
+  CHECK_MESSAGE(fds.find("0 /dev/pts/") == 0, fds);
+  CHECK(r["daemon_port"] == "closed");  // no network namespace shared with the daemon
+  CHECK(r["usr"] == "read-only");
+  CHECK(r["workspace"] == "writable");
+  // The limits: RLIMIT_NOFILE, and the cgroup's memory limit killing a 256 MiB python.
+  CHECK(r["nofile"] == "256");
+  CHECK(r["memory_limit_bytes"] == 64 * 1024 * 1024);
+  CHECK(r["memory_hog"] == "137");
+  // Job control and signals as outside the sandbox.
+  CHECK(r["fg_sleep"] == true);
+  CHECK(r["ctrl_c"] == "130");
+  CHECK(r["fg_sleep2"] == true);
+  CHECK(r["stopped"] == true);
+  CHECK(r["resumed"] == true);
+  CHECK(r["killed_job"] == "143");
+  CHECK(r["fg_sleep3"] == true);
+  CHECK(r["signal_frame"] == "130");
+  CHECK(r["size"] == "123x45");
+  REQUIRE(r["exit"].size() == 1);
+  CHECK(r["exit"][0]["exit_code"] == 3);
+  CHECK(r["close"][0] == 1000);
+  CHECK(r["status"]["exit_code"] == 3);
+  // Nothing left: bwrap reaped, the cgroup removed.
+  const std::string cgroup = memory_cgroup_dir(r);
+  CHECK(cgroup.find("execd-") != std::string::npos);
+  CHECK(process_gone(r["pid"].get<int>()));
+  CHECK_FALSE(dir_exists(cgroup));
+}
+
+TEST_CASE("namespace isolation: DELETE ends the sandbox with its background jobs and removes its cgroup") {
+  Daemon daemon;
+  const std::string sid = daemon.create({{"isolation", "namespace"}});
+  const json r = daemon.run("delete", sid);
+  INFO(r.dump());
+  CHECK(r["delete"] == 200);
+  REQUIRE(r["exit"].size() == 1);
+  CHECK(r["exit"][0]["exit_code"] == 128 + SIGKILL);
+  CHECK(r["close"][0] == 1000);
+  const std::string cgroup = memory_cgroup_dir(r);
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    gone = process_gone(r["pid"].get<int>()) && !dir_exists(cgroup);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(gone);  // the cgroup held every process of the sandbox, the background sleep too
+}
+
+TEST_CASE("namespace isolation as the daemon's default: a PTY session runs in the sandbox, pipe mode too") {
+  Daemon daemon({"--isolation", "namespace"});
+  const std::string sid = daemon.create();
+  const json r = daemon.run("pipe_sandbox", sid);
+  CHECK(r["connected"]["mode"] == "pipe");
+  CHECK(r["out"] == "PID-2\nNOTTY\n");  // pid 2 of the sandbox's pid namespace
+  CHECK(r["err"] == "ERR-2\n");
+  CHECK(r["spawned"] == "bwrap");
 }

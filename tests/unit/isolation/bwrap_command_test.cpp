@@ -81,6 +81,12 @@ TEST_CASE("the argv has every namespace, read-only system dirs and the workspace
   auto with_net = BwrapCommand::build(o, {"/bin/true"}, SystemLayout::host());
   REQUIRE(with_net.ok());
   for (const auto& a : *with_net) CHECK(a != "--unshare-net");
+  // A PTY session's shell keeps the terminal it was given: no new session inside.
+  o.new_session = false;
+  auto keeps_tty = BwrapCommand::build(o, {"/bin/true"}, SystemLayout::host());
+  REQUIRE(keeps_tty.ok());
+  for (const auto& a : *keeps_tty) CHECK(a != "--new-session");
+  o.new_session = true;
 
   o.workspace = "relative";
   CHECK(BwrapCommand::build(o, {"/bin/true"}, SystemLayout::host()).error().code ==
