@@ -18,7 +18,9 @@ APT_PACKAGES += python3-websockets python3-websocket
 APT_PACKAGES += nginx-light
 # The docker backend (docs/IMAGES.md): its tests start a private dockerd and import an
 # image holding only a static busybox, which is also the bundle's entrypoint shell.
-APT_DOCKER := docker.io busybox-static
+# integration-docker-network runs dockerd's iptables and the gateway's host firewall in a
+# network namespace of its own (iptables, iproute2's ip).
+APT_DOCKER := docker.io busybox-static iptables iproute2
 APT_PACKAGES += $(APT_DOCKER)
 # The Kubernetes backend's schema checks read deploy/k8s's manifests with python3-yaml.
 APT_PACKAGES += python3-yaml

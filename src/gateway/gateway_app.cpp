@@ -54,6 +54,7 @@ core::Result<std::shared_ptr<Backend>> make_backend(const GatewayConfig& c, cons
     DockerBackendConfig d;
     d.docker_host = c.docker_host;
     d.runtime = c.docker_runtime;
+    d.host_firewall = c.docker_host_firewall == "on";
     // By default `make bundle`'s output beside this binary (build/bundle next to build/execd-gateway).
     std::error_code ec;
     const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);

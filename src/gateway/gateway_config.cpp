@@ -82,6 +82,10 @@ const std::vector<Option>& options() {
        core::flag_string(&GatewayConfig::docker_host)},
       {"docker-runtime", "EXECD_GATEWAY_DOCKER_RUNTIME", "NAME", "docker backend: OCI runtime, e.g. runsc (default: the engine's)",
        core::flag_string(&GatewayConfig::docker_runtime)},
+      {"docker-host-firewall", "EXECD_GATEWAY_DOCKER_HOST_FIREWALL", "on|off",
+       "docker backend: refuse new connections from sandbox bridges (exd+) to this host with one iptables rule "
+       "(default on; off: firewall the host yourself)",
+       one_of(&GatewayConfig::docker_host_firewall, {"on", "off"})},
       {"kubeconfig", "KUBECONFIG", "PATH",
        "kubernetes backend: the kubeconfig whose current context names the cluster (default: the in-cluster service account)",
        core::flag_string(&GatewayConfig::kubeconfig)},

@@ -26,6 +26,7 @@ struct GatewayConfig {
   std::vector<PoolSpec> pools;     ///< --pool IMAGE=N, repeatable
   std::string docker_host = "unix:///var/run/docker.sock";
   std::string docker_runtime;      ///< e.g. runsc; empty: the engine's default
+  std::string docker_host_firewall = "on";  ///< on | off: DockerHostFirewall's rule at start
   // kubernetes backend (docs/KUBERNETES.md)
   std::string kubeconfig;          ///< empty: in-cluster service account
   std::string k8s_namespace;       ///< empty: the kubeconfig context's, or the gateway pod's own

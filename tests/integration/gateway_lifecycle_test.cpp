@@ -91,7 +91,10 @@ Engine process_engine() {
 Engine docker_engine() {
   Engine e;
   e.name = "docker";
-  e.gateway_args = {"--backend", "docker", "--docker-host", dockerd().host(), "--execd-bundle", EXECD_BUNDLE_DIR};
+  // The host's own iptables are never touched by tests (docker_network_test.cpp runs the
+  // firewall in a network namespace of its own).
+  e.gateway_args = {"--backend", "docker", "--docker-host", dockerd().host(), "--execd-bundle", EXECD_BUNDLE_DIR,
+                    "--docker-host-firewall", "off"};
   e.image = {{"uri", kDockerImage}};
   e.kill = [](const std::string&, const std::string& id) { docker_cli("kill execd-" + id); };
   e.leftovers = [](const std::string&, const std::string& id) {

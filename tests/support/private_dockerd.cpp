@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,10 +58,23 @@ std::pair<std::string, bool> run(const std::string& cmd) {
   return {out, pclose(f) == 0};
 }
 
+/// True unless the calling thread is in a network namespace other than the one the test
+/// program was started in (its parent's: the host's). pid 1's may not be readable here.
+bool in_host_network_namespace() {
+  struct stat mine {};
+  struct stat host {};
+  const std::string parent = "/proc/" + std::to_string(getppid()) + "/ns/net";
+  if (stat("/proc/thread-self/ns/net", &mine) != 0 || stat(parent.c_str(), &host) != 0) return true;
+  return mine.st_ino == host.st_ino && mine.st_dev == host.st_dev;
+}
+
 }  // namespace
 
-PrivateDockerd::PrivateDockerd() {
+PrivateDockerd::PrivateDockerd(Options options) {
   if (geteuid() != 0) throw std::runtime_error("private dockerd: needs root");
+  if (options.iptables && in_host_network_namespace()) {
+    throw std::runtime_error("private dockerd: --iptables only in a network namespace of the test's own, never the host's");
+  }
   if (access(kDockerd, X_OK) != 0) throw std::runtime_error("private dockerd: no " + std::string(kDockerd) + " (apt-get install docker.io)");
   // A short path: the socket's must fit sockaddr_un, and /tmp is local (overlay2 needs that).
   std::string tmpl = "/tmp/execd-dockerd-XXXXXX";
@@ -71,6 +85,7 @@ PrivateDockerd::PrivateDockerd() {
   // Each instance its own /16 out of 10.128.0.0/9, so two test runs do not hand out the
   // same subnets; docker also skips pools that overlap the host's routes.
   const int octet = 128 + static_cast<int>(getpid() % 120);
+  const std::string firewall = options.iptables ? "true" : "false";
   const std::vector<std::string> args = {
       kDockerd,
       "--data-root=" + (dir_ / "data").string(),
@@ -78,9 +93,9 @@ PrivateDockerd::PrivateDockerd() {
       "--pidfile=" + (dir_ / "docker.pid").string(),
       "--host=unix://" + socket_.string(),
       "--bridge=none",
-      "--iptables=false",
+      "--iptables=" + firewall,
       "--ip6tables=false",
-      "--ip-forward=false",
+      "--ip-forward=" + firewall,
       "--ip-masq=false",
       "--userland-proxy=false",
       "--default-address-pool=base=10." + std::to_string(octet) + ".0.0/16,size=24",

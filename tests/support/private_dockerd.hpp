@@ -10,15 +10,25 @@ namespace execd::test {
 
 /// A dockerd of the test's own, as root: its own --data-root, --exec-root, pidfile and
 /// unix socket under a fresh directory, no default bridge, no iptables rules and no
-/// ip_forward change (nothing outside its directory is touched but the bridges of the
-/// networks its containers use, which it removes), and an address pool of its own so two
+/// ip_forward change unless Options::iptables (nothing outside its directory is touched
+/// but the bridges of the networks its containers use, which it removes), and an address
+/// pool of its own so two
 /// at once do not collide. The constructor returns once the engine answers /_ping and
 /// throws with the daemon's log if it does not within a minute. The destructor removes
 /// every container and network it holds, stops it (SIGTERM, then SIGKILL after 20 s),
 /// unmounts what it left mounted and deletes its directory.
 class PrivateDockerd {
  public:
-  PrivateDockerd();
+  struct Options {
+    /// dockerd's own firewall (--iptables, --ip-forward): the rules that keep one bridge
+    /// network from reaching another. Only in a network namespace of the test's own (the
+    /// calling thread's, which the daemon inherits; not its parent's): the constructor
+    /// throws otherwise, so the host's firewall and forwarding are never touched.
+    bool iptables = false;
+  };
+
+  PrivateDockerd() : PrivateDockerd(Options{}) {}
+  explicit PrivateDockerd(Options options);
   ~PrivateDockerd();
   PrivateDockerd(const PrivateDockerd&) = delete;
   PrivateDockerd& operator=(const PrivateDockerd&) = delete;

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "gateway/backends/docker_host_firewall.hpp"
+
 namespace execd::gateway {
 
 namespace {
@@ -62,6 +64,15 @@ core::Result<DockerBackend> DockerBackend::open(DockerBackendConfig config) {
   }
   auto engine = DockerEngine::connect(config.docker_host);
   if (!engine) return engine.error();
+  if (config.host_firewall) {
+    if (auto r = DockerHostFirewall::ensure(); !r) {
+      return core::make_error(core::Errc::unavailable,
+                              "docker backend: cannot refuse the sandboxes' connections to this host (" +
+                                  r.error().message +
+                                  "); run the gateway as root beside the engine, or pass --docker-host-firewall off "
+                                  "and firewall the exd+ bridges yourself");
+    }
+  }
   auto info = engine->info();
   if (!info) return info.error();
   if (!config.runtime.empty() &&
@@ -157,7 +168,9 @@ core::Result<Placement> DockerBackend::create(const std::string& sandbox_id, con
       {kGatewayLabel, config_.instance},
       {kMemoryLabel, std::to_string(spec.limits.memory_bytes)},
   };
-  if (auto net = engine_.create_network(name, labels); !net) return net.error();
+  if (auto net = engine_.create_network(name, labels, DockerHostFirewall::sandbox_bridge_name(sandbox_id)); !net) {
+    return net.error();
+  }
 
   ContainerSpec c;
   c.name = name;

@@ -23,13 +23,18 @@ struct DockerBackendConfig {
   std::string runtime;          ///< OCI runtime for every container ("runsc"); "" = engine default
   uint32_t max_containers = 0;  ///< this gateway's containers at once; 0 = only the engine's memory bounds it
   int execd_port = 44772;       ///< execd's port inside each container
+  /// --docker-host-firewall: at open(), make sure new connections from the sandboxes'
+  /// bridges to this host are refused (DockerHostFirewall; needs root and iptables, and
+  /// the gateway in the engine's network namespace). false: the operator protects the host.
+  bool host_firewall = true;
 };
 
 /// Sandboxes as Docker containers, spoken to over the Engine API (DockerEngine; never the
 /// CLI). Each sandbox gets a bridge network of its own named like its container,
-/// `execd-<sandbox id>`: the gateway reaches execd at the container's address on it, and
-/// the engine's isolation between bridge networks keeps sandboxes from reaching each
-/// other. execd comes from the bundle mounted at /opt/execd and runs beside the spec's
+/// `execd-<sandbox id>`, on a host bridge named `exd<hash>`: the gateway reaches execd at
+/// the container's address on it, the engine's isolation between bridge networks
+/// (dockerd --iptables) keeps sandboxes from reaching each other, and DockerHostFirewall's
+/// rule keeps them from opening connections to the host. execd comes from the bundle mounted at /opt/execd and runs beside the spec's
 /// entrypoint (or the image's, or alone), started by the bundle's own busybox so images
 /// without a shell work. Labels carry the sandbox id, this gateway's instance name and the
 /// memory asked (has_room adds those up). Stateless apart from the engine: every method is

@@ -332,8 +332,10 @@ core::Result<std::string> DockerEngine::import_image(const std::string& tar, con
 }
 
 core::Result<std::string> DockerEngine::create_network(const std::string& name,
-                                                       const std::map<std::string, std::string>& labels) const {
+                                                       const std::map<std::string, std::string>& labels,
+                                                       const std::string& bridge_name) const {
   json body{{"Name", name}, {"Driver", "bridge"}, {"CheckDuplicate", true}, {"Labels", labels}};
+  if (!bridge_name.empty()) body["Options"] = {{"com.docker.network.bridge.name", bridge_name}};
   auto r = call("POST", "/networks/create", body.dump(), "create network " + name);
   if (!r) return r.error();
   auto j = parse_body(*r, "create network");

@@ -117,8 +117,10 @@ class DockerEngine {
   /// Imports a root filesystem tar as `repo:tag` (POST /images/create?fromSrc=-); returns the image id.
   core::Result<std::string> import_image(const std::string& tar, const std::string& repo, const std::string& tag) const;
 
-  /// A bridge network of its own; returns its id.
-  core::Result<std::string> create_network(const std::string& name, const std::map<std::string, std::string>& labels) const;
+  /// A bridge network of its own; returns its id. `bridge_name`, when set, names the
+  /// host's bridge interface (the driver option com.docker.network.bridge.name).
+  core::Result<std::string> create_network(const std::string& name, const std::map<std::string, std::string>& labels,
+                                           const std::string& bridge_name = "") const;
   core::Result<void> remove_network(const std::string& id_or_name) const;
   core::Result<std::vector<NetworkSummary>> list_networks(const std::vector<std::string>& labels) const;
 

@@ -40,6 +40,7 @@ DockerBackendConfig config(const std::string& instance = "test-gw") {
   c.docker_host = dockerd().host();
   c.instance = instance;
   c.bundle_dir = EXECD_BUNDLE_DIR;
+  c.host_firewall = false;  // the host's own iptables are never touched by tests
   return c;
 }
 
