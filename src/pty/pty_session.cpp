@@ -406,6 +406,8 @@ core::Result<void> PtySession::signal(const std::string& name) {
   if (!running_) return core::make_error(core::Errc::conflict, "pty session " + id_ + "'s shell is not running");
   // At namespace level pid_ is bwrap, outside the sandbox: its group (bwrap and the
   // sandbox's init) is never signalled, or a SIGINT would take the whole sandbox down.
+  // (It is the terminal's foreground group only until bash takes the terminal, a few ms
+  // after start: a Ctrl-C byte typed in that window ends the sandbox as it would a shell.)
   const bool in_sandbox = guard_ && guard_->in_namespace();
   if (mode_ == PtyMode::pty) {
     const pid_t fg = ::tcgetpgrp(in_fd_.get());
