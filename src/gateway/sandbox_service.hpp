@@ -184,7 +184,7 @@ class SandboxService {
 
  private:
   struct Entry {
-    SandboxRecord record;
+    SandboxRow record;
     std::chrono::steady_clock::time_point accepted;  // for the create latency
     bool is_starting = false;   // a worker owns its start-up
     bool is_busy = false;       // a pause/resume/remove is between its two halves

@@ -123,7 +123,7 @@ SandboxStore::~SandboxStore() {
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
-core::Result<void> SandboxStore::put(const SandboxRecord& record) {
+core::Result<void> SandboxStore::put(const SandboxRow& record) {
   std::lock_guard<std::mutex> lock(mu_);
   const Sandbox& s = record.sandbox;
   StatementReset reset{put_};
@@ -164,13 +164,13 @@ core::Result<void> SandboxStore::erase(const std::string& id) {
   return {};
 }
 
-core::Result<std::vector<SandboxRecord>> SandboxStore::load_all() {
+core::Result<std::vector<SandboxRow>> SandboxStore::load_all() {
   std::lock_guard<std::mutex> lock(mu_);
   StatementReset reset{load_};
-  std::vector<SandboxRecord> out;
+  std::vector<SandboxRow> out;
   int rc = 0;
   while ((rc = sqlite3_step(load_)) == SQLITE_ROW) {
-    SandboxRecord r;
+    SandboxRow r;
     Sandbox& s = r.sandbox;
     s.id = column_text(load_, 0);
     s.backend = column_text(load_, 1);

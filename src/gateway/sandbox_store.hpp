@@ -16,7 +16,7 @@ namespace execd::gateway {
 
 /// One row of the table: the sandbox and whether it is a warm-pool member (created,
 /// running, not yet handed to anyone: never listed, never expired).
-struct SandboxRecord {
+struct SandboxRow {
   Sandbox sandbox;
   bool is_pooled = false;
 };
@@ -38,11 +38,11 @@ class SandboxStore {
   SandboxStore& operator=(const SandboxStore&) = delete;
 
   /// Inserts or replaces the row with this sandbox's id (every field).
-  core::Result<void> put(const SandboxRecord& record);
+  core::Result<void> put(const SandboxRow& record);
   /// Removes the row; a missing row is not an error.
   core::Result<void> erase(const std::string& id);
   /// Every row, oldest first.
-  core::Result<std::vector<SandboxRecord>> load_all();
+  core::Result<std::vector<SandboxRow>> load_all();
   /// Deletes final (Terminated/Failed) rows whose last transition is before `cutoff`;
   /// returns their ids.
   core::Result<std::vector<std::string>> prune_final_before(TimePoint cutoff);

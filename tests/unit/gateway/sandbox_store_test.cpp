@@ -10,8 +10,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-SandboxRecord sample(const std::string& id, SandboxState state) {
-  SandboxRecord r;
+SandboxRow sample(const std::string& id, SandboxState state) {
+  SandboxRow r;
   Sandbox& s = r.sandbox;
   s.id = id;
   s.backend = "process";
@@ -40,12 +40,12 @@ SandboxRecord sample(const std::string& id, SandboxState state) {
 TEST_CASE("every field of a row survives closing and reopening the file") {
   execd::test::TempDir dir;
   const std::string path = dir.str() + "/state.db";
-  const SandboxRecord original = sample("sbx1", SandboxState::running);
+  const SandboxRow original = sample("sbx1", SandboxState::running);
   {
     auto store = SandboxStore::open(path);
     REQUIRE(store.ok());
     REQUIRE((*store)->put(original).ok());
-    SandboxRecord pooled = sample("sbx2", SandboxState::running);
+    SandboxRow pooled = sample("sbx2", SandboxState::running);
     pooled.is_pooled = true;
     pooled.sandbox.expires_at.reset();
     pooled.sandbox.spec.timeout.reset();
