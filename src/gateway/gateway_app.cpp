@@ -121,6 +121,7 @@ core::Result<int> GatewayApp::start() {
   so.max_sandboxes = config_.max_sandboxes;
   so.start_timeout = config_.sandbox_start_timeout;
   so.terminated_retention = config_.terminated_retention;
+  so.remove_give_up = config_.remove_give_up;
   so.pools = config_.pools;
   so.replica_id = config_.replica_id;
   so.advertise_url = config_.advertise_url;

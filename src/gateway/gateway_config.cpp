@@ -150,6 +150,10 @@ const std::vector<Option>& options() {
       {"terminated-retention", "EXECD_GATEWAY_TERMINATED_RETENTION", "DUR",
        "how long Terminated and Failed sandboxes stay listed (default 1h)",
        core::flag_duration(&GatewayConfig::terminated_retention)},
+      {"remove-give-up", "EXECD_GATEWAY_REMOVE_GIVE_UP", "DUR",
+       "a sandbox the engine fails to remove (Failed, remove_failed) is retried after 1 s, doubling to every 60 s; "
+       "stop retrying this long after the first failure (default 0: never stop; a DELETE always tries again)",
+       core::flag_duration(&GatewayConfig::remove_give_up)},
       {"graceful-shutdown-timeout", "EXECD_GATEWAY_GRACE_SHUTDOWN", "DUR",
        "time open streams get to end on SIGTERM (default 3s)",
        core::flag_duration(&GatewayConfig::graceful_shutdown_timeout)},

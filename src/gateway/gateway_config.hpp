@@ -49,6 +49,7 @@ struct GatewayConfig {
   std::string advertise_url;       ///< where other replicas reach this one (http://host:port)
   std::chrono::milliseconds sandbox_start_timeout{30000};
   std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};
+  std::chrono::milliseconds remove_give_up{0};  ///< 0: failed removes are retried forever
   std::chrono::milliseconds graceful_shutdown_timeout{3000};
   std::string log_level = "info";
   std::string log_file;

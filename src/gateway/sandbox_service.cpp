@@ -27,6 +27,22 @@ bool is_dns_label(const std::string& id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
 }
 
+// "750 ms", "4 s", "1 min 30 s": for the status message an operator reads.
+std::string for_humans(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms < 1000) return std::to_string(ms) + " ms";
+  const auto seconds = ms / 1000;
+  if (seconds < 60) return std::to_string(seconds) + " s";
+  return std::to_string(seconds / 60) + " min" + (seconds % 60 != 0 ? " " + std::to_string(seconds % 60) + " s" : "");
+}
+
+// The wait after the n-th failed remove (n >= 1): first, doubled per failure, capped.
+std::chrono::milliseconds retry_delay(uint32_t failed, std::chrono::milliseconds first, std::chrono::milliseconds max) {
+  auto d = std::max(first, std::chrono::milliseconds(1));
+  for (uint32_t i = 1; i < failed && d < max; ++i) d *= 2;
+  return std::min(d, max);
+}
+
 }  // namespace
 
 SandboxService::SandboxService(std::shared_ptr<Backend> backend, std::unique_ptr<SandboxStore> store,
@@ -365,29 +381,38 @@ core::Result<SandboxPage> SandboxService::list(const SandboxQuery& query) const 
 core::Result<void> SandboxService::remove(const std::string& id) {
   Placement placement;
   Backend* engine = backend_.get();
+  bool is_retry = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);
     if (e == nullptr || e->record.is_pooled) return make_error(Errc::not_found, "no sandbox with id '" + id + "'");
     Sandbox& s = e->record.sandbox;
-    if (is_final(s.state) || s.state == SandboxState::stopping) {
-      return make_error(Errc::conflict, "sandbox " + id + " is already " + describe(s));
-    }
-    if (e->is_busy) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
-    if (!is_local(*e)) {
-      if (auto r = peer_configured_locked(*e); !r) return r.error();
-      // The peer owns it: the row changes only once the peer has deleted it, so a peer
-      // that is down leaves it as it was (502) and a retry works once it is back.
-      e->is_busy = true;
-      placement = s.placement;
-      engine = options_.overflow.get();
+    if (e->record.removal) {
+      // An earlier remove failed: try again now, and answer with what this attempt did.
+      if (e->is_busy) {
+        return make_error(Errc::conflict, "sandbox " + id + " is being removed again right now (after " +
+                                              std::to_string(e->record.removal->attempts) +
+                                              " failed attempts); retry when it settles");
+      }
+      is_retry = true;
     } else {
-      ++counters_.deletes;
-      set_state_locked(*e, SandboxState::stopping, "user_delete", "deleted by request");
-    }
-    if (e->is_starting) {
-      cv_.notify_all();  // a worker still waiting for a start slot ends it at once
-      return {};         // otherwise its start-up worker ends it once the engine placed it
+      if (is_final(s.state) || s.state == SandboxState::stopping) {
+        return make_error(Errc::conflict, "sandbox " + id + " is already " + describe(s));
+      }
+      if (e->is_busy) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
+      if (!is_local(*e)) {
+        if (auto r = peer_configured_locked(*e); !r) return r.error();
+        // The peer owns it: the row changes only once the peer has deleted it, so a peer
+        // that is down leaves it as it was (502) and a retry works once it is back.
+        engine = options_.overflow.get();
+      } else {
+        ++counters_.deletes;
+        set_state_locked(*e, SandboxState::stopping, "user_delete", "deleted by request");
+      }
+      if (e->is_starting) {
+        cv_.notify_all();  // a worker still waiting for a start slot ends it at once
+        return {};         // otherwise its start-up worker ends it once the engine placed it
+      }
     }
     e->is_busy = true;
     placement = s.placement;
@@ -405,8 +430,13 @@ core::Result<void> SandboxService::remove(const std::string& id) {
     return {};
   }
   if (!removed) {
-    set_state_locked(*e, SandboxState::failed, "remove_failed", removed.error().message);
-    return removed.error();
+    removal_failed_locked(*e, removed.error(), SandboxState::terminated, "user_delete", "deleted by request");
+    return make_error(removed.error().code, e->record.sandbox.message);
+  }
+  if (is_retry) {
+    ++counters_.deletes;
+    removal_done_locked(*e, SandboxState::terminated, "user_delete", "deleted by request");
+    return {};
   }
   set_state_locked(*e, SandboxState::terminated, "user_delete", "deleted by request");
   return {};
@@ -673,6 +703,7 @@ ServiceCounters SandboxService::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   ServiceCounters c = counters_;
   for (const auto& [id, e] : sandboxes_) {
+    if (e.record.removal) ++c.removals_pending;
     if (e.record.is_pooled) {
       if (e.record.sandbox.state == SandboxState::running) ++c.pooled;
       continue;
@@ -807,11 +838,14 @@ void SandboxService::await_start(const std::string& id, const Placement& placed,
   }
   // Failed or deleted while starting: nothing of it may stay behind.
   auto removed = backend_->remove(placed);
-  if (!removed) spdlog::warn("sandbox {}: remove after a failed start: {}", id, removed.error().message);
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return;
   e->is_starting = false;
+  if (!removed) {
+    removal_failed_locked(*e, removed.error(), end_state, std::move(reason), std::move(message));
+    return;
+  }
   set_state_locked(*e, end_state, reason, message);
 }
 
@@ -876,7 +910,8 @@ void SandboxService::reconcile() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, instance] : live) {
       const Entry* e = find_locked(id);
-      if (e != nullptr && !is_final(e->record.sandbox.state)) continue;
+      // A row waiting for a retried remove: the reaper's retries take its instance.
+      if (e != nullptr && (!is_final(e->record.sandbox.state) || e->record.removal)) continue;
       if (!options_.replica_id.empty()) {
         // Replicas share the engine: only what is labelled ours is ours to remove.
         if (!instance.labels || instance.labels->owner_replica != options_.replica_id) continue;
@@ -931,16 +966,18 @@ void SandboxService::reconcile() {
     if (auto r = backend_->remove(p); !r) spdlog::warn("reconcile: remove {}: {}", p.handle, r.error().message);
   }
   for (const auto& [id, placement] : gone) {
-    if (!placement.handle.empty()) {
-      if (auto r = backend_->remove(placement); !r) spdlog::warn("reconcile: remove {}: {}", id, r.error().message);
-    }
+    auto removed = placement.handle.empty() ? core::Result<void>{} : backend_->remove(placement);
     std::lock_guard<std::mutex> lock(mu_);
     Entry* e = find_locked(id);
     if (e == nullptr) continue;
-    if (e->record.sandbox.state == SandboxState::stopping) {
-      set_state_locked(*e, SandboxState::terminated, e->record.sandbox.reason, "ended while the gateway was down");
+    const bool was_stopping = e->record.sandbox.state == SandboxState::stopping;
+    const SandboxState end = was_stopping ? SandboxState::terminated : SandboxState::failed;
+    std::string reason = was_stopping ? e->record.sandbox.reason : "instance_gone";
+    std::string message = was_stopping ? "ended while the gateway was down" : "its instance was gone when the gateway started";
+    if (!removed) {
+      removal_failed_locked(*e, removed.error(), end, std::move(reason), std::move(message));
     } else {
-      set_state_locked(*e, SandboxState::failed, "instance_gone", "its instance was gone when the gateway started");
+      set_state_locked(*e, end, std::move(reason), std::move(message));
     }
   }
   // Rows caught mid-start: wait for their execd again, under a fresh start timeout.
@@ -991,10 +1028,72 @@ void SandboxService::finish(const std::string& id, SandboxState state, const std
   if (e == nullptr) return;
   e->is_busy = false;
   if (!removed) {
-    set_state_locked(*e, SandboxState::failed, "remove_failed", removed.error().message);
+    removal_failed_locked(*e, removed.error(), state, reason, message);
     return;
   }
   set_state_locked(*e, state, reason, message);
+}
+
+void SandboxService::removal_failed_locked(Entry& e, const core::Error& error, SandboxState state, std::string reason,
+                                           std::string message) {
+  const auto t = now();
+  if (!e.record.removal) {
+    PendingRemoval r;
+    r.first_failed_at = t;
+    r.end_state = state;
+    r.end_reason = std::move(reason);
+    r.end_message = std::move(message);
+    e.record.removal = std::move(r);
+  }
+  PendingRemoval& r = *e.record.removal;
+  ++r.attempts;
+  ++counters_.remove_failures;
+  r.last_error = error.message;
+  const auto delay = retry_delay(r.attempts, options_.remove_retry_first, options_.remove_retry_max);
+  r.next_attempt_at = t + delay;
+  std::string next;
+  if (options_.remove_give_up.count() > 0 && t - r.first_failed_at >= options_.remove_give_up) {
+    r.has_given_up = true;
+    next = "no more automatic attempts (--remove-give-up " + for_humans(options_.remove_give_up) +
+           " passed); DELETE tries again";
+  } else {
+    next = "next attempt in " + for_humans(delay);
+  }
+  std::string status = "remove attempt " + std::to_string(r.attempts) + " failed: " + error.message + "; " + next;
+  // One line per attempt, and attempts are backed off: never a tight loop in the log.
+  spdlog::warn("sandbox {}: {}", e.record.sandbox.id, status);
+  set_state_locked(e, SandboxState::failed, "remove_failed", std::move(status));
+}
+
+void SandboxService::removal_done_locked(Entry& e, SandboxState state, std::string reason, std::string message) {
+  const uint32_t failed = e.record.removal ? e.record.removal->attempts : 0;
+  e.record.removal.reset();
+  message += " (removed on attempt " + std::to_string(failed + 1) + ", after " + std::to_string(failed) +
+             " failed)";
+  spdlog::info("sandbox {}: removed on attempt {}", e.record.sandbox.id, failed + 1);
+  set_state_locked(e, state, std::move(reason), std::move(message));
+}
+
+void SandboxService::retry_remove(const std::string& id) {
+  Placement placement;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry* e = find_locked(id);
+    if (e == nullptr) return;
+    placement = e->record.sandbox.placement;
+  }
+  auto removed = placement.handle.empty() ? core::Result<void>{} : backend_->remove(placement);
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry* e = find_locked(id);
+  if (e == nullptr) return;
+  e->is_busy = false;
+  if (!e->record.removal) return;
+  const PendingRemoval end = *e->record.removal;
+  if (!removed) {
+    removal_failed_locked(*e, removed.error(), end.end_state, end.end_reason, end.end_message);
+    return;
+  }
+  removal_done_locked(*e, end.end_state, end.end_reason, end.end_message);
 }
 
 void SandboxService::reap_once() {
@@ -1002,10 +1101,16 @@ void SandboxService::reap_once() {
   std::vector<std::string> expired;
   std::vector<std::pair<std::string, Placement>> to_inspect;
   std::vector<std::string> on_peer;
+  std::vector<std::string> retries;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, e] : sandboxes_) {
       Sandbox& s = e.record.sandbox;
+      if (e.record.removal && !e.record.removal->has_given_up && !e.is_busy && e.record.removal->next_attempt_at <= t) {
+        e.is_busy = true;
+        retries.push_back(id);
+        continue;
+      }
       if (is_final(s.state) || e.is_busy || e.is_starting || s.state == SandboxState::stopping) continue;
       if (!is_local(e)) {
         // The peer expires and reaps its own; the row follows what the peer says.
@@ -1022,6 +1127,9 @@ void SandboxService::reap_once() {
       }
     }
   }
+  // On workers: a remove can take seconds (a cgroup's kill and rmdir wait), and expiry
+  // must not wait behind a sandbox that will not go.
+  for (const auto& id : retries) launch([this, id] { retry_remove(id); });
   for (const auto& id : expired) finish(id, SandboxState::terminated, "ttl_expiry", "expired and removed");
   for (const auto& id : on_peer) {
     auto r = refresh_from_peer(id);
@@ -1099,7 +1207,8 @@ void SandboxService::refill_pools() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, e] : sandboxes_) {
-      if (e.record.is_pooled && is_final(e.record.sandbox.state)) failed.push_back(id);
+      // One whose remove failed stays until a retry removes its remains.
+      if (e.record.is_pooled && is_final(e.record.sandbox.state) && !e.record.removal) failed.push_back(id);
     }
     for (const auto& id : failed) {
       spdlog::warn("warm pool: member {} ended ({}: {})", id, sandboxes_[id].record.sandbox.reason,

@@ -37,6 +37,12 @@ struct ServiceOptions {
   std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};  ///< final rows kept this long
   std::chrono::milliseconds reap_interval{500};      ///< how often expiry, liveness and pruning run
   std::chrono::milliseconds ping_timeout{2000};      ///< one /ping attempt
+  /// A remove the backend refused is retried by the reaper after remove_retry_first,
+  /// the wait doubling per failed attempt up to remove_retry_max (then every that long),
+  /// until remove_give_up after the first failure (0: forever; a DELETE still retries).
+  std::chrono::milliseconds remove_retry_first{1000};
+  std::chrono::milliseconds remove_retry_max{60000};
+  std::chrono::milliseconds remove_give_up{0};
   std::vector<PoolSpec> pools;
   /// A peer gateway new sandboxes overflow to when this one is full (--max-sandboxes or
   /// the backend's has_room); null: a full gateway answers 503 CAPACITY.
@@ -89,6 +95,7 @@ struct ServiceCounters {
   uint64_t failures = 0;   ///< sandboxes that became Failed
   uint64_t expirations = 0;
   uint64_t pool_claims = 0;
+  uint64_t remove_failures = 0;  ///< backend removes that failed (each retry counted)
   /// create -> Running, seconds: count per bucket of kLatencyBounds (cumulative, as
   /// Prometheus wants: bucket i counts samples <= bound i), plus the total count and sum.
   std::array<uint64_t, 12> latency_buckets{};
@@ -96,6 +103,7 @@ struct ServiceCounters {
   double latency_sum_seconds = 0;
   std::map<SandboxState, size_t> by_state;  ///< listed sandboxes (pool members not counted)
   size_t pooled = 0;                        ///< idle warm-pool members, Running (ready to claim)
+  size_t removals_pending = 0;              ///< rows whose remains wait for a retried remove
   size_t capacity_left = 0;                 ///< max_sandboxes minus live ones (0 when no cap: see has_cap)
   bool has_cap = false;
   std::string backend;                      ///< Backend::name()
@@ -105,7 +113,9 @@ struct ServiceCounters {
 /// get, list, remove, pause, resume, renew, patch_metadata and address; each returns
 /// promptly: a create answers Pending and a worker thread starts the sandbox and waits
 /// for its execd's /ping. One reaper thread expires sandboxes at their expiresAt, notices
-/// instances that died, prunes old final rows and refills warm pools. The service lock
+/// instances that died, retries removes the backend refused (`Failed`, `remove_failed`,
+/// with backoff: ServiceOptions::remove_retry_*; the row, kept in the store, is never
+/// pruned before a remove succeeds), prunes old final rows and refills warm pools. The service lock
 /// guards the in-memory table (the store is written under it, so rows and memory agree)
 /// and is never held across a Backend call. start() reconciles the table with
 /// Backend::list() first; stop() joins every thread (sandboxes keep running: a restarted
@@ -138,7 +148,11 @@ class SandboxService {
   /// engine's labels describe them (state from the instance; reason "replica").
   core::Result<SandboxPage> list(const SandboxQuery& query) const;
   /// Stopping -> backend remove -> Terminated ("user_delete"). A Pending sandbox is
-  /// ended by its start-up worker once the engine placed it. conflict when already final.
+  /// ended by its start-up worker once the engine placed it. When the backend cannot
+  /// remove it: Failed ("remove_failed", the message counting attempts), the backend's
+  /// error returned, and the reaper retries. On a `remove_failed` sandbox the remove is
+  /// tried again at once (conflict while a retry is in flight). conflict when already
+  /// final otherwise.
   core::Result<void> remove(const std::string& id);
   /// Running -> Pausing -> Paused; conflict from any other state.
   core::Result<void> pause(const std::string& id);
@@ -213,6 +227,15 @@ class SandboxService {
   void refill_pools();
   /// Ends a sandbox whose instance is bad or expired: backend remove, then `state`.
   void finish(const std::string& id, SandboxState state, const std::string& reason, const std::string& message);
+  /// A backend remove of `e` failed: Failed ("remove_failed", the attempt count, the
+  /// error and when the next attempt is), the retry scheduled with backoff; the first
+  /// failure records the end (`state`, `reason`, `message`) a later success leads to.
+  void removal_failed_locked(Entry& e, const core::Error& error, SandboxState state, std::string reason,
+                             std::string message);
+  /// A remove succeeded after failed ones: the recorded end, the pending removal gone.
+  void removal_done_locked(Entry& e, SandboxState state, std::string reason, std::string message);
+  /// One reaper-scheduled retry of a failed remove (the entry is marked busy).
+  void retry_remove(const std::string& id);
   bool pool_matches(const PoolSpec& pool, const SandboxSpec& spec) const;
   void record_latency_locked(std::chrono::steady_clock::duration d);
 

@@ -39,7 +39,43 @@ struct StatementReset {
 
 constexpr const char* kColumns =
     "id, backend, state, reason, message, created_at_ms, updated_at_ms, last_transition_ms, expires_at_ms, "
-    "access_token, handle, host, port, spec_json, pooled";
+    "access_token, handle, host, port, spec_json, pooled, removal_json";
+
+// A pending removal as one JSON document (read and written whole, never queried; the
+// column is NULL when there is none, which is what prune looks at).
+std::string removal_to_json(const PendingRemoval& r) {
+  return json{{"attempts", r.attempts},
+              {"first_failed_ms", to_ms(r.first_failed_at)},
+              {"next_attempt_ms", to_ms(r.next_attempt_at)},
+              {"given_up", r.has_given_up},
+              {"last_error", r.last_error},
+              {"end_state", std::string(to_string(r.end_state))},
+              {"end_reason", r.end_reason},
+              {"end_message", r.end_message}}
+      .dump();
+}
+
+core::Result<PendingRemoval> removal_from_json(const std::string& text) {
+  auto parsed = core::parse_json(text);
+  if (!parsed || !parsed->is_object()) return make_error(Errc::internal, "malformed removal_json");
+  const json& j = *parsed;
+  try {
+    PendingRemoval r;
+    r.attempts = j.at("attempts").get<uint32_t>();
+    r.first_failed_at = from_ms(j.at("first_failed_ms").get<int64_t>());
+    r.next_attempt_at = from_ms(j.at("next_attempt_ms").get<int64_t>());
+    r.has_given_up = j.at("given_up").get<bool>();
+    r.last_error = j.at("last_error").get<std::string>();
+    auto end = parse_state(j.at("end_state").get<std::string>());
+    if (!end) return make_error(Errc::internal, "removal_json: unknown end_state");
+    r.end_state = *end;
+    r.end_reason = j.at("end_reason").get<std::string>();
+    r.end_message = j.at("end_message").get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    return make_error(Errc::internal, std::string("malformed removal_json: ") + e.what());
+  }
+}
 
 }  // namespace
 
@@ -67,13 +103,13 @@ core::Result<std::unique_ptr<SandboxStore>> SandboxStore::open(const std::string
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');"
+      "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');"
       "CREATE TABLE IF NOT EXISTS sandboxes ("
       "  id TEXT PRIMARY KEY, backend TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,"
       "  message TEXT NOT NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
       "  last_transition_ms INTEGER NOT NULL, expires_at_ms INTEGER, access_token TEXT NOT NULL,"
       "  handle TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, spec_json TEXT NOT NULL,"
-      "  pooled INTEGER NOT NULL);";
+      "  pooled INTEGER NOT NULL, removal_json TEXT);";
   if (sqlite3_exec(store->db_, schema, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string why = err != nullptr ? err : "unknown error";
     sqlite3_free(err);
@@ -88,6 +124,21 @@ core::Result<std::unique_ptr<SandboxStore>> SandboxStore::open(const std::string
   std::string found;
   if (sqlite3_step(version) == SQLITE_ROW) found = column_text(version, 0);
   sqlite3_finalize(version);
+  if (found == "1") {
+    // Version 1 lacked pending removals: one nullable column, no row changes meaning.
+    const char* migrate =
+        "BEGIN IMMEDIATE;"
+        "ALTER TABLE sandboxes ADD COLUMN removal_json TEXT;"
+        "UPDATE meta SET value='2' WHERE key='schema_version';"
+        "COMMIT;";
+    if (sqlite3_exec(store->db_, migrate, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string why = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      sqlite3_exec(store->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return make_error(Errc::unavailable, "cannot migrate state file " + path + " from schema version 1: " + why);
+    }
+    found = "2";
+  }
   if (found != std::to_string(kSchemaVersion)) {
     return make_error(Errc::unavailable, "state file " + path + " has schema version '" + found + "'; this gateway reads " +
                                              std::to_string(kSchemaVersion));
@@ -98,7 +149,7 @@ core::Result<std::unique_ptr<SandboxStore>> SandboxStore::open(const std::string
 
 core::Result<void> SandboxStore::prepare() {
   const std::string put = std::string("INSERT OR REPLACE INTO sandboxes (") + kColumns +
-                          ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+                          ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
   const std::string load = std::string("SELECT ") + kColumns + " FROM sandboxes ORDER BY created_at_ms, id";
   const struct {
     sqlite3_stmt** st;
@@ -108,7 +159,8 @@ core::Result<void> SandboxStore::prepare() {
       {&erase_, "DELETE FROM sandboxes WHERE id = ?1"},
       {&load_, load},
       {&select_stale_,
-       "SELECT id FROM sandboxes WHERE state IN ('Terminated', 'Failed') AND last_transition_ms < ?1"},
+       "SELECT id FROM sandboxes WHERE state IN ('Terminated', 'Failed') AND last_transition_ms < ?1 "
+       "AND removal_json IS NULL"},
   };
   for (const auto& s : statements) {
     if (sqlite3_prepare_v3(db_, s.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, s.st, nullptr) != SQLITE_OK) {
@@ -148,6 +200,12 @@ core::Result<void> SandboxStore::put(const SandboxRow& record) {
   sqlite3_bind_int(put_, 13, s.placement.port);
   sqlite3_bind_text(put_, 14, spec.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(put_, 15, record.is_pooled ? 1 : 0);
+  const std::string removal = record.removal ? removal_to_json(*record.removal) : std::string();
+  if (record.removal) {
+    sqlite3_bind_text(put_, 16, removal.c_str(), -1, SQLITE_TRANSIENT);
+  } else {
+    sqlite3_bind_null(put_, 16);
+  }
   if (sqlite3_step(put_) != SQLITE_DONE) {
     return make_error(Errc::internal, "state file: cannot write sandbox " + s.id + ": " + sqlite3_errmsg(db_));
   }
@@ -192,6 +250,11 @@ core::Result<std::vector<SandboxRow>> SandboxStore::load_all() {
     if (!spec) return make_error(Errc::internal, "state file: sandbox " + s.id + ": " + spec.error().message);
     s.spec = std::move(*spec);
     r.is_pooled = sqlite3_column_int(load_, 14) != 0;
+    if (sqlite3_column_type(load_, 15) != SQLITE_NULL) {
+      auto removal = removal_from_json(column_text(load_, 15));
+      if (!removal) return make_error(Errc::internal, "state file: sandbox " + s.id + ": " + removal.error().message);
+      r.removal = std::move(*removal);
+    }
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return make_error(Errc::internal, std::string("state file: cannot read: ") + sqlite3_errmsg(db_));

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,11 +15,26 @@ struct sqlite3_stmt;
 
 namespace execd::gateway {
 
+/// A remove the backend refused (the sandbox shows `Failed`, `remove_failed`): what is
+/// left of it is removed again later, with backoff, until a remove succeeds.
+struct PendingRemoval {
+  uint32_t attempts = 0;                  ///< failed attempts so far
+  TimePoint first_failed_at{};
+  TimePoint next_attempt_at{};            ///< when the reaper tries again
+  bool has_given_up = false;              ///< past --remove-give-up: only a DELETE tries again
+  std::string last_error;
+  /// What a successful remove makes the sandbox: the end the failed remove was for.
+  SandboxState end_state = SandboxState::terminated;
+  std::string end_reason;
+  std::string end_message;
+};
+
 /// One row of the table: the sandbox and whether it is a warm-pool member (created,
 /// running, not yet handed to anyone: never listed, never expired).
 struct SandboxRow {
   Sandbox sandbox;
   bool is_pooled = false;
+  std::optional<PendingRemoval> removal;  ///< set while its remains wait for a retried remove
 };
 
 /// The sandbox table in one SQLite file (WAL journal), so a restarted gateway knows every
@@ -26,10 +42,11 @@ struct SandboxRow {
 /// gateway on the same file is refused at open rather than racing this one. Every call
 /// is serialized on one mutex (the one writer) and runs prepared statements; callers are
 /// the lifecycle service's threads. The schema carries its version in a `meta` row; a
-/// file of another version is refused, never guessed at.
+/// version-1 file is migrated (one added column), any other version is refused, never
+/// guessed at.
 class SandboxStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   /// Opens or creates the file at `path` (":memory:" for a private in-memory table).
   static core::Result<std::unique_ptr<SandboxStore>> open(const std::string& path);
@@ -43,8 +60,8 @@ class SandboxStore {
   core::Result<void> erase(const std::string& id);
   /// Every row, oldest first.
   core::Result<std::vector<SandboxRow>> load_all();
-  /// Deletes final (Terminated/Failed) rows whose last transition is before `cutoff`;
-  /// returns their ids.
+  /// Deletes final (Terminated/Failed) rows whose last transition is before `cutoff`,
+  /// except those with a pending removal (their remains still exist); returns their ids.
   core::Result<std::vector<std::string>> prune_final_before(TimePoint cutoff);
 
  private:

@@ -30,6 +30,10 @@ std::string render(const ServiceCounters& c, const http::ProxyStats& p) {
       .inc(static_cast<double>(c.expirations));
   r.counter("gateway_sandbox_pool_claims_total", "Creates answered from the warm pool.", backend)
       .inc(static_cast<double>(c.pool_claims));
+  r.counter("gateway_sandbox_remove_failures_total", "Backend removes that failed (each retry counted).", backend)
+      .inc(static_cast<double>(c.remove_failures));
+  r.gauge("gateway_sandboxes_remove_pending", "Sandboxes whose remains wait for a retried remove.", backend)
+      .set(static_cast<double>(c.removals_pending));
   metrics::HistogramValues latency;
   latency.bounds.assign(c.kLatencyBounds.begin(), c.kLatencyBounds.end());
   latency.cumulative.assign(c.latency_buckets.begin(), c.latency_buckets.end());
