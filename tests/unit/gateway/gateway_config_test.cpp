@@ -14,12 +14,13 @@ TEST_CASE("gateway flags: defaults, environment fallbacks, flags over environmen
   CHECK(d->endpoint_mode == "direct");
   CHECK(d->max_sandboxes == 0);
   CHECK(d->terminated_retention == std::chrono::hours(1));
+  CHECK(d->remove_give_up == std::chrono::milliseconds(0));  // failed removes retried forever
   CHECK(d->pools.empty());
 
   auto c = parse_gateway_config({"--port", "0", "--backend=docker", "--pool", "host=2", "--pool", "py=1",
                                  "--max-sandboxes", "50", "--sandbox-start-timeout", "1500ms",
                                  "--terminated-retention", "10m", "--endpoint-mode", "proxy", "--public-url",
-                                 "https://gw.example/"},
+                                 "https://gw.example/", "--remove-give-up", "2h"},
                                 {{"EXECD_GATEWAY_API_KEY", "from-env"}, {"EXECD_GATEWAY_PORT", "9999"}});
   REQUIRE(c.ok());
   CHECK(c->port == 0);
@@ -34,6 +35,7 @@ TEST_CASE("gateway flags: defaults, environment fallbacks, flags over environmen
   CHECK(c->terminated_retention == std::chrono::minutes(10));
   CHECK(c->endpoint_mode == "proxy");
   CHECK(c->public_url == "https://gw.example");  // trailing '/' dropped
+  CHECK(c->remove_give_up == std::chrono::hours(2));
 
   auto env_pools = parse_gateway_config({}, {{"EXECD_GATEWAY_POOL", "a=1,b=3"}});
   REQUIRE(env_pools.ok());

@@ -141,3 +141,104 @@ TEST_CASE("the file is in WAL mode and a file of another schema version is refus
   REQUIRE_FALSE(reopened.ok());
   CHECK(reopened.error().message.find("schema version '99'") != std::string::npos);
 }
+
+TEST_CASE("a pending removal survives reopening, and its row is never pruned while it waits") {
+  execd::test::TempDir dir;
+  const std::string path = dir.str() + "/state.db";
+  SandboxRow waiting = sample("waiting", SandboxState::failed);
+  waiting.sandbox.reason = "remove_failed";
+  waiting.sandbox.last_transition_at -= 2h;
+  PendingRemoval r;
+  r.attempts = 3;
+  r.first_failed_at = waiting.sandbox.created_at;
+  r.next_attempt_at = waiting.sandbox.created_at + 4s;
+  r.has_given_up = true;
+  r.last_error = "cannot remove cgroup /sys/fs/cgroup/pids/x: still busy";
+  r.end_state = SandboxState::terminated;
+  r.end_reason = "ttl_expiry";
+  r.end_message = "expired and removed";
+  waiting.removal = r;
+  SandboxRow old_failed = sample("oldfail", SandboxState::failed);
+  old_failed.sandbox.last_transition_at -= 2h;
+  {
+    auto store = SandboxStore::open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->put(waiting).ok());
+    REQUIRE((*store)->put(old_failed).ok());
+    auto pruned = (*store)->prune_final_before(std::chrono::system_clock::now() - 1h);
+    REQUIRE(pruned.ok());
+    CHECK(*pruned == std::vector<std::string>{"oldfail"});
+  }
+  auto store = SandboxStore::open(path);
+  REQUIRE(store.ok());
+  auto rows = (*store)->load_all();
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 1);
+  REQUIRE((*rows)[0].removal.has_value());
+  const PendingRemoval& back = *(*rows)[0].removal;
+  CHECK(back.attempts == 3);
+  CHECK(back.first_failed_at == r.first_failed_at);
+  CHECK(back.next_attempt_at == r.next_attempt_at);
+  CHECK(back.has_given_up);
+  CHECK(back.last_error == r.last_error);
+  CHECK(back.end_state == SandboxState::terminated);
+  CHECK(back.end_reason == "ttl_expiry");
+  CHECK(back.end_message == "expired and removed");
+  // Once removed, the row is an ordinary final one again, and pruned like one.
+  SandboxRow done = (*rows)[0];
+  done.removal.reset();
+  REQUIRE((*store)->put(done).ok());
+  auto pruned = (*store)->prune_final_before(std::chrono::system_clock::now() - 1h);
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == std::vector<std::string>{"waiting"});
+}
+
+TEST_CASE("a schema-1 file (before pending removals) is migrated and its rows kept") {
+  execd::test::TempDir dir;
+  const std::string path = dir.str() + "/state.db";
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  // Version 1's schema and one of its rows, as a gateway of that version wrote them.
+  SandboxSpec spec;
+  spec.image = "host";
+  const std::string v1 =
+      "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta (key, value) VALUES ('schema_version', '1');"
+      "CREATE TABLE sandboxes ("
+      "  id TEXT PRIMARY KEY, backend TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,"
+      "  message TEXT NOT NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
+      "  last_transition_ms INTEGER NOT NULL, expires_at_ms INTEGER, access_token TEXT NOT NULL,"
+      "  handle TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, spec_json TEXT NOT NULL,"
+      "  pooled INTEGER NOT NULL);"
+      "INSERT INTO sandboxes VALUES ('old1', 'process', 'Failed', 'remove_failed', 'busy', 1000, 2000, 3000, NULL,"
+      "  'tok', 'old1', '127.0.0.1', 40000, '" + spec_to_json(spec) + "', 0);";
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, v1.c_str(), nullptr, nullptr, &err);
+  const std::string why = err != nullptr ? err : "";
+  sqlite3_free(err);
+  INFO(why);
+  REQUIRE(rc == SQLITE_OK);
+  sqlite3_close(db);
+
+  auto store = SandboxStore::open(path);
+  REQUIRE_MESSAGE(store.ok(), (store.ok() ? "" : store.error().message));
+  auto rows = (*store)->load_all();
+  REQUIRE_MESSAGE(rows.ok(), (rows.ok() ? "" : rows.error().message));
+  REQUIRE(rows->size() == 1);
+  CHECK((*rows)[0].sandbox.id == "old1");
+  CHECK((*rows)[0].sandbox.reason == "remove_failed");
+  CHECK((*rows)[0].sandbox.placement.port == 40000);
+  CHECK_FALSE((*rows)[0].removal.has_value());
+  SandboxRow again = (*rows)[0];
+  again.removal = PendingRemoval{};
+  again.removal->attempts = 1;
+  REQUIRE((*store)->put(again).ok());
+  store.value().reset();
+  // The file now says version 2, and reads back as such.
+  auto reopened = SandboxStore::open(path);
+  REQUIRE(reopened.ok());
+  auto after = (*reopened)->load_all();
+  REQUIRE(after.ok());
+  REQUIRE((*after)[0].removal.has_value());
+  CHECK((*after)[0].removal->attempts == 1);
+}
