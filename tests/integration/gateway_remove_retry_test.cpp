@@ -1,10 +1,12 @@
-// A sandbox the engine cannot remove for a while, on the real process backend: the
+// A sandbox the engine cannot remove for a while, on the real process backend (and a
+// real private dockerd): the
 // gateway reports it Failed/remove_failed with the attempt count, retries with backoff on
 // its own (and after a restart), a DELETE retries at once, and once the obstacle is gone
 // the sandbox ends as the remove was meant to with nothing left: no process, no cgroup,
-// no directory. The obstacles are real ones, found by trying: a child cgroup someone made
-// inside the sandbox's cgroup (rmdir says EBUSY), and a mount inside the sandbox's
-// directory (its rmdir says EBUSY too).
+// no directory, no container, no network. The obstacles are real ones, found by trying: a
+// child cgroup someone made inside the sandbox's cgroup (rmdir says EBUSY), a mount inside
+// the sandbox's directory (its rmdir says EBUSY too), and a container someone attached to
+// a docker sandbox's network (the engine refuses to remove a network with endpoints).
 #include <doctest/doctest.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -17,11 +19,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "integration/gateway_execd_bundle_dir.hpp"  // EXECD_BUNDLE_DIR: make_bundle.sh's layout of this build's execd
 #include "integration/gateway_harness.hpp"
 #include "support/daemon_process.hpp"
+#include "support/private_dockerd.hpp"
 #include "support/proc_probe.hpp"
 #include "support/temp_dir.hpp"
 
+using execd::test::PrivateDockerd;
 using execd::test::shell_output;
 using execd::test::TempDir;
 using execd::test::within;
@@ -190,4 +195,45 @@ TEST_CASE("process backend: an expiry whose remove fails is retried across a gat
   CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt 4, after 3 failed") != std::string::npos);
   CHECK(leftovers(dir.str(), id).empty());
   CAPTURE(leftovers(dir.str(), id));
+}
+
+TEST_CASE("docker backend: a network the engine will not remove (a container attached from outside) is retried until it goes") {
+  PrivateDockerd dockerd;
+  constexpr const char* kImage = "execd-gw-busybox:latest";
+  dockerd.import_busybox_image(kImage);
+  auto docker = [&](const std::string& args) { return shell_output("DOCKER_HOST=" + dockerd.host() + " docker " + args + " 2>&1"); };
+  TempDir dir;
+  gateway_harness::Gateway gw(dir.str(), kApiKey,
+                              {"--backend", "docker", "--docker-host", dockerd.host(), "--execd-bundle", EXECD_BUNDLE_DIR});
+  const std::string id = gw.create({{"image", {{"uri", kImage}}}, {"timeout", 600}})["id"];
+  gw.wait_state(id, "Running");
+
+  // Someone attaches a container of their own to the sandbox's network (to debug it, say):
+  // the engine then refuses to remove the network ("has active endpoints").
+  const std::string intruder = "intruder-" + id.substr(0, 8);
+  const std::string started = docker("run -d --name " + intruder + " --network execd-" + id + " " + kImage + " sleep 600");
+  REQUIRE_MESSAGE(docker("ps -q --filter name=" + intruder).size() > 0, started);
+  Undo unblock{[&] {
+    docker("rm -f " + intruder);
+    gw.del("/v1/sandboxes/" + id);
+  }};
+
+  auto deleted = gw.del("/v1/sandboxes/" + id);
+  REQUIRE(deleted);
+  INFO(deleted->body);
+  CHECK(deleted->status == 503);
+  CHECK(json::parse(deleted->body)["message"].get<std::string>().find("remove attempt 1 failed") != std::string::npos);
+  CHECK(json::parse(deleted->body)["message"].get<std::string>().find("active endpoints") != std::string::npos);
+  CHECK(gw.sandbox(id)["status"]["reason"] == "remove_failed");
+  // The sandbox's container went with the first attempt; its network stays.
+  CHECK(docker("ps -a -q --filter label=io.execd.sandbox=" + id).empty());
+  CHECK_FALSE(docker("network ls -q --filter name=execd-" + id).empty());
+  wait_message(gw, id, "remove attempt 2 failed");
+
+  CHECK(docker("rm -f " + intruder).find(intruder) != std::string::npos);
+  const json ended = gw.wait_state(id, "Terminated", 30s);
+  CHECK(ended["status"]["reason"] == "user_delete");
+  CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt") != std::string::npos);
+  CHECK(docker("ps -a -q --filter label=io.execd.sandbox=" + id).empty());
+  CHECK(docker("network ls -q --filter name=execd-" + id).empty());
 }
