@@ -399,7 +399,8 @@ core::Result<void> SandboxService::remove(const std::string& id) {
       if (is_final(s.state) || s.state == SandboxState::stopping) {
         return make_error(Errc::conflict, "sandbox " + id + " is already " + describe(s));
       }
-      if (e->is_busy) return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
+      if (e->is_busy)
+        return make_error(Errc::conflict, "sandbox " + id + " is " + describe(s) + "; retry when it settles");
       if (!is_local(*e)) {
         if (auto r = peer_configured_locked(*e); !r) return r.error();
         // The peer owns it: the row changes only once the peer has deleted it, so a peer
@@ -973,7 +974,8 @@ void SandboxService::reconcile() {
     const bool was_stopping = e->record.sandbox.state == SandboxState::stopping;
     const SandboxState end = was_stopping ? SandboxState::terminated : SandboxState::failed;
     std::string reason = was_stopping ? e->record.sandbox.reason : "instance_gone";
-    std::string message = was_stopping ? "ended while the gateway was down" : "its instance was gone when the gateway started";
+    std::string message =
+        was_stopping ? "ended while the gateway was down" : "its instance was gone when the gateway started";
     if (!removed) {
       removal_failed_locked(*e, removed.error(), end, std::move(reason), std::move(message));
     } else {
@@ -1068,8 +1070,7 @@ void SandboxService::removal_failed_locked(Entry& e, const core::Error& error, S
 void SandboxService::removal_done_locked(Entry& e, SandboxState state, std::string reason, std::string message) {
   const uint32_t failed = e.record.removal ? e.record.removal->attempts : 0;
   e.record.removal.reset();
-  message += " (removed on attempt " + std::to_string(failed + 1) + ", after " + std::to_string(failed) +
-             " failed)";
+  message += " (removed on attempt " + std::to_string(failed + 1) + ", after " + std::to_string(failed) + " failed)";
   spdlog::info("sandbox {}: removed on attempt {}", e.record.sandbox.id, failed + 1);
   set_state_locked(e, state, std::move(reason), std::move(message));
 }

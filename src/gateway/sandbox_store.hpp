@@ -18,10 +18,10 @@ namespace execd::gateway {
 /// A remove the backend refused (the sandbox shows `Failed`, `remove_failed`): what is
 /// left of it is removed again later, with backoff, until a remove succeeds.
 struct PendingRemoval {
-  uint32_t attempts = 0;                  ///< failed attempts so far
+  uint32_t attempts = 0;  ///< failed attempts so far
   TimePoint first_failed_at{};
-  TimePoint next_attempt_at{};            ///< when the reaper tries again
-  bool has_given_up = false;              ///< past --remove-give-up: only a DELETE tries again
+  TimePoint next_attempt_at{};  ///< when the reaper tries again
+  bool has_given_up = false;    ///< past --remove-give-up: only a DELETE tries again
   std::string last_error;
   /// What a successful remove makes the sandbox: the end the failed remove was for.
   SandboxState end_state = SandboxState::terminated;

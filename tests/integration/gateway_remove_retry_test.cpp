@@ -14,10 +14,9 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "integration/gateway_execd_bundle_dir.hpp"  // EXECD_BUNDLE_DIR: make_bundle.sh's layout of this build's execd
 #include "integration/gateway_harness.hpp"
@@ -55,10 +54,13 @@ std::string status_message(const gateway_harness::Gateway& gw, const std::string
 json wait_message(const gateway_harness::Gateway& gw, const std::string& id, const std::string& needle,
                   std::chrono::milliseconds limit = 30s) {
   json s;
-  const bool seen = within(limit, [&] {
-    s = gw.sandbox(id);
-    return s["status"]["message"].get<std::string>().find(needle) != std::string::npos;
-  }, 100ms);
+  const bool seen = within(
+      limit,
+      [&] {
+        s = gw.sandbox(id);
+        return s["status"]["message"].get<std::string>().find(needle) != std::string::npos;
+      },
+      100ms);
   INFO("last seen: " << s.dump());
   INFO("gateway log: " << gw.log());
   REQUIRE_MESSAGE(seen, "status message never said '" << needle << "'");
@@ -93,7 +95,8 @@ TEST_CASE("process backend: a remove refused by a busy cgroup is retried with ba
 
   // Someone made a group inside the sandbox's pids cgroup: rmdir of the sandbox's group
   // fails with EBUSY as long as it is there.
-  const std::string group = execd::test::shell_output("find /sys/fs/cgroup/pids/ -maxdepth 4 -type d -name '" + id + "' | head -1");
+  const std::string group =
+      execd::test::shell_output("find /sys/fs/cgroup/pids/ -maxdepth 4 -type d -name '" + id + "' | head -1");
   REQUIRE_MESSAGE(!group.empty(), "no pids cgroup for sandbox " << id);
   const std::string child = group.substr(0, group.find('\n')) + "/held-from-outside";
   REQUIRE(fs::create_directory(child));
@@ -134,7 +137,8 @@ TEST_CASE("process backend: a remove refused by a busy cgroup is retried with ba
   REQUIRE(::rmdir(child.c_str()) == 0);
   const json ended = gw.wait_state(id, "Terminated", 30s);
   CHECK(ended["status"]["reason"] == "user_delete");
-  CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt 4, after 3 failed") != std::string::npos);
+  CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt 4, after 3 failed") !=
+        std::string::npos);
   CHECK(leftovers(dir.str(), id).empty());
   CAPTURE(leftovers(dir.str(), id));
   CHECK(metric(gw, "gateway_sandboxes_remove_pending{backend=\"process\"}") == "0");
@@ -144,7 +148,9 @@ TEST_CASE("process backend: a remove refused by a busy cgroup is retried with ba
   CHECK(again->status == 409);
 }
 
-TEST_CASE("process backend: an expiry whose remove fails is retried across a gateway restart; give-up stops it, DELETE retries at once") {
+TEST_CASE(
+    "process backend: an expiry whose remove fails is retried across a gateway restart; give-up stops it, DELETE "
+    "retries at once") {
   TempDir dir;
   gateway_harness::Gateway gw(dir.str(), kApiKey, {"--backend", "process"});
   const std::string id = gw.create({{"image", {{"uri", "host"}}}, {"timeout", 4}})["id"];
@@ -192,26 +198,32 @@ TEST_CASE("process backend: an expiry whose remove fails is retried across a gat
   const json ended = gw.sandbox(id);
   CHECK(ended["status"]["state"] == "Terminated");
   CHECK(ended["status"]["reason"] == "user_delete");
-  CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt 4, after 3 failed") != std::string::npos);
+  CHECK(ended["status"]["message"].get<std::string>().find("removed on attempt 4, after 3 failed") !=
+        std::string::npos);
   CHECK(leftovers(dir.str(), id).empty());
   CAPTURE(leftovers(dir.str(), id));
 }
 
-TEST_CASE("docker backend: a network the engine will not remove (a container attached from outside) is retried until it goes") {
+TEST_CASE(
+    "docker backend: a network the engine will not remove (a container attached from outside) is retried until it "
+    "goes") {
   PrivateDockerd dockerd;
   constexpr const char* kImage = "execd-gw-busybox:latest";
   dockerd.import_busybox_image(kImage);
-  auto docker = [&](const std::string& args) { return shell_output("DOCKER_HOST=" + dockerd.host() + " docker " + args + " 2>&1"); };
+  auto docker = [&](const std::string& args) {
+    return shell_output("DOCKER_HOST=" + dockerd.host() + " docker " + args + " 2>&1");
+  };
   TempDir dir;
-  gateway_harness::Gateway gw(dir.str(), kApiKey,
-                              {"--backend", "docker", "--docker-host", dockerd.host(), "--execd-bundle", EXECD_BUNDLE_DIR});
+  gateway_harness::Gateway gw(
+      dir.str(), kApiKey, {"--backend", "docker", "--docker-host", dockerd.host(), "--execd-bundle", EXECD_BUNDLE_DIR});
   const std::string id = gw.create({{"image", {{"uri", kImage}}}, {"timeout", 600}})["id"];
   gw.wait_state(id, "Running");
 
   // Someone attaches a container of their own to the sandbox's network (to debug it, say):
   // the engine then refuses to remove the network ("has active endpoints").
   const std::string intruder = "intruder-" + id.substr(0, 8);
-  const std::string started = docker("run -d --name " + intruder + " --network execd-" + id + " " + kImage + " sleep 600");
+  const std::string started =
+      docker("run -d --name " + intruder + " --network execd-" + id + " " + kImage + " sleep 600");
   REQUIRE_MESSAGE(docker("ps -q --filter name=" + intruder).size() > 0, started);
   Undo unblock{[&] {
     docker("rm -f " + intruder);

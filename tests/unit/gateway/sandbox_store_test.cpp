@@ -211,7 +211,8 @@ TEST_CASE("a schema-1 file (before pending removals) is migrated and its rows ke
       "  handle TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, spec_json TEXT NOT NULL,"
       "  pooled INTEGER NOT NULL);"
       "INSERT INTO sandboxes VALUES ('old1', 'process', 'Failed', 'remove_failed', 'busy', 1000, 2000, 3000, NULL,"
-      "  'tok', 'old1', '127.0.0.1', 40000, '" + spec_to_json(spec) + "', 0);";
+      "  'tok', 'old1', '127.0.0.1', 40000, '" +
+      spec_to_json(spec) + "', 0);";
   char* err = nullptr;
   const int rc = sqlite3_exec(db, v1.c_str(), nullptr, nullptr, &err);
   const std::string why = err != nullptr ? err : "";
