@@ -67,9 +67,17 @@ core::Result<void> SandboxService::start() {
   if (!rows) return rows.error();
   {
     std::lock_guard<std::mutex> lock(mu_);
+    const auto t = now();
     for (auto& r : *rows) {
       Entry e;
       e.record = std::move(r);
+      // Given up under an earlier --remove-give-up that this configuration would not
+      // have reached (or never gives up with): retried again.
+      auto& removal = e.record.removal;
+      if (removal && removal->has_given_up &&
+          (options_.remove_give_up.count() == 0 || t - removal->first_failed_at < options_.remove_give_up)) {
+        removal->has_given_up = false;
+      }
       e.accepted = Steady::now();
       const std::string id = e.record.sandbox.id;
       sandboxes_.emplace(id, std::move(e));
@@ -435,7 +443,8 @@ core::Result<void> SandboxService::remove(const std::string& id) {
     return make_error(removed.error().code, e->record.sandbox.message);
   }
   if (is_retry) {
-    ++counters_.deletes;
+    // A delete's own failed remove was counted when it was asked for.
+    if (e->record.removal && e->record.removal->end_reason != "user_delete") ++counters_.deletes;
     removal_done_locked(*e, SandboxState::terminated, "user_delete", "deleted by request");
     return {};
   }
