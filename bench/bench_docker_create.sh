@@ -99,7 +99,7 @@ docker network create execd-bench-floor >/dev/null
 
 echo "== docker backend: create until /ping, and delete ($RUNS runs each, interleaved; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 - "$GW_PORT" "$KEY" "$sock" "$IMAGE" "$work/bundle" "$RUNS" <<'PY'
-import http.client, json, socket, subprocess, sys, time
+import datetime, http.client, json, socket, subprocess, sys, time
 
 gw_port, key, sock, image, bundle, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
 TOKEN = "bench-floor-token"
@@ -161,6 +161,11 @@ def container_ip(cid, network):
 
 
 GW = {"OPEN-SANDBOX-API-KEY": key}
+internal = []
+
+
+def rfc3339(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def gateway():
@@ -173,6 +178,12 @@ def gateway():
     sid = json.loads(body)["id"]
     wait_ping("127.0.0.1", int(gw_port), f"/v1/sandboxes/{sid}/proxy/{EXECD_PORT}/ping", GW)
     t1 = time.monotonic()
+    # The gateway's own view: accepted (createdAt) to Running (lastTransitionAt).
+    c = http.client.HTTPConnection("127.0.0.1", int(gw_port), timeout=60)
+    status, body = call(c, "GET", f"/v1/sandboxes/{sid}", headers=GW)
+    c.close()
+    seen = json.loads(body)
+    internal.append((rfc3339(seen["status"]["lastTransitionAt"]) - rfc3339(seen["createdAt"])) * 1000)
     c = http.client.HTTPConnection("127.0.0.1", int(gw_port), timeout=60)
     status, body = call(c, "DELETE", f"/v1/sandboxes/{sid}", headers=GW)
     c.close()
@@ -268,6 +279,8 @@ names = {"gateway": "gateway POST -> /ping via proxy", "cli floor": "docker run 
          "run --rm true": "docker run --rm IMAGE true"}
 for k, _ in kinds:
     print(f"{names[k]:36} {pct(create[k], .5):8.1f} {pct(create[k], .9):8.1f}")
+internal = internal[1:]  # the warm-up round's
+print(f"{'  the gateway: accepted -> Running':36} {pct(internal, .5):8.1f} {pct(internal, .9):8.1f}")
 print(f"{'delete, ms':36} {'p50':>8} {'p90':>8}")
 dnames = {"gateway": "gateway DELETE (container+network)", "cli floor": "docker rm -f",
           "api floor": "engine API DELETE ?force=true", "api+network": "the same, then its network"}
