@@ -85,9 +85,10 @@ printf 'root:x:0:\nnogroup:x:65534:\n' > "$tree/etc/group"
 tar -C "$tree" -cf - . | docker import - "$IMAGE" >/dev/null
 "$root/tools/make_bundle.sh" "$BUILD/execd" "$work/bundle" >/dev/null
 
+# The private dockerd runs without iptables; the gateway must not touch the host's firewall either.
 mkdir -p "$work/gw"
 "$BUILD/execd-gateway" --port 0 --api-key "$KEY" --state-dir "$work/gw" --backend docker --docker-host "$DOCKER_HOST" \
-  --execd-bundle "$work/bundle" 2>"$work/gw.log" &
+  --execd-bundle "$work/bundle" --docker-host-firewall off 2>"$work/gw.log" &
 GW_PID=$!
 for _ in $(seq 200); do
   GW_PORT=$(grep -oE 'listening on [^ ]+:[0-9]+' "$work/gw.log" | grep -oE '[0-9]+$' || true)

@@ -225,7 +225,8 @@ TEST_CASE(
   };
   TempDir dir;
   gateway_harness::Gateway gw(
-      dir.str(), kApiKey, {"--backend", "docker", "--docker-host", dockerd.host(), "--execd-bundle", EXECD_BUNDLE_DIR});
+      dir.str(), kApiKey, {"--backend", "docker", "--docker-host", dockerd.host(), "--execd-bundle", EXECD_BUNDLE_DIR,
+                                   "--docker-host-firewall", "off"});
   const std::string id = gw.create({{"image", {{"uri", kImage}}}, {"timeout", 600}})["id"];
   gw.wait_state(id, "Running");
 
