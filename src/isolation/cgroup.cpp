@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -30,6 +31,15 @@ std::optional<uint64_t> parse_u64(std::string_view s) {
 }
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+bool has_subdirectory(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code ec2;
+    if (e.is_directory(ec2)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -254,14 +264,19 @@ core::Result<void> Cgroup::remove(const Reap& reap) {
   dir_fd_.reset();
   if (auto r = kill_all(std::chrono::seconds(5), reap); !r) return r;
   std::string failed;
+  // A killed task leaves its group only once it has been reaped (by whoever is its
+  // parent: a sandbox's init, the spawner); rmdir says EBUSY until then, which under load
+  // took over a second. One deadline for every controller's directory.
+  const auto busy_deadline = Clock::now() + std::chrono::seconds(5);
   for (const auto& [controller, d] : dirs_) {
-    // A killed task leaves its group a moment after it is reaped; rmdir says EBUSY until then.
-    for (int attempt = 0; attempt < 500; ++attempt) {
+    for (;;) {
       if (::rmdir(d.c_str()) == 0 || errno == ENOENT) break;
       if (errno != EBUSY) {
         failed = d + ": " + std::strerror(errno);
         break;
       }
+      // A child group keeps it busy for good: no point waiting for that.
+      if (Clock::now() >= busy_deadline || has_subdirectory(d)) break;
       if (reap) reap({});
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

@@ -88,7 +88,9 @@ class Cgroup {
   /// cgroup.kill: one write. Otherwise freeze (so nothing forks between reading the list
   /// and the kill), SIGKILL each, thaw, repeat. unavailable if processes remain.
   core::Result<void> kill_all(std::chrono::milliseconds timeout = std::chrono::seconds(5), const Reap& reap = {});
-  /// rmdir of every directory (kill_all first). Idempotent.
+  /// rmdir of every directory (kill_all first), waiting up to 5 s in all for killed tasks
+  /// to be reaped (EBUSY until then; not for a group that has child groups: those keep it
+  /// busy for good); unavailable when one is still busy. Idempotent.
   core::Result<void> remove(const Reap& reap = {});
 
  private:
