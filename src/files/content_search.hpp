@@ -56,31 +56,49 @@ struct GrepSummary {
   bool cancelled = false;  ///< the consumer stopped it (client gone)
 };
 
-/// Content search over real trees, as fast as the best command-line tools: each file is
-/// read in large blocks into one reused buffer and the whole block is searched at once
-/// (memmem for literals, RE2 for regular expressions), so line boundaries are found only
-/// around matches. RE2 runs in linear time: no pattern can make a search exponential.
-/// Directories are walked with openat(O_NOFOLLOW) from descriptors (symlinks are never
-/// followed, so no loop), entries in name order, /proc, /sys and similar pseudo
-/// filesystems are not entered. Binary files (a NUL byte in the first block) are skipped.
+/// Content search over real trees, as fast as the best command-line tools. The calling
+/// thread walks the tree (GrepWalker: descriptors, O_NOFOLLOW, no loops, no pseudo
+/// filesystems) and hands each file to a small pool of worker threads, which search it
+/// (FileGrep: large reads into a reused buffer, a fast literal scan before any regular
+/// expression, binary files skipped) and hold its matches until the calling thread delivers
+/// them. Matches are delivered in walk order (entries by name, a directory's files in that
+/// order, matches in file order), the same order and the same results whatever the number
+/// of threads, unless a bound cut the search: on `max_total_bytes` or `timeout` the files
+/// delivered are a prefix of that order, which prefix may differ between runs.
 ///
-/// run() calls `on_match` on the calling thread, in walk order; returning false stops the
-/// search (the consumer went away). Stateless between runs; any thread.
+/// Memory stays bounded whatever the tree and however slowly `on_match` returns: at most
+/// kFilesInFlight files are ahead of the one being delivered, and workers hold at most
+/// kHeldBytes of matches in all; a file with more matches than that is searched again by
+/// the calling thread, which streams its matches to `on_match` (never held). A slow
+/// consumer therefore stalls the walk and the workers (backpressure).
+///
+/// run() calls `on_match` on the calling thread; returning false stops the search (the
+/// consumer went away). Stateless between runs; any thread.
 class ContentSearch {
  public:
-  explicit ContentSearch(const PathResolver& resolver) : resolver_(resolver) {}
+  static constexpr size_t kFilesInFlight = 32;
+  static constexpr size_t kHeldBytes = 4u << 20;
+
+  /// `workers`: threads searching files besides the calling thread; 0 searches on the
+  /// calling thread alone. The default is the number of cores, between 2 and 4.
+  explicit ContentSearch(const PathResolver& resolver, unsigned workers = default_workers())
+      : resolver_(resolver), workers_(workers) {}
+
+  static unsigned default_workers();
 
   /// The checks run() starts with (bounds, pattern, path), without searching: lets a
   /// caller answer an error before it commits to a stream.
   core::Result<void> check(const GrepQuery& query) const;
 
   /// invalid_argument for a pattern RE2 rejects (its message), a bad bound or context;
-  /// file_not_found / forbidden for the path. `stop` (may be null) ends the search early.
+  /// file_not_found / forbidden for the path; internal when a worker failed (out of
+  /// memory). `stop` (may be null) ends the search early (GrepSummary::cancelled).
   core::Result<GrepSummary> run(const GrepQuery& query, const std::function<bool(const GrepMatch&)>& on_match,
                                 const std::atomic<bool>* stop = nullptr) const;
 
  private:
   const PathResolver& resolver_;
+  unsigned workers_;
 };
 
 }  // namespace execd::files
