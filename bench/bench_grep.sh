@@ -28,15 +28,18 @@ timed() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
   done | sort -n | sed -n 2p
 }
-execd_grep() { curl -sf -o /dev/null "$E/files/grep?format=json&max_results=100000&path=$(urlenc "$1")&pattern=$(urlenc "$2")${3:-}"; }
-count_execd() { curl -sf "$E/files/grep?format=json&max_results=100000&path=$(urlenc "$1")&pattern=$(urlenc "$2")${3:-}" | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["matches"], s["truncated"])'; }
+# The URL is built before timing: python3 (a pyenv shim here) can take longer to start than a search.
+grep_url() { echo "$E/files/grep?format=json&max_results=100000&path=$(urlenc "$1")&pattern=$(urlenc "$2")${3:-}"; }
+execd_grep() { curl -sf -o /dev/null "$1"; }
+count_execd() { curl -sf "$1" | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["matches"], s["truncated"])'; }
 
 printf '%-44s %9s %9s %9s %9s %9s %7s %7s\n' search "execd_s" "rg_s" "rg-j1_s" "grep_s" matches "x_rg" "verdict"
 run() {
   local name=$1 dir=$2 pat=$3 eflags=$4; shift 4
   local rgflags=("$@")
-  local te tr tr1 tg m
-  te=$(timed execd_grep "$dir" "$pat" "$eflags")
+  local te tr tr1 tg m url
+  url=$(grep_url "$dir" "$pat" "$eflags")
+  te=$(timed execd_grep "$url")
   tr=$(timed rg "${rgflags[@]}" -n --column -- "$pat" "$dir")
   tr1=$(timed rg -j1 "${rgflags[@]}" -n --column -- "$pat" "$dir")
   case " ${rgflags[*]} " in
@@ -44,7 +47,7 @@ run() {
     *" -i "*) tg=$(timed grep -rniE -- "$pat" "$dir") ;;
     *) tg=$(timed grep -rnE -- "$pat" "$dir") ;;
   esac
-  m=$(count_execd "$dir" "$pat" "$eflags")
+  m=$(count_execd "$url")
   printf '%-44s %9s %9s %9s %9s %9s %7s %7s\n' "$name" "$te" "$tr" "$tr1" "$tg" "${m% *}" "$(ratio "$te" "$tr")" \
     "$(verdict "$te <= 1.5 * $tr")"
 }

@@ -94,7 +94,13 @@ class Delivery {
 };
 
 /// Searches the files the walk submits on worker threads, kFilesInFlight at most ahead of
-/// the one the calling thread delivers; see ContentSearch.
+/// the one the calling thread delivers; see ContentSearch. Workers open the files (relative
+/// to their directory) as well as read and search them, so the walk stays ahead. Threads
+/// wake each other in batches: a worker sleeps only when no file waits, and is woken when
+/// kWakeBatch wait; the calling thread sleeps only for a full ring (or the end of the walk)
+/// and is woken when the next kDoneBatch files are done. A wake-up per file would cost more
+/// than searching most files, and far more on a loaded machine, where each wake-up waits
+/// for a core.
 class FilePipeline {
  public:
   FilePipeline(const GrepQuery& q, const GrepMatcher& m, GrepControl& control, ByteBudget& budget, Delivery& delivery)
@@ -129,77 +135,102 @@ class FilePipeline {
     }
   }
 
-  /// The walk's OnFile: takes `fd`; false ends the walk.
-  bool submit(int fd, std::string abs) {
-    if (delivery_.stopped || !control_.keep_going()) {
-      ::close(fd);
-      return false;
-    }
+  /// The walk's OnFile; false ends the walk.
+  bool submit(const std::shared_ptr<const GrepWalker::OpenDir>& dir, const std::string& name, std::string abs) {
+    if (delivery_.stopped || !control_.keep_going()) return false;
     if (workers_.empty()) {
+      const int fd = GrepWalker::open_file(*dir, name);
+      if (fd < 0) return true;
       FileGrepOutcome out = inline_.search(fd, abs, [this](GrepMatch&& m) { return delivery_.emit(m); });
       ::close(fd);
       return delivery_.file_done(out, out.stopped);
     }
+    if (tail_ - head_ == ring_.size() && !deliver_head()) return false;
+    ring_[tail_ % ring_.size()].reset(dir, name, std::move(abs));
+    bool wake = false;
     {
-      std::unique_lock lk(mu_);
-      while (tail_ - head_ == ring_.size()) {
-        if (!deliver_head(lk)) {
-          lk.unlock();
-          ::close(fd);
-          return false;
-        }
-      }
-      Job& j = ring_[tail_ % ring_.size()];
-      j = Job{};
-      j.fd = fd;
-      j.abs = std::move(abs);
+      std::lock_guard lk(mu_);
       ++tail_;
+      wake = idle_ > 0 && tail_ - claim_ >= kWakeBatch;
     }
-    work_cv_.notify_one();
-    return drain(false);
+    if (wake) work_cv_.notify_all();
+    // Deliver what is done already, without waiting.
+    while (head_ < tail_ && ring_[head_ % ring_.size()].done.load(std::memory_order_acquire)) {
+      if (!deliver_head()) return false;
+    }
+    return true;
   }
 
   /// Delivers every file in flight, in order (after the walk).
-  void finish() { drain(true); }
+  void finish() {
+    while (head_ < tail_) {
+      if (!deliver_head()) return;
+    }
+  }
 
  private:
   struct Job {
-    int fd = -1;
+    std::shared_ptr<const GrepWalker::OpenDir> dir;  // until the worker opened the file
+    std::string name;
     std::string abs;
+    int fd = -1;
     std::vector<GrepMatch> matches;
     size_t held = 0;
     FileGrepOutcome out;
+    bool unopened = false;    // vanished or unreadable: not searched
     bool capped = false;      // holds max_results matches: the rest cannot be delivered
     bool overflowed = false;  // held too much: searched again when delivered
-    bool done = false;
+    std::atomic<bool> done{false};
+
+    void reset(const std::shared_ptr<const GrepWalker::OpenDir>& d, const std::string& n, std::string a) {
+      dir = d;
+      name = n;
+      abs = std::move(a);
+      fd = -1;
+      held = 0;
+      out = {};
+      unopened = capped = overflowed = false;
+      done.store(false, std::memory_order_relaxed);
+    }
   };
 
-  // Delivers the done jobs at the head; with `all`, waits for each in flight. false: stop.
-  bool drain(bool all) {
-    std::unique_lock lk(mu_);
-    while (head_ < tail_) {
-      if (!all && !ring_[head_ % ring_.size()].done) return true;
-      if (!deliver_head(lk)) return false;
+  static constexpr size_t kWakeBatch = ContentSearch::kFilesInFlight / 8;
+  static constexpr size_t kDoneBatch = ContentSearch::kFilesInFlight / 2;
+  // One file may hold this much; more goes to the calling thread.
+  static constexpr size_t kJobBytes = ContentSearch::kHeldBytes / 8;
+
+  // Whether the calling thread, waiting for the head, should wake: the next kDoneBatch
+  // files (or all in flight, if fewer) are done.
+  bool batch_done() const {
+    const size_t h = head_.load();
+    const size_t n = std::min(kDoneBatch, tail_.load() - h);
+    for (size_t i = h; i < h + n; ++i) {
+      if (!ring_[i % ring_.size()].done.load()) return false;
     }
     return true;
   }
 
   // Waits for the head job (workers finish every job they take, each read bounded and the
-  // control checked between reads), delivers it without the lock, frees its slot.
-  bool deliver_head(std::unique_lock<std::mutex>& lk) {
+  // control checked between reads) and delivers it. false: stop.
+  bool deliver_head() {
     Job& j = ring_[head_ % ring_.size()];
-    while (!j.done) {
-      if (done_cv_.wait_for(lk, std::chrono::milliseconds(100)) == std::cv_status::timeout) control_.keep_going();
+    if (!j.done.load(std::memory_order_acquire)) {
+      std::unique_lock lk(mu_);
+      if (claim_ < tail_ && idle_ > 0) work_cv_.notify_all();
+      waiting_.store(true);
+      while (!batch_done()) {
+        if (done_cv_.wait_for(lk, std::chrono::milliseconds(100)) == std::cv_status::timeout) control_.keep_going();
+      }
+      waiting_.store(false);
     }
-    lk.unlock();
     const bool go = deliver(j);
-    lk.lock();
-    ++head_;
+    head_.store(head_ + 1);
     return go;
   }
 
   bool deliver(Job& j) {
     if (delivery_.stopped) return false;
+    if (j.unopened) return true;
     if (j.out.cut_per_file) delivery_.cut("max_bytes_per_file");
     if (j.overflowed) {
       release(j);
@@ -232,7 +263,11 @@ class FilePipeline {
       Job* j = nullptr;
       {
         std::unique_lock lk(mu_);
-        work_cv_.wait(lk, [this] { return closing_ || claim_ < tail_; });
+        while (!closing_ && claim_ == tail_) {
+          ++idle_;
+          work_cv_.wait_for(lk, std::chrono::seconds(1));
+          --idle_;
+        }
         if (claim_ == tail_) return;
         j = &ring_[claim_++ % ring_.size()];
       }
@@ -242,15 +277,21 @@ class FilePipeline {
         control_.halt(GrepControl::Reason::failed);
         j->out.stopped = true;
       }
-      {
+      j->done.store(true);
+      if (waiting_.load() && batch_done()) {
         std::lock_guard lk(mu_);
-        j->done = true;
+        done_cv_.notify_one();
       }
-      done_cv_.notify_one();
     }
   }
 
   void search(FileGrep& grep, Job& j) {
+    j.fd = GrepWalker::open_file(*j.dir, j.name);
+    j.dir.reset();
+    if (j.fd < 0) {
+      j.unopened = true;
+      return;
+    }
     j.out = grep.search(j.fd, j.abs, [this, &j](GrepMatch&& m) {
       const size_t n = held_size(m);
       if (j.held + n > kJobBytes || held_.fetch_add(n, std::memory_order_relaxed) + n > ContentSearch::kHeldBytes) {
@@ -272,9 +313,6 @@ class FilePipeline {
     }
   }
 
-  // One file may hold this much; more goes to the calling thread.
-  static constexpr size_t kJobBytes = ContentSearch::kHeldBytes / 8;
-
   const GrepQuery& q_;
   const GrepMatcher& m_;
   GrepControl& control_;
@@ -286,10 +324,14 @@ class FilePipeline {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  size_t head_ = 0;   // the next job to deliver
-  size_t claim_ = 0;  // the next job for a worker
-  size_t tail_ = 0;   // the next free slot
-  bool closing_ = false;
+  // head_ and tail_ are written by the calling thread only (tail_ under mu_); workers read
+  // them to decide whether to wake it.
+  std::atomic<size_t> head_{0};  // the next job to deliver
+  std::atomic<size_t> tail_{0};  // the next free slot
+  size_t claim_ = 0;             // the next job for a worker (mu_)
+  unsigned idle_ = 0;            // workers waiting for a job (mu_)
+  bool closing_ = false;         // (mu_)
+  std::atomic<bool> waiting_{false};  // the calling thread waits for the head
   std::vector<std::thread> workers_;  // last: joined before the rest is destroyed
 };
 
@@ -355,7 +397,9 @@ core::Result<GrepSummary> ContentSearch::run(const GrepQuery& query, const std::
     FilePipeline pipeline(query, matcher, control, budget, delivery);
     pipeline.start(workers_);
     GrepWalker walker(query, glob->has_value() ? &**glob : nullptr, p->abs, resolver_.root(),
-                      [&](int f, std::string abs) { return pipeline.submit(f, std::move(abs)); });
+                      [&](const std::shared_ptr<const GrepWalker::OpenDir>& dir, const std::string& name, std::string abs) {
+                        return pipeline.submit(dir, name, std::move(abs));
+                      });
     if (walker.walk(fd->release(), st.st_dev)) pipeline.finish();
   } else {
     return core::make_error(core::Errc::invalid_argument, "not a file or directory: " + p->abs);

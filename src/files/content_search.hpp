@@ -67,7 +67,8 @@ struct GrepSummary {
 /// delivered are a prefix of that order, which prefix may differ between runs.
 ///
 /// Memory stays bounded whatever the tree and however slowly `on_match` returns: at most
-/// kFilesInFlight files are ahead of the one being delivered, and workers hold at most
+/// kFilesInFlight files are ahead of the one being delivered (a file waiting for a worker
+/// costs its name; only files being searched are open), and workers hold at most
 /// kHeldBytes of matches in all; a file with more matches than that is searched again by
 /// the calling thread, which streams its matches to `on_match` (never held). A slow
 /// consumer therefore stalls the walk and the workers (backpressure).
@@ -76,7 +77,7 @@ struct GrepSummary {
 /// consumer went away). Stateless between runs; any thread.
 class ContentSearch {
  public:
-  static constexpr size_t kFilesInFlight = 32;
+  static constexpr size_t kFilesInFlight = 256;
   static constexpr size_t kHeldBytes = 4u << 20;
 
   /// `workers`: threads searching files besides the calling thread; 0 searches on the

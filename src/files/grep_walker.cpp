@@ -96,6 +96,7 @@ void GrepWalker::dir(int fd, const std::string& abs, const std::string& rel, int
     ::close(fd);
     return;
   }
+  const auto open_dir = std::make_shared<const OpenDir>(d);
   std::vector<std::pair<std::string, unsigned char>> entries;
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
@@ -124,15 +125,15 @@ void GrepWalker::dir(int fd, const std::string& abs, const std::string& rel, int
     } else if (type == DT_REG) {
       if (glob_ != nullptr && !glob_->matches(glob_->has_slash() ? std::string_view(child_rel) : std::string_view(name))) continue;
       if (q_.gitignore && ignored(child_rel, false)) continue;
-      // O_NOFOLLOW: a file replaced by a symlink since readdir is not followed.
-      const int f = ::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-      if (f < 0) continue;
-      if (!on_file_(f, abs + "/" + name)) stopped_ = true;
+      if (!on_file_(open_dir, name, abs + "/" + name)) stopped_ = true;
     }
     // Symlinks, sockets, FIFOs and devices are not searched.
   }
   if (pushed) ignores_.pop_back();
-  ::closedir(d);
+}
+
+int GrepWalker::open_file(const OpenDir& dir, const std::string& name) {
+  return ::openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 }
 
 bool GrepWalker::push_gitignore(int dfd, const std::string& rel) {

@@ -2,7 +2,10 @@
 
 #include <sys/types.h>
 
+#include <dirent.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,13 +20,30 @@ namespace execd::files {
 /// that report types), so symlinks are never followed and a loop cannot be entered; entries
 /// in byte order of their names; /proc, /sys and similar pseudo filesystems are not
 /// entered; the query's glob and, when asked, .gitignore files decide which regular files
-/// are handed on, each opened O_NOFOLLOW|O_NONBLOCK relative to its directory. Runs on the
-/// calling thread; one walk per GrepWalker.
+/// are handed on, with their directory kept open so that they can be opened relative to it
+/// (open_file) on any thread. Runs on the calling thread; one walk per GrepWalker.
 class GrepWalker {
  public:
-  /// Receives each file to search: its open descriptor (the receiver closes it) and its
-  /// absolute path; false ends the walk.
-  using OnFile = std::function<bool(int fd, std::string abs)>;
+  /// A directory being walked, open as long as the walk or a file handed on needs it.
+  class OpenDir {
+   public:
+    explicit OpenDir(DIR* d) : d_(d) {}
+    ~OpenDir() { ::closedir(d_); }
+    OpenDir(const OpenDir&) = delete;
+    OpenDir& operator=(const OpenDir&) = delete;
+    int fd() const { return ::dirfd(d_); }
+
+   private:
+    DIR* d_;
+  };
+
+  /// Receives each file to search: its directory, its name there and its absolute path;
+  /// false ends the walk.
+  using OnFile = std::function<bool(const std::shared_ptr<const OpenDir>& dir, const std::string& name, std::string abs)>;
+
+  /// Opens a file handed on, O_NOFOLLOW (a file replaced by a symlink since the directory
+  /// was read is not followed) and O_NONBLOCK (nor is a FIFO waited on); -1 on failure.
+  static int open_file(const OpenDir& dir, const std::string& name);
 
   /// `glob`: the query's glob, compiled (null: none). `abs_root`: the searched directory's
   /// absolute path; `files_root` the resolver's root (.gitignore files above the searched

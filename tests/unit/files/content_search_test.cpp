@@ -154,8 +154,8 @@ TEST_CASE("content search: max_results, a consumer that leaves, and the stop fla
 
 TEST_CASE("content search: a slow consumer holds the workers back, so what they read ahead stays bounded") {
   test::TempDir dir;
-  const std::string pad(64 * 1024, 'x');
-  for (int f = 0; f < 400; ++f) dir.write("d" + std::to_string(f / 100) + "/f" + std::to_string(f), "one needle\n" + pad + "\n");
+  const std::string pad(16 * 1024, 'x');
+  for (int f = 0; f < 1000; ++f) dir.write("d" + std::to_string(f / 100) + "/f" + std::to_string(f), "one needle\n" + pad + "\n");
   // Bytes this process read (all threads).
   auto rchar = [] {
     std::ifstream io("/proc/self/io");
@@ -168,20 +168,26 @@ TEST_CASE("content search: a slow consumer holds the workers back, so what they 
   };
   files::PathResolver resolver;
   files::ContentSearch search(resolver, 2);
-  uint64_t most_ahead = 0;
+  const uint64_t file_size = 11 + pad.size() + 1;
+  const uint64_t start = rchar();
   size_t seen = 0;
+  std::vector<std::pair<size_t, uint64_t>> checkpoints;  // (files delivered, bytes read by then)
   auto s = search.run(query(dir.str(), "needle"), [&](const files::GrepMatch&) {
-    if (seen++ % 100 == 0) {
-      const uint64_t before = rchar();
+    if (seen % 300 == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the workers run ahead meanwhile
-      most_ahead = std::max(most_ahead, rchar() - before);
+      checkpoints.emplace_back(seen, rchar() - start);
     }
+    ++seen;
     return true;
   });
   REQUIRE(s);
-  CHECK(s->matches == 400);
-  CHECK(most_ahead >= 4 * pad.size());  // they did run ahead...
-  CHECK(most_ahead <= (files::ContentSearch::kFilesInFlight + 1) * (pad.size() + 16));  // ...but only so far
+  CHECK(s->matches == 1000);
+  REQUIRE(checkpoints.size() == 4);
+  CHECK(checkpoints[0].second >= 4 * file_size);  // they did run ahead...
+  for (const auto& [delivered, read] : checkpoints) {
+    INFO("delivered " << delivered << ", read " << read);
+    CHECK(read <= (delivered + 1 + files::ContentSearch::kFilesInFlight) * file_size);  // ...but only so far
+  }
 }
 
 TEST_CASE("content search: symlink loops and symlinks to files are not followed") {
