@@ -10,6 +10,7 @@ namespace execd::files {
 namespace {
 
 constexpr size_t kChunk = 1 << 20;     // one read; most files fit in one
+constexpr size_t kFirstBlock = 64 << 10;  // read first, where a NUL makes the file binary
 constexpr size_t kMaxLine = 16 << 20;  // a longer "line" is searched in pieces
 
 }  // namespace
@@ -30,7 +31,9 @@ FileGrepOutcome FileGrep::search(int fd, const std::string& abs, const Sink& sin
     if (!eof) {
       if (cap_ < len + kChunk) grow(len + kChunk);
       const uint64_t file_left = q_.max_bytes_per_file - out.bytes;
-      const uint64_t want = file_left == 0 ? 0 : budget_.take(std::min<uint64_t>(cap_ - len, file_left));
+      // The first block alone first: a binary file costs no more than that.
+      const uint64_t room = first ? std::min(kFirstBlock, cap_ - len) : cap_ - len;
+      const uint64_t want = file_left == 0 ? 0 : budget_.take(std::min<uint64_t>(room, file_left));
       if (want == 0) {
         // Cut only if there is more to read.
         char probe;

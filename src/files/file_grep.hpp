@@ -14,7 +14,7 @@ namespace execd::files {
 /// What searching one file gave, beside its matches.
 struct FileGrepOutcome {
   uint64_t bytes = 0;           ///< read from the file
-  bool binary = false;          ///< a NUL in the first block: not searched
+  bool binary = false;          ///< a NUL in the first block (64 KiB): not searched
   bool cut_per_file = false;    ///< max_bytes_per_file left part of it unread
   bool out_of_budget = false;   ///< the search's ByteBudget ran out with part of it unread
   bool stopped = false;         ///< the sink refused a match or the control halted: not finished
@@ -23,7 +23,7 @@ struct FileGrepOutcome {
 /// Searches one open file: reads it in large blocks into one buffer it owns and reuses
 /// (1 MiB, more only for a line longer than that), searches each block whole with the
 /// GrepMatcher, and finds line boundaries only around matches. Binary files (a NUL in the
-/// first block) are skipped. One FileGrep per thread; several share the matcher, control
+/// first 64 KiB, read alone first) are skipped. One FileGrep per thread; several share the matcher, control
 /// and budget.
 class FileGrep {
  public:

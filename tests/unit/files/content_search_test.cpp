@@ -268,3 +268,17 @@ TEST_CASE("content search: max_total_bytes and the timeout cut a search with wor
   CHECK(timed_out.summary.truncated_by == "timeout");
   CHECK(timed_out.hits.empty());
 }
+
+TEST_CASE("content search: a NUL in the first 64 KiB makes a file binary; later, it is text; a match never spans lines") {
+  test::TempDir dir;
+  dir.write("early.bin", std::string(1000, 'a') + std::string(1, '\0') + "\nneedle\n");
+  dir.write("late.txt", std::string(70000, 'a') + "\n" + std::string(1, '\0') + "\nneedle\n");
+  dir.write("lines.txt", "nee\ndle\nneedle\n");
+  for (unsigned w : {0u, 2u}) {
+    const auto f = grep(query(dir.str(), "needle"), w);
+    CHECK(f.hits == std::vector<std::string>{dir.str() + "/late.txt:3:1:needle", dir.str() + "/lines.txt:3:1:needle"});
+    CHECK(f.summary.files_binary == 1);
+    CHECK(grep(query(dir.str() + "/lines.txt", "nee\\s+dle"), w).hits.empty());
+    CHECK(grep(query(dir.str() + "/lines.txt", "e[^x]d"), w).hits == std::vector<std::string>{dir.str() + "/lines.txt:3:2:needle"});
+  }
+}
