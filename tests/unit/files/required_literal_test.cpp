@@ -120,3 +120,31 @@ TEST_CASE("grep matcher: the literal prefilter never changes what RE2 alone find
   CHECK(matched("ks", true, text).size() == 1);
   CHECK(matched("x ks y", true, text).size() == 1);
 }
+
+TEST_CASE("grep matcher: random patterns find what RE2 alone finds, line by line") {
+  std::mt19937 rng(4242);
+  // Pieces of RE2 syntax; quantifiers may land after anything (RE2 rejects some: skipped).
+  const std::vector<std::string> pieces = {"a", "b", "c", "k", "S", "_", " ", "ab", "bc", "\\w", "\\d", "\\s", ".", "[ab]",
+                                           "[^a]", "(a|bc)", "(?:ab)", "*", "+", "?", "{2}", "{0,2}", "{1,}", "^", "$",
+                                           "\\b", "|", "\\.", "(?i:ab)", "\\x61", "\xc3\xa9"};
+  const std::string alphabet = "abcksS_ .\n";
+  int compiled = 0;
+  for (int round = 0; round < 600; ++round) {
+    std::string pattern;
+    const size_t n = std::uniform_int_distribution<size_t>(1, 7)(rng);
+    for (size_t i = 0; i < n; ++i) pattern += pieces[std::uniform_int_distribution<size_t>(0, pieces.size() - 1)(rng)];
+    RE2::Options o;
+    o.set_log_errors(false);
+    if (!RE2("(?m)" + pattern, o).ok()) continue;
+    ++compiled;
+    for (int t = 0; t < 5; ++t) {
+      std::string text(std::uniform_int_distribution<size_t>(0, 120)(rng), 0);
+      for (auto& c : text) c = alphabet[std::uniform_int_distribution<size_t>(0, alphabet.size() - 1)(rng)];
+      for (bool ic : {false, true}) {
+        INFO("pattern=" << pattern << " ic=" << ic << " literal=" << required_literal(pattern, ic) << " text=" << text);
+        CHECK(matched(pattern, ic, text) == reference(pattern, ic, text));
+      }
+    }
+  }
+  CHECK(compiled > 300);
+}
