@@ -165,7 +165,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   // request's path.
   callbacks_ = std::make_shared<http::WebhookSender>(http::WebhookSender::Options{
       config_.callback_secret, config_.callback_max_in_flight, std::chrono::milliseconds(10000), config_.callback_retry_for});
-  api::register_command_routes(*server_, commands_, sessions_, callbacks_);
+  api::register_command_routes(*server_, commands_, sessions_, executions_, callbacks_);
   api::register_session_routes(*server_, sessions_);
   // Interactive terminals over WebSocket (issue 14); scrollback spills beside the logs.
   pty::PtyRegistry::Options pty_options;
@@ -176,7 +176,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   pty_options.isolator = isolator;
   ptys_ = std::make_shared<pty::PtyRegistry>(reactor_, reaper_, pty_options);
   api::register_pty_routes(*server_, ptys_);
-  api::register_code_routes(*server_, contexts_, commands_, sessions_, callbacks_);
+  api::register_code_routes(*server_, contexts_, commands_, sessions_, executions_, callbacks_);
   // Handlers (issue 13): each invocation a fresh interpreter through the command runner;
   // working directories in the runtime directory, so a crashed daemon's are removed.
   invoke::Invoker::Options invoke_options;

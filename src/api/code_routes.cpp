@@ -25,6 +25,7 @@ nlohmann::json context_json(const jupyter::CodeContext& c) {
 void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::ContextManager> contexts,
                           std::shared_ptr<commands::CommandRunner> runner,
                           std::shared_ptr<commands::SessionManager> sessions,
+                          std::shared_ptr<exec::ExecutionRegistry> executions,
                           std::shared_ptr<http::WebhookSender> callbacks) {
   server.route(Method::post, R"(/code/context)", [contexts, sessions](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
@@ -152,14 +153,14 @@ void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::Con
     http::stream_events(res, with_callback(*execution), exec::Cursor{}, server.sse_options());
   });
 
-  server.route(Method::del, R"(/code)", [contexts, runner, sessions](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::del, R"(/code)", [contexts, runner, sessions, executions](const httplib::Request& req, httplib::Response& res) {
     auto id = required_query(req, "id");
     if (!id) return http::write_error(res, id.error());
     if (auto c = contexts->find(*id)) {
       if (auto r = c->interrupt(); !r) return http::write_error(res, r.error());
       return http::write_json(res, {{"id", *id}, {"interrupted", true}});
     }
-    interrupt_command_or_session(*id, res, *runner, *sessions);
+    interrupt_command_or_session(*id, res, *runner, *sessions, *executions);
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include "commands/command_runner.hpp"
 #include "commands/session_manager.hpp"
+#include "exec/execution_registry.hpp"
 #include "http/http_server.hpp"
 #include "http/webhook_sender.hpp"
 #include "jupyter/context_manager.hpp"
@@ -25,6 +26,7 @@ namespace execd::api {
 void register_code_routes(http::HttpServer& server, std::shared_ptr<jupyter::ContextManager> contexts,
                           std::shared_ptr<commands::CommandRunner> runner,
                           std::shared_ptr<commands::SessionManager> sessions,
+                          std::shared_ptr<exec::ExecutionRegistry> executions,
                           std::shared_ptr<http::WebhookSender> callbacks);
 
 }  // namespace execd::api

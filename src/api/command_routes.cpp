@@ -103,10 +103,28 @@ void write_background_ack(httplib::Response& res, const std::string& id) {
 }  // namespace
 
 void interrupt_command_or_session(const std::string& id, httplib::Response& res, commands::CommandRunner& runner,
-                                  commands::SessionManager& sessions) {
+                                  commands::SessionManager& sessions, const exec::ExecutionRegistry& executions) {
+  // An invocation is interrupted by its owner (it alone knows its process, warm or cold,
+  // and records that it was interrupted); answered once it has ended, as a command is.
+  const auto execution = executions.find(id);
+  if (execution && execution->has_interrupter()) {
+    if (auto r = execution->interrupt(); !r) return http::write_error(res, r.error());
+    const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
+    while (!execution->outcome() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const auto outcome = execution->outcome();
+    return http::write_json(res, {{"id", id},
+                                  {"kind", execution->kind()},
+                                  {"running", !outcome},
+                                  {"status", outcome ? outcome->status() : std::string("running")}});
+  }
   if (!runner.find(id) && sessions.contains(id)) {
     if (auto r = sessions.remove(id); !r) return http::write_error(res, r.error());
     return http::write_json(res, {{"session_id", id}, {"deleted", true}});
+  }
+  if (execution && execution->outcome() && !runner.find(id)) {  // an execution (an invocation) that has ended
+    return http::write_error(res, core::make_error(core::Errc::conflict, "execution " + id + " is not running"));
   }
   if (auto r = runner.interrupt(id); !r) return http::write_error(res, r.error());
   // Answer once the command has stopped (compat: the DELETE returns when the group is
@@ -121,6 +139,7 @@ void interrupt_command_or_session(const std::string& id, httplib::Response& res,
 
 void register_command_routes(http::HttpServer& server, std::shared_ptr<commands::CommandRunner> runner,
                              std::shared_ptr<commands::SessionManager> sessions,
+                             std::shared_ptr<exec::ExecutionRegistry> executions,
                              std::shared_ptr<http::WebhookSender> callbacks) {
   server.route(Method::post, R"(/command)", [&server, runner, callbacks](const httplib::Request& req, httplib::Response& res) {
     auto body = http::parse_json_body(req);
@@ -178,10 +197,10 @@ void register_command_routes(http::HttpServer& server, std::shared_ptr<commands:
     http::write_json(res, {{"id", cmd->id()}, {"written", req.body.size()}});
   });
 
-  server.route(Method::del, R"(/command)", [runner, sessions](const httplib::Request& req, httplib::Response& res) {
+  server.route(Method::del, R"(/command)", [runner, sessions, executions](const httplib::Request& req, httplib::Response& res) {
     auto id = required_query(req, "id");
     if (!id) return http::write_error(res, id.error());
-    interrupt_command_or_session(*id, res, *runner, *sessions);
+    interrupt_command_or_session(*id, res, *runner, *sessions, *executions);
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/result.hpp"
 #include "exec/event_log.hpp"
 
 namespace execd::exec {
@@ -58,10 +59,12 @@ class Execution {
   /// closes, on the closing thread).
   void finish(ExecutionOutcome outcome, const Event& terminal) {
     std::vector<FinishHook> hooks;
+    Interrupter interrupter;  // released outside the lock: it may hold its owner
     {
       std::lock_guard<std::mutex> lock(mu_);
       outcome_ = std::move(outcome);
       hooks.swap(hooks_);
+      interrupter.swap(interrupter_);
     }
     for (auto& h : hooks) h(*this, terminal);
   }
@@ -85,6 +88,28 @@ class Execution {
     }
     hook(*this, terminal);
   }
+  /// How its owner interrupts it while it runs, for owners that the command routes do not
+  /// know (an invocation: SIGINT, SIGTERM, SIGKILL to its process group and cgroup); set
+  /// once after start, dropped when the execution ends.
+  using Interrupter = std::function<core::Result<void>()>;
+  void set_interrupter(Interrupter interrupter) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!outcome_) interrupter_ = std::move(interrupter);
+  }
+  [[nodiscard]] bool has_interrupter() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<bool>(interrupter_);
+  }
+  /// Runs the interrupter (outside the lock); conflict once the execution has ended.
+  [[nodiscard]] core::Result<void> interrupt() const {
+    Interrupter interrupter;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (outcome_ || !interrupter_) return core::make_error(core::Errc::conflict, "execution " + id_ + " is not running");
+      interrupter = interrupter_;
+    }
+    return interrupter();
+  }
   /// A result callback's delivery state (null: none asked).
   [[nodiscard]] nlohmann::json callback_state() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -103,6 +128,7 @@ class Execution {
   mutable std::mutex mu_;
   std::optional<ExecutionOutcome> outcome_;
   std::vector<FinishHook> hooks_;
+  Interrupter interrupter_;
   nlohmann::json callback_state_;
 };
 

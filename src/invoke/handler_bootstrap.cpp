@@ -9,17 +9,9 @@ namespace {
 // with its code rather than ending the process silently.
 constexpr const char* kPython = R"PY(
 import sys, os, json, traceback, inspect
-def _execd_main():
-    channel = os.fdopen(3, "w", encoding="utf-8")
-    def send(doc):
-        channel.write(json.dumps(doc, allow_nan=False))
-        channel.flush()
+def _execd_run(request, write):
     def fail(kind, message, tb=""):
-        send({"ok": False, "error": {"type": kind, "message": message, "traceback": tb}})
-    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+        write(json.dumps({"ok": False, "error": {"type": kind, "message": message, "traceback": tb}}))
     namespace = {"__name__": "__handler__", "__builtins__": __builtins__}
     try:
         code = compile(request["code"], "<handler>", "exec")
@@ -44,8 +36,17 @@ def _execd_main():
         body = json.dumps({"ok": True, "value": value}, allow_nan=False)
     except (TypeError, ValueError) as e:
         return fail("NotSerializable", "the return value cannot be encoded as JSON: %s" % e)
-    channel.write(body)
-    channel.flush()
+    write(body)
+def _execd_main():
+    channel = os.fdopen(3, "w", encoding="utf-8")
+    def write(text):
+        channel.write(text)
+        channel.flush()
+    request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    _execd_run(request, write)
 )PY";
 
 // JavaScript: CommonJS-style code; the handler is module.exports.handler,

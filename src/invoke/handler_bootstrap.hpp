@@ -36,9 +36,11 @@ struct Runtimes {
 /// or break it. A handler that exits the process itself leaves the channel empty.
 core::Result<std::vector<std::string>> bootstrap_argv(Language language, const Runtimes& runtimes);
 
-/// The Python bootstrap above as the definition of a function `_execd_main()`, without
-/// the call: the cold argv calls it at once; the zygote (zygote_program.hpp) defines it
-/// once and calls it in each child it forks, so both paths run the same code.
+/// The Python bootstrap above as the definition of a function `_execd_main()` (stdin and
+/// descriptor 3 around `_execd_run(request, write)`, which runs one request and hands the
+/// encoded result to `write`), without the call: the cold argv calls it at once; the
+/// zygote (zygote_program.hpp) defines it once and calls it in each child it forks, so
+/// both paths run the same code.
 std::string_view python_bootstrap_definition();
 
 }  // namespace execd::invoke

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <system_error>
 
@@ -75,6 +76,7 @@ struct Invoker::Job {
   std::string work_dir;
   Language language = Language::python;
   bool warm = false;
+  std::atomic<bool> interrupted{false};  // set by the execution's interrupter, any thread
 };
 
 Invoker::Invoker(std::shared_ptr<commands::CommandRunner> runner, std::shared_ptr<process::Reactor> reactor,
@@ -142,7 +144,15 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
     std::filesystem::remove_all(job->work_dir, ec);
     return cmd.error();
   }
-  return (*cmd)->execution();
+  const auto& execution = (*cmd)->execution();
+  execution->set_interrupter(
+      [weak_job = std::weak_ptr<Job>(job), weak_runner = std::weak_ptr<commands::CommandRunner>(runner_), id = execution->id()] {
+        return interrupt_with(weak_job, [&] {
+          auto runner = weak_runner.lock();
+          return runner ? runner->interrupt(id) : core::make_error(core::Errc::conflict, "the daemon is stopping");
+        });
+      });
+  return execution;
 }
 
 std::function<void(commands::CommandOutcome)> Invoker::finisher(const std::shared_ptr<Job>& job) {
@@ -204,7 +214,25 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start_warm(InvokeSpec& s
     executions_->remove(execution->id());
     return run.error();
   }
+  execution->set_interrupter([weak_job = std::weak_ptr<Job>(job), weak_run = std::weak_ptr<ZygoteRun>(*run)] {
+    return interrupt_with(weak_job, [&] {
+      auto r = weak_run.lock();
+      return r ? r->interrupt() : core::make_error(core::Errc::conflict, "the invocation is not running");
+    });
+  });
   return execution;
+}
+
+template <typename Signal>
+core::Result<void> Invoker::interrupt_with(const std::weak_ptr<Job>& weak_job, Signal&& signal) {
+  auto job = weak_job.lock();
+  if (!job) return core::make_error(core::Errc::conflict, "the invocation is not running");
+  // Marked first: the process may end (and be finished on the worker) as soon as it is
+  // signalled.
+  const bool was = job->interrupted.exchange(true);
+  auto sent = signal();
+  if (!sent && !was) job->interrupted = false;
+  return sent;
 }
 
 void Invoker::run_worker() {
@@ -254,9 +282,23 @@ void Invoker::finish(Job& job) {
   nlohmann::json error = nullptr;
   nlohmann::json value = nullptr;
   const bool signalled = outcome.exit_code == -1;
+  const bool returned = channel && (*channel)["ok"] == true && outcome.exit_code == 0;
+  // Interrupted means it was stopped: a handler that returned anyway (it caught the
+  // KeyboardInterrupt, or the request came as it ended) is reported as it ended.
+  const bool interrupted = job.interrupted && !outcome.timed_out && !outcome.limit_hit && !returned;
   if (outcome.timed_out) {
     status = "timeout";
     error = error_json("Timeout", outcome.error);
+  } else if (interrupted) {
+    status = "killed";
+    std::string how = outcome.error.empty() ? "exit status 0" : outcome.error;
+    std::string traceback;
+    if (channel && channel->contains("error") && (*channel)["error"].is_object()) {
+      const auto& e = (*channel)["error"];
+      how += " after " + e.value("type", std::string("an error")) + " in the handler";
+      traceback = e.value("traceback", std::string());
+    }
+    error = error_json("Interrupted", "the invocation was interrupted (" + how + ")", traceback);
   } else if (outcome.limit_hit || signalled) {
     status = "killed";
     error = error_json("Killed", outcome.error);
@@ -280,6 +322,7 @@ void Invoker::finish(Job& job) {
   doc["return_value"] = value;
   doc["error"] = error;
   doc["exit_code"] = outcome.exit_code;
+  doc["interrupted"] = interrupted;
 
   const auto streams = collect_streams(log, options_.max_stream_bytes);
   doc["stdout"] = streams.out;

@@ -52,10 +52,14 @@ struct InvokeSpec {
 /// working directory under `work_base`; files left there are its artifacts, listed with
 /// SHA-256 and a /files/download path, and kept for `retention`.
 ///
+/// Warm or cold, the invocation's execution carries an interrupter (DELETE /command?id=):
+/// SIGINT, SIGTERM, SIGKILL to its group, kill_grace apart; one that did not return is
+/// then `killed` with error type "Interrupted" and `"interrupted": true`.
+///
 /// When the process ends, a worker thread (never the reactor) builds the result
 /// document — id, status (success | failed | timeout | killed), return_value, stdout,
 /// stderr (each capped, with truncated flags), exit_code, error {type, message,
-/// traceback}, artifacts, metrics, start ("warm" | "cold") — and closes the execution's log with
+/// traceback}, artifacts, metrics, start ("warm" | "cold"), interrupted — and closes the execution's log with
 /// one terminal event of type kResultEvent carrying it: SSE readers, pollers and
 /// wait() all see the same document. Thread-safe.
 class Invoker {
@@ -72,7 +76,7 @@ class Invoker {
     uint64_t artifact_hash_budget = 256ull << 20;  ///< bytes hashed per invocation
     bool warm_start = true;                        ///< false: every invocation starts cold (--no-warm-invoke)
     std::string envs_file;                         ///< EXECD_ENVS lines, as commands get them
-    std::chrono::milliseconds kill_grace{3000};    ///< SIGINT -> SIGTERM -> SIGKILL steps of a warm timeout
+    std::chrono::milliseconds kill_grace{3000};    ///< SIGINT -> SIGTERM -> SIGKILL steps of a warm timeout or interrupt
   };
 
   Invoker(std::shared_ptr<commands::CommandRunner> runner, std::shared_ptr<process::Reactor> reactor,
@@ -100,6 +104,10 @@ class Invoker {
     std::deque<std::shared_ptr<Job>> jobs;
     bool stopping = false;
   };
+  /// Marks `job` interrupted and runs `signal` (the command's or the warm run's
+  /// interrupt); the mark is undone when nothing was signalled.
+  template <typename Signal>
+  static core::Result<void> interrupt_with(const std::weak_ptr<Job>& job, Signal&& signal);
   void run_worker();
   void finish(Job& job);
   void sweep_work_dirs();

@@ -19,24 +19,52 @@ import re, datetime, collections, base64, hashlib, math, time, typing, functools
 
 constexpr const char* kServer = R"PY(
 _execd_libc = ctypes.CDLL(None, use_errno=True)
+_execd_prctl = _execd_libc.prctl
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
+# Spares that die before any request are replaced at most this often.
+_EXECD_SPARE_RETRY_S = 1.0
 
-def _execd_child(request, fds, zygote):
+def _execd_warm():
+    # The bootstrap's own path on a made-up request (our code, not the user's): the
+    # copy-on-write faults it takes in this fresh child are taken now, not while a request
+    # waits.
+    _execd_run({"code": "def handler(event):\n    return [event, None, 1.5, True]\n",
+                "event": {"s": "x", "n": 1, "l": []}}, len)
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        sink.write(json.dumps({"id": 1, "cwd": "/", "env": ["K=v"], "rlimits": [], "no_new_privs": False}))
+        sink.flush()
+    json.loads('{"id": 1, "cwd": "/", "env": ["K=v"], "rlimits": [[7, 64, 64]], "no_new_privs": false}')
+    os.environ["EXECD_WARM"] = "1"
+    del os.environ["EXECD_WARM"]
+
+def _execd_spare(sock, zygote, warm):
+    # A child forked before its request: what does not depend on the request is done
+    # first (nothing of any invocation is here yet), then it waits for one request.
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if _execd_prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != zygote:
+            os._exit(127)
+        if warm:
+            _execd_warm()
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 32)
+        if not message:
+            os._exit(0)
+        request = json.loads(message)
+    except BaseException:
+        os._exit(127)
+    _execd_child(request, fds)
+
+def _execd_child(request, fds):
+    try:
         os.setsid()
         for fd in fds[4:]:
             os.write(fd, b"0")
         for which, soft, hard in request["rlimits"]:
             resource.setrlimit(which, (soft, hard))
-        if request["no_new_privs"] and _execd_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        if request["no_new_privs"] and _execd_prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-        if _execd_libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-        if os.getppid() != zygote:
-            os._exit(127)
         for target, fd in enumerate(fds[:4]):
             os.dup2(fd, target)
         os.closerange(4, 2147483647)
@@ -83,6 +111,8 @@ def _execd_zygote():
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     zygote = os.getpid()
     running = {}
+    spare = None          # (pid, socket): the child forked ahead, waiting for a request
+    spare_after = 0.0     # no spare before this time (monotonic): the last one died idle
     def send(doc):
         ctl.send(json.dumps(doc).encode())
     def close_all(fds):
@@ -91,7 +121,25 @@ def _execd_zygote():
                 os.close(fd)
             except OSError:
                 pass
+    def fork_child(warm):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            try:
+                ours.close()
+                ctl.detach()
+                _execd_spare(theirs, zygote, warm)
+            finally:
+                os._exit(127)
+        theirs.close()
+        return pid, ours
     def reap():
+        nonlocal spare, spare_after
         while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -99,18 +147,56 @@ def _execd_zygote():
                 return
             if pid == 0:
                 return
+            if spare is not None and pid == spare[0]:
+                spare[1].close()
+                spare = None
+                spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
             rid = running.pop(pid, None)
             if rid is not None:
                 send({"exited": rid, "pid": pid, "status": status,
                       "utime_us": int(usage.ru_utime * 1e6), "stime_us": int(usage.ru_stime * 1e6),
                       "maxrss_kb": usage.ru_maxrss, "inblock": usage.ru_inblock, "oublock": usage.ru_oublock})
+    def hand_over(message, fds):
+        # To the spare when there is one (it may have died since: then to a child forked
+        # now); the pid of the child that took the request.
+        nonlocal spare
+        if spare is not None:
+            pid, sock = spare
+            spare = None
+            try:
+                socket.send_fds(sock, [message], fds)
+                return pid
+            except OSError:
+                pass
+            finally:
+                sock.close()
+        pid, sock = fork_child(False)
+        try:
+            socket.send_fds(sock, [message], fds)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            sock.close()
+        return pid
     # Everything loaded so far is moved out of the collector's reach: a child's collections
     # then never write to these objects' headers, so their pages stay shared, not copied.
     gc.collect()
     gc.freeze()
     send({"ready": zygote})
     while True:
-        readable = select.select([ctl, wake_r], [], [])[0]
+        wait = None
+        if spare is None:
+            left = spare_after - time.monotonic()
+            if left <= 0:
+                try:
+                    spare = fork_child(True)
+                except OSError as e:
+                    spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
+                    send({"log": "cannot fork a spare child: %s" % e.strerror})
+            else:
+                wait = left
+        readable = select.select([ctl, wake_r], [], [], wait)[0]
         if wake_r in readable:
             try:
                 while os.read(wake_r, 512):
@@ -135,18 +221,12 @@ def _execd_zygote():
             send({"failed": rid, "message": "the request carried %d descriptors, not 4 or more" % len(fds)})
             continue
         try:
-            pid = os.fork()
+            pid = hand_over(message, fds)
         except OSError as e:
-            close_all(fds)
             send({"failed": rid, "message": "fork: %s" % e.strerror})
             continue
-        if pid == 0:
-            try:
-                ctl.detach()
-                _execd_child(request, fds, zygote)
-            finally:
-                os._exit(127)
-        close_all(fds)
+        finally:
+            close_all(fds)
         running[pid] = rid
         send({"started": rid, "pid": pid})
 

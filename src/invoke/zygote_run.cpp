@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "process/pipe_write.hpp"
 #include "process/spawn.hpp"
@@ -69,6 +70,19 @@ core::Result<std::shared_ptr<ZygoteRun>> ZygoteRun::start(Zygote& zygote, proces
   request.cwd = s.cwd;
   request.env = s.env;
   request.steps = s.steps;
+  // stdin is written before the request goes out, as far as the pipe takes it: the child
+  // then reads it at once instead of waiting for the zygote's answer to reach us first.
+  size_t written = 0;
+  while (written < s.stdin_data.size()) {
+    const ssize_t n = ::write(in_w.get(), s.stdin_data.data() + written, s.stdin_data.size() - written);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;  // full (EAGAIN): the rest after the fork
+    }
+  }
   // Until it has exited, the run is held by the zygote's record of its child.
   auto pid = zygote.fork_child(request, [run](ZygoteExit x) { run->on_exit(x); });
   in_r.reset();
@@ -83,9 +97,9 @@ core::Result<std::shared_ptr<ZygoteRun>> ZygoteRun::start(Zygote& zygote, proces
     std::lock_guard lock(run->mu_);
     run->pid_ = *pid;
   }
-  if (!s.stdin_data.empty()) {
-    size_t written = 0;
-    if (auto w = process::write_all(in_w.get(), s.stdin_data, kStdinWrite, written); !w) {
+  if (written < s.stdin_data.size()) {
+    size_t more = 0;
+    if (auto w = process::write_all(in_w.get(), std::string_view(s.stdin_data).substr(written), kStdinWrite, more); !w) {
       spdlog::warn("invocation {}: {}", s.execution->id(), w.error().message);
     }
   }
@@ -103,6 +117,7 @@ core::Result<std::shared_ptr<ZygoteRun>> ZygoteRun::start(Zygote& zygote, proces
           std::lock_guard lock(r->mu_);
           if (r->finished_) return;
           r->timed_out_ = true;
+          if (std::exchange(r->escalating_, true)) return;  // an interrupt is ending it already
         }
         r->escalate(0);
       });
@@ -110,6 +125,19 @@ core::Result<std::shared_ptr<ZygoteRun>> ZygoteRun::start(Zygote& zygote, proces
   }
   if (s.guard && s.guard->has_cgroup() && s.guard->limits().get(isolation::Limit::cpu_time_s)) run->watch_cpu();
   return run;
+}
+
+core::Result<void> ZygoteRun::interrupt() {
+  {
+    std::lock_guard lock(mu_);
+    if (finished_ || pid_ <= 0) {
+      return core::make_error(core::Errc::conflict, "invocation " + setup_.execution->id() + " is not running");
+    }
+    if (escalating_) return {};  // already on its way down
+    escalating_ = true;
+  }
+  escalate(0);
+  return {};
 }
 
 bool ZygoteRun::signal_group(int sig) {

@@ -24,7 +24,7 @@ namespace execd::invoke {
 /// One invocation started warm: a child the Zygote forked, followed the way
 /// commands::Command follows a spawned process. Its stdout and stderr are pipes the
 /// reactor reads into the execution's log line by line (capped by max_output_bytes);
-/// its timeout escalates SIGINT -> SIGTERM -> SIGKILL to its process group (and its
+/// its timeout, and interrupt(), escalate SIGINT -> SIGTERM -> SIGKILL to its process group (and its
 /// cgroup's members, through the ExecutionGuard); when the zygote reports it reaped,
 /// whatever is left of its group and cgroup is killed (nothing of one invocation
 /// outlives it) and `on_finish` gets a CommandOutcome built as a command's is: exit
@@ -55,6 +55,11 @@ class ZygoteRun : public std::enable_shared_from_this<ZygoteRun> {
   ZygoteRun(process::Reactor& reactor, Setup setup);
   ~ZygoteRun();
 
+  /// Interrupts the child as a command is: SIGINT, then SIGTERM and SIGKILL after
+  /// kill_grace each, to its process group (and cgroup). conflict once it has ended. Any
+  /// thread.
+  core::Result<void> interrupt();
+
  private:
   void on_output(int fd, bool is_stderr);
   bool drain(int fd, bool is_stderr);  ///< false when nothing was read
@@ -74,6 +79,7 @@ class ZygoteRun : public std::enable_shared_from_this<ZygoteRun> {
   pid_t pid_ = -1;
   bool finished_ = false;
   bool timed_out_ = false;
+  bool escalating_ = false;  // a timeout or an interrupt has started the signal sequence
   std::optional<process::Reactor::TimerId> timeout_timer_;
 };
 

@@ -528,19 +528,43 @@ TEST_CASE("invoke warm: a zygote forks python handlers by default, holds nothing
               "INVALID_REQUEST_BODY", "start");
   // The zygote starts with PATH only (an interpreter's launcher, such as a pyenv shim, may
   // add its own), never the daemon's variables; and it holds its stdio, its control
-  // socket and its signal pipe: no descriptor of the daemon's.
+  // socket, its signal pipe and the socket to its spare child: no descriptor of the
+  // daemon's.
   const std::string environ = read_file("/proc/" + std::to_string(zygote) + "/environ");
   INFO(environ);
   CHECK(environ.find("PATH=") != std::string::npos);
   CHECK(environ.find("EXECD_TEST_SECRET") == std::string::npos);
   CHECK(environ.find("zy-secret-71") == std::string::npos);
   const std::string fds = shell_output("ls -l /proc/" + std::to_string(zygote) + "/fd | grep -c -- '->'");
-  CHECK(std::stoi(fds) == 6);
+  CHECK(std::stoi(fds) == 7);
   const std::string targets = shell_output("for f in /proc/" + std::to_string(zygote) + "/fd/*; do readlink $f; done | sort -u");
   INFO(targets);
   std::istringstream lines(targets);
   for (std::string line; std::getline(lines, line);) {
     CHECK((line == "/dev/null" || line.rfind("socket:", 0) == 0 || line.rfind("pipe:", 0) == 0));
+  }
+  // The spare: forked ahead by the zygote, it waits for its request holding only the
+  // zygote's stdio, the control socket and its own socket (the signal pipe is CLOEXEC but
+  // stays across fork: also the zygote's), nothing of any invocation; the zygote's
+  // environment.
+  std::vector<pid_t> spares;
+  CHECK(execd::test::within(std::chrono::seconds(5), [&] {
+    spares.clear();
+    for (const auto& p : execd::test::processes()) {
+      if (p.ppid == zygote && p.state != 'Z' && p.cmdline.find("execd-zygote") != std::string::npos) spares.push_back(p.pid);
+    }
+    return spares.size() == 1;
+  }));
+  if (spares.size() == 1) {
+    const std::string spare_fds =
+        shell_output("for f in /proc/" + std::to_string(spares[0]) + "/fd/*; do readlink $f; done | sort -u");
+    INFO(spare_fds);
+    std::istringstream spare_lines(spare_fds);
+    for (std::string line; std::getline(spare_lines, line);) {
+      CHECK((line == "/dev/null" || line.rfind("socket:", 0) == 0 || line.rfind("pipe:", 0) == 0));
+    }
+    const std::string spare_env = read_file("/proc/" + std::to_string(spares[0]) + "/environ");
+    CHECK(spare_env.find("zy-secret-71") == std::string::npos);
   }
   // Stopped with the daemon.
   d.reset();
@@ -640,6 +664,116 @@ TEST_CASE("invoke warm: limits and process isolation apply to the forked child")
   CHECK(cpu["start"] == "warm");
   CHECK(cpu["status"] == "killed");
   CHECK(cpu["killed"]["limit"] == "cpu_time");
+}
+
+namespace {
+
+// The id of the one invocation running now (GET /executions).
+std::string running_invocation(const DaemonProcess& d) {
+  auto r = d.client()->Get("/executions?kind=invocation&status=running");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  const auto items = json::parse(r->body)["items"];
+  REQUIRE(items.size() == 1);
+  return items[0]["id"].get<std::string>();
+}
+
+}  // namespace
+
+TEST_CASE("invoke: DELETE /command?id= interrupts an invocation, warm or cold, and its result says so") {
+  auto args = daemon_args();
+  args.insert(args.end(), {"--kill-grace", "300ms"});
+  DaemonProcess d(args);
+  REQUIRE(py(d, "def handler(e):\n    return 1\n")["start"] == "warm");  // the zygote is up
+  execd::test::TempDir dir;
+  struct Case {
+    std::string start, code, how;
+  };
+  const std::vector<Case> cases = {
+      // SIGINT ends it: the handler sees KeyboardInterrupt.
+      {"warm", "import time, subprocess\ndef handler(e):\n    subprocess.Popen(['sleep', '33.1'])\n    open(e, 'w').close()\n    time.sleep(30)\n",
+       "KeyboardInterrupt"},
+      {"cold", "import time, subprocess\ndef handler(e):\n    subprocess.Popen(['sleep', '33.1'])\n    open(e, 'w').close()\n    time.sleep(30)\n",
+       "KeyboardInterrupt"},
+      // SIGINT ignored: SIGTERM after the grace ends it.
+      {"warm", "import signal, time\ndef handler(e):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    open(e, 'w').close()\n    time.sleep(30)\n",
+       "signal: terminated"},
+      {"cold", "import signal, time\ndef handler(e):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    open(e, 'w').close()\n    time.sleep(30)\n",
+       "signal: terminated"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    INFO(c.start << ": " << c.code);
+    const std::string marker = dir.str() + "/running-" + std::to_string(n++);
+    json result;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread t([&] { result = py(d, c.code, marker, {{"timeout", 60000}, {"start", c.start}}); });
+    const bool running = execd::test::within(std::chrono::seconds(20), [&] { return ::access(marker.c_str(), F_OK) == 0; });
+    CHECK(running);
+    const std::string id = running ? running_invocation(d) : std::string();
+    auto del = d.client()->Delete(("/command?id=" + id).c_str());
+    t.join();
+    REQUIRE(del);
+    INFO(del->body);
+    CHECK(del->status == 200);
+    const auto answer = json::parse(del->body, nullptr, false);
+    CHECK(answer["running"] == false);
+    CHECK(answer["status"] == "killed");
+    INFO(result.dump());
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+    CHECK(result["id"] == id);
+    CHECK(result["start"] == c.start);
+    CHECK(result["status"] == "killed");
+    CHECK(result["interrupted"] == true);
+    CHECK(result["error"]["type"] == "Interrupted");
+    CHECK(result["error"]["message"].get<std::string>().find(c.how) != std::string::npos);
+    CHECK(result["return_value"].is_null());
+    // Nothing of it is left: the process it started went with its group.
+    CHECK(execd::test::within(std::chrono::seconds(3), [] { return execd::test::live_with("sleep 33.1").empty(); }));
+    // Ended: a second interrupt is a conflict; the history says how it ended.
+    check_error(d.client()->Delete(("/command?id=" + id).c_str()), 409, "CONFLICT", "not running");
+    auto e = d.client()->Get(("/executions/" + id).c_str());
+    REQUIRE(e);
+    CHECK(json::parse(e->body)["status"] == "killed");
+  }
+  // A handler that catches the interrupt and returns anyway returned: that is what it says.
+  const std::string marker = dir.str() + "/running-caught";
+  json caught;
+  std::thread t([&] {
+    caught = py(d,
+                "import time\ndef handler(e):\n    open(e, 'w').close()\n    try:\n        time.sleep(30)\n"
+                "    except KeyboardInterrupt:\n        return 'caught'\n",
+                marker, {{"timeout", 60000}});
+  });
+  const bool running = execd::test::within(std::chrono::seconds(20), [&] { return ::access(marker.c_str(), F_OK) == 0; });
+  CHECK(running);
+  if (running) {
+    auto del = d.client()->Delete(("/command?id=" + running_invocation(d)).c_str());
+    REQUIRE(del);
+    CHECK(del->status == 200);
+  }
+  t.join();
+  CHECK(caught["start"] == "warm");
+  CHECK(caught["status"] == "success");
+  CHECK(caught["return_value"] == "caught");
+  CHECK(caught["interrupted"] == false);
+  // And DELETE /code?id= (the other interrupt route) reaches an invocation too.
+  const std::string marker2 = dir.str() + "/running-code";
+  json via_code;
+  std::thread t2([&] {
+    via_code = py(d, "import time\ndef handler(e):\n    open(e, 'w').close()\n    time.sleep(30)\n", marker2, {{"timeout", 60000}});
+  });
+  const bool running2 = execd::test::within(std::chrono::seconds(20), [&] { return ::access(marker2.c_str(), F_OK) == 0; });
+  CHECK(running2);
+  if (running2) {
+    auto del = d.client()->Delete(("/code?id=" + running_invocation(d)).c_str());
+    REQUIRE(del);
+    CHECK(del->status == 200);
+  }
+  t2.join();
+  CHECK(via_code["status"] == "killed");
+  CHECK(via_code["interrupted"] == true);
+  check_error(d.client()->Delete("/command?id=no-such-invocation"), 404, "NOT_FOUND", "no-such-invocation");
 }
 
 TEST_CASE("invoke: the code never touches disk, warm or cold") {
