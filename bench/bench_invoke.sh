@@ -3,6 +3,13 @@
 # through POST /invoke beside python3 -I -c of the same, throughput at concurrency 8, and
 # the idle zygote's RSS.
 set -euo pipefail
+# RT=N runs all of it (daemon, zygote, children, client, the references and the floor) at
+# SCHED_FIFO priority N: on a machine loaded by other work the figures are then ours and
+# the floor's rather than the scheduler's (root; the throughput rows take both cores for
+# a few seconds).
+if [ -n "${RT:-}" ] && [ -z "${BENCH_INVOKE_RT:-}" ]; then
+  BENCH_INVOKE_RT=1 exec chrt -f "$RT" bash "$0" "$@"
+fi
 BUILD=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"

@@ -176,4 +176,6 @@ z = zs[0]
 print(f"idle zygote: RSS {status_kib(z, 'VmRSS') / 1024:.1f} MiB, PSS {pss_kib(z) / 1024:.1f} MiB; "
       f"daemon RSS {idle_before / 1024:.1f} MiB idle before the first invocation, "
       f"{status_kib(DAEMON, 'VmRSS') / 1024:.1f} MiB after")
-print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores")
+policy = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
+print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores; "
+      f"scheduling: {policy}")

@@ -63,8 +63,10 @@ uint64_t EventLog::close(Event terminal) {
     closed_ = true;
     if (spill_) spill_->seal();
   }
-  cv_.notify_all();
+  // The outcome is recorded (on_close: the registry's hook) before readers wake: a client
+  // answered from the terminal event must find the execution ended when it asks next.
   if (on_close_) on_close_(seen);
+  cv_.notify_all();
   return seq;
 }
 
@@ -76,8 +78,8 @@ void EventLog::close() {
     closed_ = true;
     if (spill_) spill_->seal();
   }
-  cv_.notify_all();
   if (was_open && on_close_) on_close_(Event{});
+  cv_.notify_all();
 }
 
 bool EventLog::accepting() const {

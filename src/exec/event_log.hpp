@@ -50,8 +50,9 @@ class EventLog final : public EventSource {
   uint64_t close(Event terminal);
   /// Closes with no further event (the producer went away).
   void close();
-  /// `on_close` is called once, by the thread that closes the log, after it closed: with
-  /// the terminal event, or with an empty Event when close() came without one (metrics).
+  /// `on_close` is called once, by the thread that closes the log, after it closed and
+  /// before waiting readers are woken: with the terminal event, or with an empty Event when
+  /// close() came without one (metrics).
   /// Set before any producer runs.
   void set_on_close(std::function<void(const Event& terminal)> on_close) { on_close_ = std::move(on_close); }
 

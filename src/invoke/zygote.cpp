@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -59,6 +60,8 @@ struct Zygote::State : std::enable_shared_from_this<State> {
     bool abandoned = false;  // the requester gave up waiting: kill what it forked
     std::string error;
     std::function<void(ZygoteExit)> on_exit;
+    // CPU the spare had used before it took the request (its warm-up): not the request's.
+    int64_t utime_before_us = 0, stime_before_us = 0;
   };
   enum class Phase { down, starting, ready };
 
@@ -73,11 +76,13 @@ struct Zygote::State : std::enable_shared_from_this<State> {
   pid_t pid = -1;
   core::UniqueFd pidfd;
   core::UniqueFd ctl;
+  core::UniqueFd work;  // requests go here, straight to the zygote's spare child
   std::chrono::steady_clock::time_point last_start{};
   std::unordered_map<uint64_t, std::shared_ptr<Pending>> pending;
+  std::unordered_map<pid_t, uint64_t> by_pid;  // started children: their exits name only the pid
   uint64_t next_id = 1;
-  // Held while sending, and to close a socket taken out of `ctl`: a sender's descriptor
-  // is never closed (and reused) under it.
+  // Held while sending, and to close sockets taken out of `ctl` and `work`: a sender's
+  // descriptor is never closed (and reused) under it.
   std::mutex send_mu;
 
   core::Result<void> start(std::unique_lock<std::mutex>& lock);
@@ -96,16 +101,23 @@ core::Result<void> Zygote::State::start(std::unique_lock<std::mutex>& lock) {
   }
   core::UniqueFd ours(sv[0]);
   core::UniqueFd theirs(sv[1]);
+  int wv[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, wv) != 0) {
+    return core::make_error(core::Errc::unavailable, std::string("socketpair: ") + std::strerror(errno));
+  }
+  core::UniqueFd work_ours(wv[0]);
+  core::UniqueFd work_theirs(wv[1]);
   // A zygote that stops reading must not hold a request thread for long.
   const timeval send_timeout{2, 0};
   ::setsockopt(ours.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+  ::setsockopt(work_ours.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
 
   process::SpawnOptions so;
   so.argv = {resolve(options.python), "-I", "-c", zygote_program(), "execd-zygote"};
   so.env = {kZygotePath};
   so.cwd = "/";
   so.output_file = "/dev/null";
-  so.pass_fds = {theirs.get()};
+  so.pass_fds = {theirs.get(), work_theirs.get()};  // 3 and 4
   last_start = std::chrono::steady_clock::now();
   phase = Phase::starting;
   const uint64_t gen = ++generation;
@@ -126,6 +138,7 @@ core::Result<void> Zygote::State::start(std::unique_lock<std::mutex>& lock) {
   pid = child->pid;
   pidfd = std::move(child->pidfd);
   ctl = std::move(ours);
+  work = std::move(work_ours);
   auto self = shared_from_this();
   reactor->watch(ctl.get(), [self, gen](uint32_t) { self->on_ctl(gen); });
   reactor->watch(pidfd.get(), [self, gen](uint32_t) { self->on_pidfd(gen); });
@@ -174,37 +187,48 @@ void Zygote::State::handle(uint64_t gen, const nlohmann::json& msg) {
     spdlog::warn("invoke: zygote: {}", msg["log"].is_string() ? msg["log"].get<std::string>() : msg["log"].dump());
     return;
   }
-  const auto id = static_cast<uint64_t>(number(msg.contains("started")  ? "started"
-                                               : msg.contains("failed") ? "failed"
-                                                                        : "exited"));
+  // {"started": id, "pid"} comes from the child that took request `id`; {"exited": pid}
+  // from the zygote once it reaped it (after the child's own message, on this socket).
   std::shared_ptr<Pending> p;
   {
     std::lock_guard lock(mu);
-    auto it = pending.find(id);
-    if (it == pending.end()) return;
-    p = it->second;
     if (msg.contains("started")) {
+      auto it = pending.find(static_cast<uint64_t>(number("started")));
+      if (it == pending.end()) return;
+      p = it->second;
       p->pid = static_cast<pid_t>(number("pid"));
+      p->utime_before_us = number("utime_us");
+      p->stime_before_us = number("stime_us");
       p->answered = true;
+      if (p->pid > 0) by_pid[p->pid] = it->first;
       // Nobody waits for this child any more: it must not run on its own.
       if (p->abandoned && p->pid > 0) ::kill(-p->pid, SIGKILL);
       cv.notify_all();
       return;
     }
-    pending.erase(it);
     if (msg.contains("failed")) {
-      p->answered = true;
-      p->error = msg.value("message", std::string("the zygote could not fork"));
+      auto it = pending.find(static_cast<uint64_t>(number("failed")));
+      if (it == pending.end()) return;
+      it->second->answered = true;
+      it->second->error = msg.value("message", std::string("the zygote could not fork"));
+      pending.erase(it);
       cv.notify_all();
       return;
     }
+    auto child = by_pid.find(static_cast<pid_t>(number("exited")));
+    if (child == by_pid.end()) return;  // a spare that never took a request
+    auto it = pending.find(child->second);
+    by_pid.erase(child);
+    if (it == pending.end()) return;
+    p = it->second;
+    pending.erase(it);
   }
   if (p->abandoned || !p->on_exit) return;
   ZygoteExit x;
-  x.pid = static_cast<pid_t>(number("pid"));
+  x.pid = static_cast<pid_t>(number("exited"));
   x.wait_status = static_cast<int>(number("status"));
-  x.usage.ru_utime = micros(number("utime_us"));
-  x.usage.ru_stime = micros(number("stime_us"));
+  x.usage.ru_utime = micros(std::max<int64_t>(0, number("utime_us") - p->utime_before_us));
+  x.usage.ru_stime = micros(std::max<int64_t>(0, number("stime_us") - p->stime_before_us));
   x.usage.ru_maxrss = number("maxrss_kb");
   x.usage.ru_inblock = number("inblock");
   x.usage.ru_oublock = number("oublock");
@@ -234,7 +258,7 @@ void Zygote::State::on_pidfd(uint64_t gen) {
 }
 
 void Zygote::State::down(uint64_t gen, const std::string& why, bool from_reactor) {
-  core::UniqueFd closing;
+  core::UniqueFd closing, closing_work;
   std::unordered_map<uint64_t, std::shared_ptr<Pending>> lost;
   {
     std::lock_guard lock(mu);
@@ -243,6 +267,8 @@ void Zygote::State::down(uint64_t gen, const std::string& why, bool from_reactor
     phase = Phase::down;
     if (ctl.valid()) reactor->unwatch(ctl.get());
     closing = std::move(ctl);
+    closing_work = std::move(work);
+    by_pid.clear();
     lost.swap(pending);
     for (auto& [id, p] : lost) {
       if (!p->answered) {
@@ -255,6 +281,7 @@ void Zygote::State::down(uint64_t gen, const std::string& why, bool from_reactor
   {
     std::lock_guard send_lock(send_mu);
     closing.reset();
+    closing_work.reset();
   }
   for (auto& [id, p] : lost) {
     if (p->pid <= 0 || !p->on_exit || p->abandoned) continue;
@@ -370,7 +397,7 @@ core::Result<pid_t> Zygote::fork_child(const ZygoteRequest& request, std::functi
     int fd = -1;
     {
       std::lock_guard lock(s.mu);
-      if (gen == s.generation && s.ctl.valid()) fd = s.ctl.get();
+      if (gen == s.generation && s.work.valid()) fd = s.work.get();
     }
     if (fd < 0) return forget("the zygote died");
     iovec iov{const_cast<char*>(body.data()), body.size()};

@@ -35,11 +35,12 @@ struct ZygoteRequest {
   const isolation::ChildSteps* steps = nullptr;
 };
 
-/// The Python fork server (zygote_program()) and the daemon's end of its control socket.
+/// The Python fork server (zygote_program()) and the daemon's ends of its control and work
+/// sockets (requests go on the work socket, straight to the zygote's spare child).
 ///
 /// The process starts lazily, on the first fork_child(), as a child of the daemon's
-/// spawner with an environment of PATH only, no descriptor of the daemon's but the
-/// socket, and stdio on /dev/null: it never holds the daemon's token, environment or
+/// spawner with an environment of PATH only, no descriptor of the daemon's but the two
+/// sockets, and stdio on /dev/null: it never holds the daemon's token, environment or
 /// descriptors, and it runs no user code. A zygote that died is started again by the
 /// next fork_child() (at most once a second, so a zygote that cannot start costs cold
 /// starts, not a loop). stop() (and the destructor) kills it; its children die with it

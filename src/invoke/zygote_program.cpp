@@ -38,9 +38,11 @@ def _execd_warm():
     os.environ["EXECD_WARM"] = "1"
     del os.environ["EXECD_WARM"]
 
-def _execd_spare(sock, zygote, warm):
+def _execd_spare(ctl, work, taken, zygote, warm):
     # A child forked before its request: what does not depend on the request is done
-    # first (nothing of any invocation is here yet), then it waits for one request.
+    # first (nothing of any invocation is here yet); then it takes one request off the
+    # work socket, straight from the daemon, tells the zygote (a byte on `taken`: fork the
+    # next spare) and the daemon (its pid), and runs it.
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -48,10 +50,19 @@ def _execd_spare(sock, zygote, warm):
             os._exit(127)
         if warm:
             _execd_warm()
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 32)
+        message, fds, _, _ = socket.recv_fds(work, 1 << 16, 32)
         if not message:
-            os._exit(0)
+            os._exit(0)  # the daemon closed the work socket
+        os.write(taken, b"t")
+        os.close(taken)
         request = json.loads(message)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        ctl.send(json.dumps({"started": request["id"], "pid": os.getpid(), "utime_us": int(used.ru_utime * 1e6),
+                             "stime_us": int(used.ru_stime * 1e6)}).encode())
+        # Their descriptors are closed or replaced in _execd_child: the objects must not
+        # close them again later (by then the numbers may be the handler's own files).
+        ctl.detach()
+        work.detach()
     except BaseException:
         os._exit(127)
     _execd_child(request, fds)
@@ -106,40 +117,34 @@ def _execd_child(request, fds):
 
 def _execd_zygote():
     ctl = socket.socket(fileno=3)
+    work = socket.socket(fileno=4)  # requests, read by spares only
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     zygote = os.getpid()
-    running = {}
-    spare = None          # (pid, socket): the child forked ahead, waiting for a request
-    spare_after = 0.0     # no spare before this time (monotonic): the last one died idle
+    spares = {}        # taken pipe's read end -> pid of a spare not yet known to be taken
+    spare_after = 0.0  # no new spare before this (monotonic): the last one died idle
     def send(doc):
         ctl.send(json.dumps(doc).encode())
-    def close_all(fds):
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    def fork_child(warm):
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    def fork_spare(warm):
+        taken_r, taken_w = os.pipe2(os.O_CLOEXEC)
         try:
             pid = os.fork()
         except OSError:
-            ours.close()
-            theirs.close()
+            os.close(taken_r)
+            os.close(taken_w)
             raise
         if pid == 0:
             try:
-                ours.close()
-                ctl.detach()
-                _execd_spare(theirs, zygote, warm)
+                os.close(taken_r)
+                _execd_spare(ctl, work, taken_w, zygote, warm)
             finally:
                 os._exit(127)
-        theirs.close()
-        return pid, ours
+        os.close(taken_w)
+        spares[taken_r] = pid
+    def queued():
+        return bool(select.select([work], [], [], 0)[0])
     def reap():
-        nonlocal spare, spare_after
         while True:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -147,38 +152,10 @@ def _execd_zygote():
                 return
             if pid == 0:
                 return
-            if spare is not None and pid == spare[0]:
-                spare[1].close()
-                spare = None
-                spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
-            rid = running.pop(pid, None)
-            if rid is not None:
-                send({"exited": rid, "pid": pid, "status": status,
-                      "utime_us": int(usage.ru_utime * 1e6), "stime_us": int(usage.ru_stime * 1e6),
-                      "maxrss_kb": usage.ru_maxrss, "inblock": usage.ru_inblock, "oublock": usage.ru_oublock})
-    def hand_over(message, fds):
-        # To the spare when there is one (it may have died since: then to a child forked
-        # now); the pid of the child that took the request.
-        nonlocal spare
-        if spare is not None:
-            pid, sock = spare
-            spare = None
-            try:
-                socket.send_fds(sock, [message], fds)
-                return pid
-            except OSError:
-                pass
-            finally:
-                sock.close()
-        pid, sock = fork_child(False)
-        try:
-            socket.send_fds(sock, [message], fds)
-        except OSError:
-            os.kill(pid, signal.SIGKILL)
-            raise
-        finally:
-            sock.close()
-        return pid
+            # Keyed by pid: the child itself told the daemon which request it took.
+            send({"exited": pid, "status": status,
+                  "utime_us": int(usage.ru_utime * 1e6), "stime_us": int(usage.ru_stime * 1e6),
+                  "maxrss_kb": usage.ru_maxrss, "inblock": usage.ru_inblock, "oublock": usage.ru_oublock})
     # Everything loaded so far is moved out of the collector's reach: a child's collections
     # then never write to these objects' headers, so their pages stay shared, not copied.
     gc.collect()
@@ -186,17 +163,28 @@ def _execd_zygote():
     send({"ready": zygote})
     while True:
         wait = None
-        if spare is None:
-            left = spare_after - time.monotonic()
-            if left <= 0:
+        # One spare waits, warmed; while requests queue (more arrive than one spare
+        # takes), a few more, not warmed, to drain them.
+        while time.monotonic() >= spare_after and (not spares or (len(spares) < 4 and queued())):
+            try:
+                fork_spare(not spares and not queued())
+            except OSError as e:
+                spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
+                send({"log": "cannot fork a spare child: %s" % e.strerror})
+        if not spares:
+            wait = max(0.0, spare_after - time.monotonic())
+        readable = select.select([ctl, wake_r] + list(spares), [], [], wait)[0]
+        for fd in readable:
+            if fd in spares:
+                got = b""
                 try:
-                    spare = fork_child(True)
-                except OSError as e:
-                    spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
-                    send({"log": "cannot fork a spare child: %s" % e.strerror})
-            else:
-                wait = left
-        readable = select.select([ctl, wake_r], [], [], wait)[0]
+                    got = os.read(fd, 1)
+                except OSError:
+                    pass
+                os.close(fd)
+                del spares[fd]
+                if got != b"t":
+                    spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S  # it died idle
         if wake_r in readable:
             try:
                 while os.read(wake_r, 512):
@@ -204,31 +192,8 @@ def _execd_zygote():
             except BlockingIOError:
                 pass
             reap()
-        if ctl not in readable:
-            continue
-        message, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 32)
-        if not message:
-            return
-        try:
-            request = json.loads(message)
-            rid = request["id"]
-        except Exception as e:
-            close_all(fds)
-            send({"log": "a request that does not parse: %r" % (e,)})
-            continue
-        if len(fds) < 4:
-            close_all(fds)
-            send({"failed": rid, "message": "the request carried %d descriptors, not 4 or more" % len(fds)})
-            continue
-        try:
-            pid = hand_over(message, fds)
-        except OSError as e:
-            send({"failed": rid, "message": "fork: %s" % e.strerror})
-            continue
-        finally:
-            close_all(fds)
-        running[pid] = rid
-        send({"started": rid, "pid": pid})
+        if ctl in readable and not ctl.recv(1 << 16):
+            return  # the daemon closed the socket
 
 try:
     _execd_zygote()
