@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """POST /invoke round trips (issue 13), in one run: `def handler(e): return e` warm (forked
 by the zygote) and cold (start: cold, a fresh interpreter), beside `python3 -I -c` running
-the same handler on the same event (the reference a cold start is measured against);
+the same handler on the same event (the reference a cold start is measured against) and
+the fork floor, interleaved round by round so all four see the same load;
 throughput at concurrency 8, warm and cold; the RSS and PSS of the idle zygote and the
 daemon's RSS before the first invocation and after.
 Usage: invoke_latency.py EXECD_PORT EXECD_PID [RUNS]"""
@@ -17,6 +18,9 @@ import time
 PORT = int(sys.argv[1])
 DAEMON = int(sys.argv[2])
 RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 300
+# THINK_MS: a pause between one warm invocation's answer and the next request (a caller
+# that does something with the result); 0, back to back, by default.
+THINK = float(os.environ.get("THINK_MS", "0")) / 1000
 CODE = "def handler(e): return e"
 EVENT = {"n": 1, "s": "x"}
 PY = shutil.which("python3")
@@ -102,7 +106,7 @@ FORK_FLOOR = r"""
 import sys, os, gc, json, traceback, inspect, socket, signal, select, resource, ctypes, atexit
 import re, datetime, collections, base64, hashlib, math, time, typing, functools, itertools
 gc.freeze()
-CODE, EVENT, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+CODE, EVENT, RUNS, THINK = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 times = []
 for _ in range(RUNS):
     t0 = time.perf_counter()
@@ -114,14 +118,36 @@ for _ in range(RUNS):
         os._exit(0)
     os.waitpid(pid, 0)
     times.append(time.perf_counter() - t0)
+    time.sleep(THINK)
 print(json.dumps(times))
 """
 
 
 def fork_floor(runs):
-    out = subprocess.run([PY, "-I", "-c", FORK_FLOOR, CODE, json.dumps(EVENT), str(runs)], stdout=subprocess.PIPE,
+    out = subprocess.run([PY, "-I", "-c", FORK_FLOOR, CODE, json.dumps(EVENT), str(runs), str(THINK)], stdout=subprocess.PIPE,
                          check=True).stdout
     return json.loads(out)
+
+
+def interleaved(runs):
+    # Warm, cold, python3 -c and the floor in alternating rounds, so that each sees the
+    # same machine load (on a shared machine it changes by the minute): per round 5 warm,
+    # 5 forks of the floor, 2 cold, 2 python3 -c.
+    conn = http.client.HTTPConnection("127.0.0.1", PORT)
+    warm, cold, ref, floor, starts = [], [], [], [], {}
+    for _ in range(max(runs // 5, 4)):
+        for _ in range(5):
+            t, s = invoke(conn, "warm")
+            warm.append(t)
+            starts[s] = starts.get(s, 0) + 1
+            time.sleep(THINK)
+        floor += fork_floor(5)
+        for _ in range(2):
+            t, s = invoke(conn, "cold")
+            cold.append(t)
+            starts[s] = starts.get(s, 0) + 1
+        ref += python_c(2)
+    return warm, cold, ref, floor, starts
 
 
 def throughput(start, total, clients=8):
@@ -150,16 +176,14 @@ idle_before = status_kib(DAEMON, "VmRSS")
 assert not zygotes(), "a zygote before the first invocation"
 # Warm-up: the first invocation starts the zygote.
 series("warm", 5)
-warm, warm_starts = series("warm", RUNS)
-cold, cold_starts = series("cold", max(RUNS // 3, 20))
-ref = python_c(max(RUNS // 3, 20))
-floor = fork_floor(RUNS)
+warm, cold, ref, floor, starts = interleaved(RUNS)
+assert starts.get("warm", 0) == len(warm) and starts.get("cold", 0) == len(cold), starts
 w50, w99 = pct(warm)
 f50, f99 = pct(floor)
 c50, c99 = pct(cold)
 r50, r99 = pct(ref)
-print(f"invoke warm   p50 {w50:7.2f} ms  p99 {w99:7.2f} ms  ({len(warm)} runs, starts {warm_starts})")
-print(f"invoke cold   p50 {c50:7.2f} ms  p99 {c99:7.2f} ms  ({len(cold)} runs, starts {cold_starts})")
+print(f"invoke warm   p50 {w50:7.2f} ms  p99 {w99:7.2f} ms  ({len(warm)} runs, all start: warm)")
+print(f"invoke cold   p50 {c50:7.2f} ms  p99 {c99:7.2f} ms  ({len(cold)} runs, all start: cold)")
 print(f"python3 -I -c p50 {r50:7.2f} ms  p99 {r99:7.2f} ms  ({len(ref)} runs, {PY}; the reference)")
 print(f"fork floor    p50 {f50:7.2f} ms  p99 {f99:7.2f} ms  ({len(floor)} runs: fork + handler inline + _exit, "
       f"no execd)")
@@ -178,4 +202,4 @@ print(f"idle zygote: RSS {status_kib(z, 'VmRSS') / 1024:.1f} MiB, PSS {pss_kib(z
       f"{status_kib(DAEMON, 'VmRSS') / 1024:.1f} MiB after")
 policy = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
 print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores; "
-      f"scheduling: {policy}")
+      f"scheduling: {policy}; pause between warm invocations {THINK * 1000:.0f} ms")
