@@ -609,8 +609,10 @@ TEST_CASE("invoke warm: a zygote killed with SIGKILL fails what it ran, truthful
   REQUIRE(py(d, "def handler(e):\n    return 1\n")["start"] == "warm");
   const auto zygotes = zygotes_of(d.pid());
   REQUIRE(zygotes.size() == 1);
-  // Running user code once its marker exists: by then the daemon has the child's pid
-  // (stdin is written after the zygote answered), so the kill below fails a known child.
+  // Running user code once its marker exists: by then the child has sent the daemon its
+  // pid (before anything of the request runs; the daemon reads what is queued on the
+  // socket before it fails a dead zygote's requests), so the kill below fails a known
+  // child rather than starting the handler again cold.
   execd::test::TempDir dir;
   const std::string marker = dir.str() + "/running";
   json inflight;
