@@ -1,6 +1,6 @@
 // invoke::Zygote against a real python3 fork server: what a child gets (descriptors, cwd,
 // environment, rlimits, no_new_privs), how its end is reported (status, rusage), a zygote
-// killed under a running child, and stop().
+// killed under a running child, stop(), and the spare child forked ahead of a request.
 #include "invoke/zygote.hpp"
 
 #include <doctest/doctest.h>
@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -161,4 +162,56 @@ TEST_CASE("a killed zygote reports its running child lost; stop() ends it and it
   while (alive(*again) && std::chrono::steady_clock::now() < deadline2)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK_FALSE(alive(*again));
+}
+
+namespace {
+
+// The zygote's live children that are not `except`: its spares while nothing runs.
+std::vector<pid_t> children_of(pid_t parent, pid_t except = -1) {
+  std::vector<pid_t> out;
+  for (const auto& p : process::list_processes()) {
+    if (p.ppid == parent && p.pid != except && p.state != 'Z') out.push_back(p.pid);
+  }
+  return out;
+}
+
+bool within(std::chrono::milliseconds limit, const std::function<bool()>& pred) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a request is taken by the spare forked before it, and the next spare is forked then") {
+  Fixture f;
+  test::TempDir dir;
+  REQUIRE(f.zygote.ready());
+  const pid_t zygote = f.zygote.pid();
+  REQUIRE(zygote > 0);
+  std::vector<pid_t> spares;
+  REQUIRE(within(std::chrono::seconds(10), [&] { return (spares = children_of(zygote)).size() == 1; }));
+  const pid_t spare = spares[0];
+  Child c("import os\ndef handler(e):\n    return [os.getpid(), os.getppid()]\n");
+  auto pid = f.zygote.fork_child(c.request(dir.str(), {"PATH=/usr/bin:/bin"}),
+                                 [&](invoke::ZygoteExit x) { c.exited.set_value(x); });
+  REQUIRE(pid);
+  CHECK(*pid == spare);  // the request ran in the child that existed before it
+  c.out_w.reset();
+  c.err_w.reset();
+  auto fut = c.exited.get_future();
+  REQUIRE(fut.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  const auto x = fut.get();
+  CHECK(x.pid == spare);
+  CHECK(WIFEXITED(x.wait_status));
+  const auto doc = c.result_doc();
+  REQUIRE(doc["ok"] == true);
+  CHECK(doc["value"] == json::array({spare, zygote}));
+  // The next one is forked once the spare is taken: a different process, waiting.
+  std::vector<pid_t> next;
+  CHECK(within(std::chrono::seconds(10), [&] { return (next = children_of(zygote, spare)).size() == 1; }));
+  if (next.size() == 1) CHECK(next[0] != spare);
 }
