@@ -201,8 +201,13 @@ void Zygote::State::handle(uint64_t gen, const nlohmann::json& msg) {
       p->stime_before_us = number("stime_us");
       p->answered = true;
       if (p->pid > 0) by_pid[p->pid] = it->first;
-      // Nobody waits for this child any more: it must not run on its own.
-      if (p->abandoned && p->pid > 0) ::kill(-p->pid, SIGKILL);
+      // Nobody waits for this child any more: it must not run on its own (it may not have
+      // made its own group yet: the process too; the zygote has not reaped it, so the pid
+      // is still this child's).
+      if (p->abandoned && p->pid > 0) {
+        ::kill(-p->pid, SIGKILL);
+        ::kill(p->pid, SIGKILL);
+      }
       cv.notify_all();
       return;
     }
