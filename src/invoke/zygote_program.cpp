@@ -38,7 +38,7 @@ def _execd_warm():
     os.environ["EXECD_WARM"] = "1"
     del os.environ["EXECD_WARM"]
 
-def _execd_spare(ctl, work, taken, zygote, warm):
+def _execd_spare(ctl, work, taken, zygote):
     # A child forked before its request: what does not depend on the request is done
     # first (nothing of any invocation is here yet); then it takes one request off the
     # work socket, straight from the daemon, tells the zygote (a byte on `taken`: fork the
@@ -48,8 +48,9 @@ def _execd_spare(ctl, work, taken, zygote, warm):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if _execd_prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != zygote:
             os._exit(127)
-        if warm:
+        if not select.select([work], [], [], 0)[0]:  # nothing waits for it yet
             _execd_warm()
+        os.write(taken, b"r")  # ready: waiting for a request
         message, fds, _, _ = socket.recv_fds(work, 1 << 16, 32)
         if not message:
             os._exit(0)  # the daemon closed the work socket
@@ -122,11 +123,11 @@ def _execd_zygote():
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     zygote = os.getpid()
-    spares = {}        # taken pipe's read end -> pid of a spare not yet known to be taken
+    spares = {}        # taken pipe's read end -> [pid, ready] of a spare not yet taken
     spare_after = 0.0  # no new spare before this (monotonic): the last one died idle
     def send(doc):
         ctl.send(json.dumps(doc).encode())
-    def fork_spare(warm):
+    def fork_spare():
         taken_r, taken_w = os.pipe2(os.O_CLOEXEC)
         try:
             pid = os.fork()
@@ -137,11 +138,11 @@ def _execd_zygote():
         if pid == 0:
             try:
                 os.close(taken_r)
-                _execd_spare(ctl, work, taken_w, zygote, warm)
+                _execd_spare(ctl, work, taken_w, zygote)
             finally:
                 os._exit(127)
         os.close(taken_w)
-        spares[taken_r] = pid
+        spares[taken_r] = [pid, False]
     def queued():
         return bool(select.select([work], [], [], 0)[0])
     def reap():
@@ -163,11 +164,13 @@ def _execd_zygote():
     send({"ready": zygote})
     while True:
         wait = None
-        # One spare waits, warmed; while requests queue (more arrive than one spare
-        # takes), a few more, not warmed, to drain them.
-        while time.monotonic() >= spare_after and (not spares or (len(spares) < 4 and queued())):
+        # One spare waits; while requests queue and no spare is ready to take them, more
+        # (four at most) to drain them. A spare warms up only when no request waits.
+        while time.monotonic() >= spare_after:
+            if spares and (len(spares) >= 4 or not queued() or any(ready for _, ready in spares.values())):
+                break
             try:
-                fork_spare(not spares and not queued())
+                fork_spare()
             except OSError as e:
                 spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S
                 send({"log": "cannot fork a spare child: %s" % e.strerror})
@@ -178,12 +181,15 @@ def _execd_zygote():
             if fd in spares:
                 got = b""
                 try:
-                    got = os.read(fd, 1)
+                    got = os.read(fd, 2)
                 except OSError:
                     pass
+                if got == b"r":
+                    spares[fd][1] = True
+                    continue
                 os.close(fd)
                 del spares[fd]
-                if got != b"t":
+                if b"t" not in got:
                     spare_after = time.monotonic() + _EXECD_SPARE_RETRY_S  # it died idle
         if wake_r in readable:
             try:

@@ -33,7 +33,9 @@ namespace execd::invoke {
 /// own so the copy-on-write faults of that path are taken before any request, and waits on
 /// the work socket. The daemon's request goes to it directly (no hop through the zygote);
 /// it tells the zygote it was taken (a byte on a pipe of its own) and the zygote forks
-/// the next spare. While requests queue, up to four spares (not warmed) drain them. A
+/// the next spare. While requests queue and no spare is ready for them, more are forked
+/// (four at most); a spare skips the warm-up when a request already waits for it. Each
+/// spare tells the zygote on its pipe when it is ready (waiting) and when it is taken. A
 /// spare holds nothing of any invocation before its request: the fork, the fault-in and
 /// the interpreter's after-fork work leave the request's path.
 ///

@@ -8,11 +8,13 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -195,6 +197,13 @@ TEST_CASE("a request is taken by the spare forked before it, and the next spare 
   std::vector<pid_t> spares;
   REQUIRE(within(std::chrono::seconds(10), [&] { return (spares = children_of(zygote)).size() == 1; }));
   const pid_t spare = spares[0];
+  // Warmed up and waiting: blocked in recvmsg on the work socket (a request sent while it
+  // still warms up may go to another spare forked for it).
+  REQUIRE(within(std::chrono::seconds(10), [&] {
+    std::ifstream in("/proc/" + std::to_string(spare) + "/syscall");
+    long nr = -1;
+    return static_cast<bool>(in >> nr) && nr == SYS_recvmsg;
+  }));
   Child c("import os\ndef handler(e):\n    return [os.getpid(), os.getppid()]\n");
   auto pid = f.zygote.fork_child(c.request(dir.str(), {"PATH=/usr/bin:/bin"}),
                                  [&](invoke::ZygoteExit x) { c.exited.set_value(x); });
