@@ -2,9 +2,12 @@
 // search (grep), watching, archives and extraction, quotas.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -355,6 +358,80 @@ TEST_CASE("grep: bad requests are 4xx JSON; SSE streams matches then a summary")
   CHECK(s.events[1].json["line"] == 3);
   CHECK(s.events[2].type() == "summary");
   CHECK(s.events[2].json["matches"] == 2);
+}
+
+namespace {
+
+size_t thread_count(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("Threads:")) return std::stoul(line.substr(8));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("grep: many files come in walk order, the same as SSE and JSON; a client that leaves stops the workers") {
+  TempDir dir;
+  DaemonProcess d;
+  std::vector<std::string> expected;  // walk order: entries by byte order of name
+  for (const char* sub : {"B", "a", "a0"}) {
+    for (const char* f : {"Z.txt", "b.txt", "c"}) {
+      for (int n = 0; n < 40; ++n) {
+        const std::string rel = std::string(sub) + "/" + std::to_string(n) + f;
+        dir.write(rel, "x\nneedle " + rel + "\n");
+      }
+    }
+  }
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
+    if (e.is_regular_file()) expected.push_back(e.path().string().substr(dir.str().size() + 1) + ":2:needle " + e.path().string().substr(dir.str().size() + 1));
+  }
+  std::sort(expected.begin(), expected.end());  // '/' sorts before every byte of these names: path order is walk order
+  const std::string q = "path=" + url_encode(dir.str()) + "&pattern=needle&max_results=1000";
+  CHECK(hits(grep_json(d, q), dir.str()) == expected);
+  execd::test::SseRequest req;
+  req.path = "/files/grep?" + q;
+  auto s = execd::test::sse_request(d.port(), req);
+  REQUIRE(s.ended);
+  std::vector<std::string> streamed;
+  for (const auto& e : s.events) {
+    if (e.type() == "match") streamed.push_back(e.json["path"].get<std::string>().substr(dir.str().size() + 1) + ":2:" + e.json["text"].get<std::string>());
+  }
+  CHECK(streamed == expected);
+
+  // A big answer, read a little, then the client hangs up.
+  TempDir big;
+  const std::string line = "needle " + std::string(200, 'y') + "\n";
+  std::string text;
+  for (int n = 0; n < 300; ++n) text += line;
+  for (int f = 0; f < 400; ++f) big.write("d" + std::to_string(f % 7) + "/f" + std::to_string(f), text);
+  const size_t threads_before = thread_count(d.pid());
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(d.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string get = "GET /files/grep?path=" + url_encode(big.str()) + "&pattern=needle&max_results=100000 HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(::write(fd, get.data(), get.size()) == static_cast<ssize_t>(get.size()));
+  char buf[4096];
+  size_t got = 0;
+  while (got < 64 * 1024) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    REQUIRE(n > 0);
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  // The search notices at its next write, stops, and its worker threads end.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (thread_count(d.pid()) > threads_before && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(thread_count(d.pid()) <= threads_before);
+  CHECK(hits(grep_json(d, q), dir.str()) == expected);
 }
 
 TEST_CASE("grep: --files-root confines the search") {
