@@ -161,7 +161,7 @@ class FilePipeline {
     return true;
   }
 
-  /// Delivers every file in flight, in order (after the walk).
+  /// Delivers the files in flight, in order, until one ends the search (after the walk).
   void finish() {
     while (head_ < tail_) {
       if (!deliver_head()) return;
@@ -357,7 +357,8 @@ core::Result<void> check_bounds(const GrepQuery& query) {
 }  // namespace
 
 unsigned ContentSearch::default_workers() {
-  return std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
+  static const unsigned n = std::clamp(std::thread::hardware_concurrency(), 2u, 4u);
+  return n;
 }
 
 core::Result<void> ContentSearch::check(const GrepQuery& query) const {
@@ -400,7 +401,8 @@ core::Result<GrepSummary> ContentSearch::run(const GrepQuery& query, const std::
                       [&](const std::shared_ptr<const GrepWalker::OpenDir>& dir, const std::string& name, std::string abs) {
                         return pipeline.submit(dir, name, std::move(abs));
                       });
-    if (walker.walk(fd->release(), st.st_dev)) pipeline.finish();
+    walker.walk(fd->release(), st.st_dev);
+    pipeline.finish();  // after a timeout too: the files searched in time are delivered
   } else {
     return core::make_error(core::Errc::invalid_argument, "not a file or directory: " + p->abs);
   }

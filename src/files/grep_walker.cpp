@@ -80,10 +80,7 @@ GrepWalker::GrepWalker(const GrepQuery& q, const GlobPattern* glob, const std::s
   if (q.gitignore) ignores_ = parent_gitignores(abs_root, files_root);
 }
 
-bool GrepWalker::walk(int fd, dev_t dev) {
-  dir(fd, abs_root_, "", 0, dev);
-  return !stopped_;
-}
+void GrepWalker::walk(int fd, dev_t dev) { dir(fd, abs_root_, "", 0, dev); }
 
 void GrepWalker::dir(int fd, const std::string& abs, const std::string& rel, int depth, dev_t parent_dev) {
   struct stat st {};

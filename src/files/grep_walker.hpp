@@ -51,8 +51,8 @@ class GrepWalker {
   GrepWalker(const GrepQuery& q, const GlobPattern* glob, const std::string& abs_root, const std::string& files_root,
              OnFile on_file);
 
-  /// Walks the directory `fd` (consumed), the searched one. false when on_file ended it.
-  bool walk(int fd, dev_t dev);
+  /// Walks the directory `fd` (consumed), the searched one, until done or on_file ends it.
+  void walk(int fd, dev_t dev);
 
   struct IgnoreLevel {
     std::string base;  ///< relative dir of the .gitignore ("" for the search root), with a trailing '/'
