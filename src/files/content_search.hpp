@@ -68,10 +68,11 @@ struct GrepSummary {
 ///
 /// Memory stays bounded whatever the tree and however slowly `on_match` returns: at most
 /// kFilesInFlight files are ahead of the one being delivered (a file waiting for a worker
-/// costs its name; only files being searched are open), and workers hold at most
-/// kHeldBytes of matches in all; a file with more matches than that is searched again by
-/// the calling thread, which streams its matches to `on_match` (never held). A slow
-/// consumer therefore stalls the walk and the workers (backpressure).
+/// costs its name; only files being searched are open), workers hold at most kHeldBytes
+/// of matches in all (a file whose matches would pass an eighth of that, or the total, is
+/// searched again by the calling thread, which streams them to `on_match`), and each thread
+/// reads into one 1 MiB buffer (more only for a longer line). A slow consumer therefore
+/// stalls the walk and the workers (backpressure).
 ///
 /// run() calls `on_match` on the calling thread; returning false stops the search (the
 /// consumer went away). Stateless between runs; any thread.
