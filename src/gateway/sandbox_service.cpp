@@ -1026,20 +1026,14 @@ void SandboxService::reap_loop() {
 
 void SandboxService::finish(const std::string& id, SandboxState state, const std::string& reason,
                             const std::string& message) {
-  Placement placement;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry* e = find_locked(id);
-    if (e == nullptr) return;
-    placement = e->record.sandbox.placement;
-  }
-  auto removed = placement.handle.empty() ? core::Result<void>{} : backend_->remove(placement);
+  const auto removed = remove_instance(id);
+  if (!removed) return;
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return;
   e->is_busy = false;
-  if (!removed) {
-    removal_failed_locked(*e, removed.error(), state, reason, message);
+  if (!*removed) {
+    removal_failed_locked(*e, removed->error(), state, reason, message);
     return;
   }
   set_state_locked(*e, state, reason, message);
@@ -1084,15 +1078,22 @@ void SandboxService::removal_done_locked(Entry& e, SandboxState state, std::stri
   set_state_locked(e, state, std::move(reason), std::move(message));
 }
 
-void SandboxService::retry_remove(const std::string& id) {
+std::optional<core::Result<void>> SandboxService::remove_instance(const std::string& id) {
   Placement placement;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const Entry* e = find_locked(id);
-    if (e == nullptr) return;
+    if (e == nullptr) return std::nullopt;
     placement = e->record.sandbox.placement;
   }
-  auto removed = placement.handle.empty() ? core::Result<void>{} : backend_->remove(placement);
+  if (placement.handle.empty()) return core::Result<void>{};
+  return backend_->remove(placement);
+}
+
+void SandboxService::retry_remove(const std::string& id) {
+  const auto found = remove_instance(id);
+  if (!found) return;
+  const core::Result<void>& removed = *found;
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = find_locked(id);
   if (e == nullptr) return;

@@ -234,6 +234,9 @@ class SandboxService {
                              std::string message);
   /// A remove succeeded after failed ones: the recorded end, the pending removal gone.
   void removal_done_locked(Entry& e, SandboxState state, std::string reason, std::string message);
+  /// The backend's remove of `id`'s instance, called without the lock (an engine call may
+  /// take seconds); nullopt when the row is gone, success when it has no instance.
+  std::optional<core::Result<void>> remove_instance(const std::string& id);
   /// One reaper-scheduled retry of a failed remove (the entry is marked busy).
   void retry_remove(const std::string& id);
   bool pool_matches(const PoolSpec& pool, const SandboxSpec& spec) const;
