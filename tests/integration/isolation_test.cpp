@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "support/daemon_process.hpp"
 #include "support/http_checks.hpp"
@@ -142,10 +143,19 @@ TEST_CASE("a daemon that exits with a connection still open past the grace perio
   REQUIRE(r);
   REQUIRE(r->status == 200);
   // Half a request: the server waits for the rest, so the connection outlives the grace.
+  // A whole request first, answered, so that a server thread already serves this
+  // connection (a connection no thread has picked up yet is simply closed at the stop),
+  // then the half, and time for that thread to be reading it.
   const int held = connect_loopback(d.port());
   REQUIRE(held >= 0);
+  const std::string whole = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(::write(held, whole.data(), whole.size()) == static_cast<ssize_t>(whole.size()));
+  char answer[4096];
+  REQUIRE(::read(held, answer, sizeof answer) > 0);
+  REQUIRE(std::string(answer, 12) == "HTTP/1.1 200");
   const std::string partial = "GET /ping HTTP/1.1\r\nHost: x\r\n";
   REQUIRE(::write(held, partial.data(), partial.size()) == static_cast<ssize_t>(partial.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const int status = d.stop(SIGTERM, std::chrono::seconds(15));
   ::close(held);
   INFO("the daemon's log: ", d.log());
