@@ -528,10 +528,13 @@ TEST_CASE("execd /metrics?format=prometheus: valid text, counters move after com
   CHECK(sse_request(d.port(), slow).of_type("error").size() == 1);
 
   std::map<std::string, double> after;
-  // The terminal event is counted as the log closes, which may be just after the stream ends.
+  // The terminal event is counted as the log closes, which may be just after the stream
+  // ends; a stream is counted closed once its server thread has finished it, which may be
+  // just after the client read its last event.
   CHECK(within(std::chrono::seconds(5), [&] {
     after = scrape();
-    return after[R"(execd_execution_duration_seconds_count{kind="command"})"] >= 3;
+    return after[R"(execd_execution_duration_seconds_count{kind="command"})"] >= 3 &&
+           after["execd_sse_streams_open"] == 0;
   }));
   CHECK(after[R"(execd_executions_total{kind="command",outcome="success"})"] == 1);
   CHECK(after[R"(execd_executions_total{kind="command",outcome="failure"})"] == 1);
