@@ -100,6 +100,17 @@ void write_background_ack(httplib::Response& res, const std::string& id) {
   res.set_content(http::format_sse_event(init) + http::format_sse_event(done), "text/event-stream");
 }
 
+/// Polls `running` until it is false or kInterruptWaitCap has passed: an interrupted
+/// execution is answered once it has ended, but never after a process that ignores
+/// every signal we may send.
+template <typename Running>
+void wait_while(const Running& running) {
+  const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
+  while (running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 }  // namespace
 
 void interrupt_command_or_session(const std::string& id, httplib::Response& res, commands::CommandRunner& runner,
@@ -109,10 +120,7 @@ void interrupt_command_or_session(const std::string& id, httplib::Response& res,
   const auto execution = executions.find(id);
   if (execution && execution->has_interrupter()) {
     if (auto r = execution->interrupt(); !r) return http::write_error(res, r.error());
-    const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
-    while (!execution->outcome() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    wait_while([&] { return !execution->outcome(); });
     const auto outcome = execution->outcome();
     return http::write_json(res, {{"id", id},
                                   {"kind", execution->kind()},
@@ -130,10 +138,7 @@ void interrupt_command_or_session(const std::string& id, httplib::Response& res,
   // Answer once the command has stopped (compat: the DELETE returns when the group is
   // gone), but never hang on a process that ignores every signal we may send.
   auto cmd = runner.find(id);
-  const auto deadline = std::chrono::steady_clock::now() + kInterruptWaitCap;
-  while (cmd && cmd->is_running() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  wait_while([&] { return cmd && cmd->is_running(); });
   http::write_json(res, cmd ? status_json(cmd->status()) : nlohmann::json{{"id", id}});
 }
 

@@ -29,15 +29,15 @@ FileGrepOutcome FileGrep::search(int fd, const std::string& abs, const Sink& sin
   bool eof = false;
   for (;;) {
     if (!eof) {
-      if (cap_ < len + kChunk) grow(len + kChunk);
+      if (cap_ < len + kChunk) grow(len + kChunk, len);
       const uint64_t file_left = q_.max_bytes_per_file - out.bytes;
       // The first block alone first: a binary file costs no more than that.
       const uint64_t room = first ? std::min(kFirstBlock, cap_ - len) : cap_ - len;
       const uint64_t want = file_left == 0 ? 0 : budget_.take(std::min<uint64_t>(room, file_left));
       if (want == 0) {
-        // Cut only if there is more to read.
+        // Cut only if there is more to read (nothing more is read from it either way).
         char probe;
-        if (::pread(fd, &probe, 1, ::lseek(fd, 0, SEEK_CUR)) == 1) {
+        if (::read(fd, &probe, 1) == 1) {
           if (file_left == 0) {
             out.cut_per_file = true;
           } else {
@@ -119,10 +119,10 @@ FileGrepOutcome FileGrep::search(int fd, const std::string& abs, const Sink& sin
   }
 }
 
-void FileGrep::grow(size_t need) {
+void FileGrep::grow(size_t need, size_t used) {
   const size_t n = std::max(cap_ * 2, need);
   auto nb = std::make_unique_for_overwrite<char[]>(n);
-  if (cap_ > 0) std::memcpy(nb.get(), buf_.get(), cap_);
+  if (used > 0) std::memcpy(nb.get(), buf_.get(), used);
   buf_ = std::move(nb);
   cap_ = n;
 }

@@ -37,7 +37,8 @@ class FileGrep {
   FileGrepOutcome search(int fd, const std::string& abs, const Sink& sink);
 
  private:
-  void grow(size_t need);
+  /// A buffer of at least `need` bytes holding the first `used` bytes of the old one.
+  void grow(size_t need, size_t used);
   bool has_lines_after(size_t line_end, size_t len, int n) const;
   std::string line_text(size_t start, size_t end, size_t around, bool& cut_flag) const;
   GrepMatch make_match(const std::string& abs, uint64_t line, size_t line_start, size_t line_end, size_t ms, size_t len) const;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +27,15 @@ TimePoint from_ms(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms));
 std::string column_text(sqlite3_stmt* st, int col) {
   const auto* p = sqlite3_column_text(st, col);
   return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p));
+}
+
+/// Runs `sql` (several statements); nullopt on success, else SQLite's message.
+std::optional<std::string> exec_script(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) == SQLITE_OK) return std::nullopt;
+  std::string why = err != nullptr ? err : "unknown error";
+  sqlite3_free(err);
+  return why;
 }
 
 // Resets a statement whatever path leaves the call (bindings cleared too).
@@ -98,22 +108,19 @@ core::Result<std::unique_ptr<SandboxStore>> SandboxStore::open(const std::string
     return make_error(Errc::unavailable, "cannot open state file " + path + ": " + why);
   }
   sqlite3_busy_timeout(store->db_, 5000);
-  char* err = nullptr;
-  const char* schema =
+  const std::string schema =
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');"
+      "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '" + std::to_string(kSchemaVersion) + "');"
       "CREATE TABLE IF NOT EXISTS sandboxes ("
       "  id TEXT PRIMARY KEY, backend TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,"
       "  message TEXT NOT NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
       "  last_transition_ms INTEGER NOT NULL, expires_at_ms INTEGER, access_token TEXT NOT NULL,"
       "  handle TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, spec_json TEXT NOT NULL,"
       "  pooled INTEGER NOT NULL, removal_json TEXT);";
-  if (sqlite3_exec(store->db_, schema, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string why = err != nullptr ? err : "unknown error";
-    sqlite3_free(err);
-    return make_error(Errc::unavailable, "cannot set up state file " + path + ": " + why);
+  if (auto why = exec_script(store->db_, schema)) {
+    return make_error(Errc::unavailable, "cannot set up state file " + path + ": " + *why);
   }
   // The version row: a file written by a later (or earlier) schema is not read as ours.
   sqlite3_stmt* version = nullptr;
@@ -131,11 +138,9 @@ core::Result<std::unique_ptr<SandboxStore>> SandboxStore::open(const std::string
         "ALTER TABLE sandboxes ADD COLUMN removal_json TEXT;"
         "UPDATE meta SET value='2' WHERE key='schema_version';"
         "COMMIT;";
-    if (sqlite3_exec(store->db_, migrate, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string why = err != nullptr ? err : "unknown error";
-      sqlite3_free(err);
+    if (auto why = exec_script(store->db_, migrate)) {
       sqlite3_exec(store->db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      return make_error(Errc::unavailable, "cannot migrate state file " + path + " from schema version 1: " + why);
+      return make_error(Errc::unavailable, "cannot migrate state file " + path + " from schema version 1: " + *why);
     }
     found = "2";
   }

@@ -32,15 +32,6 @@ std::optional<uint64_t> parse_u64(std::string_view s) {
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
-bool has_subdirectory(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    std::error_code ec2;
-    if (e.is_directory(ec2)) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 std::optional<uint64_t> read_cgroup_number(const std::string& path) {
@@ -74,6 +65,16 @@ std::vector<pid_t> read_cgroup_procs(const std::string& dir) {
   std::istringstream in(core::read_file(dir + "/cgroup.procs"));
   long pid = 0;
   while (in >> pid) out.push_back(static_cast<pid_t>(pid));
+  return out;
+}
+
+std::vector<std::string> child_groups(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code ec2;
+    if (e.is_directory(ec2)) out.push_back(e.path().filename().string());
+  }
   return out;
 }
 
@@ -276,7 +277,7 @@ core::Result<void> Cgroup::remove(const Reap& reap) {
         break;
       }
       // A child group keeps it busy for good: no point waiting for that.
-      if (Clock::now() >= busy_deadline || has_subdirectory(d)) break;
+      if (Clock::now() >= busy_deadline || !child_groups(d).empty()) break;
       if (reap) reap({});
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

@@ -109,5 +109,7 @@ std::optional<uint64_t> read_cgroup_key(const std::string& path, const std::stri
 core::Result<void> write_cgroup_file(const std::string& path, const std::string& text);
 /// Every pid listed in `dir`/cgroup.procs.
 std::vector<pid_t> read_cgroup_procs(const std::string& dir);
+/// Names of the child groups (subdirectories) of the cgroup directory `dir`.
+std::vector<std::string> child_groups(const std::string& dir);
 
 }  // namespace execd::isolation

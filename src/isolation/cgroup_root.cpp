@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <set>
 #include <sstream>
 
@@ -58,16 +57,6 @@ std::string own_dir(const Mount& m, const std::string& path) {
   return m.point + rel;
 }
 
-std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    std::error_code ec2;
-    if (e.is_directory(ec2)) out.push_back(e.path().filename().string());
-  }
-  return out;
-}
-
 bool make_dir(const std::string& path, std::string* why) {
   if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return true;
   *why = "cannot create " + path + ": " + std::strerror(errno);
@@ -82,7 +71,7 @@ void remove_tree(int version, const std::map<std::string, std::string>& parents,
     const std::string d = parent + "/" + name;
     if (::access(d.c_str(), F_OK) != 0) continue;
     top[controller] = d;
-    for (const auto& c : subdirs(d)) children.insert(c);
+    for (const auto& c : child_groups(d)) children.insert(c);
   }
   for (const auto& child : children) {
     std::map<std::string, std::string> dirs;
@@ -193,7 +182,7 @@ std::unique_ptr<CgroupRoot> CgroupRoot::open(const Options& options) {
   // Sweep: parents named after daemons that are gone.
   std::set<std::string> stale;
   for (const auto& [controller, d] : own) {
-    for (const auto& n : subdirs(d)) {
+    for (const auto& n : child_groups(d)) {
       if (n != name && is_stale_parent(n)) stale.insert(n);
     }
   }
