@@ -125,6 +125,7 @@ core::Result<int> GatewayApp::start() {
   so.pools = config_.pools;
   so.replica_id = config_.replica_id;
   so.advertise_url = config_.advertise_url;
+  so.replica_expiry_scan = config_.replica_expiry_scan;
   if (!config_.remote_url.empty()) {
     RemoteBackend::Options ro;
     ro.url = config_.remote_url;

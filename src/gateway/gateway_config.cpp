@@ -144,6 +144,10 @@ const std::vector<Option>& options() {
       {"advertise-url", "EXECD_GATEWAY_ADVERTISE_URL", "URL",
        "where the other replicas reach this one (http://host:port), stored with each sandbox it owns",
        core::flag_string(&GatewayConfig::advertise_url)},
+      {"replica-expiry-scan", "EXECD_GATEWAY_REPLICA_EXPIRY_SCAN", "DUR",
+       "with --replica-id: how often to look in the engine for other replicas' sandboxes past their expiry whose "
+       "replica does not answer, and adopt them so they are expired here (default 5s; 0: never)",
+       core::flag_duration(&GatewayConfig::replica_expiry_scan)},
       {"sandbox-start-timeout", "EXECD_GATEWAY_SANDBOX_START_TIMEOUT", "DUR",
        "a sandbox whose execd does not answer /ping by then is Failed (default 30s)",
        core::flag_duration(&GatewayConfig::sandbox_start_timeout)},

@@ -47,6 +47,7 @@ struct GatewayConfig {
   std::string remote_api_key;      ///< the peer's OPEN-SANDBOX-API-KEY
   std::string replica_id;          ///< this replica's name among several behind one balancer; empty: alone
   std::string advertise_url;       ///< where other replicas reach this one (http://host:port)
+  std::chrono::milliseconds replica_expiry_scan{5000};  ///< 0: never take a silent replica's expired sandboxes
   std::chrono::milliseconds sandbox_start_timeout{30000};
   std::chrono::milliseconds terminated_retention{std::chrono::hours(1)};
   std::chrono::milliseconds remove_give_up{0};  ///< 0: failed removes are retried forever

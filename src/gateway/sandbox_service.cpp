@@ -1009,6 +1009,7 @@ void SandboxService::reconcile() {
 }
 
 void SandboxService::reap_loop() {
+  Steady::time_point next_orphan_scan = Steady::now() + options_.replica_expiry_scan;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -1016,6 +1017,11 @@ void SandboxService::reap_loop() {
       if (stopping_) return;
     }
     try {
+      if (!options_.replica_id.empty() && options_.replica_expiry_scan.count() > 0 &&
+          Steady::now() >= next_orphan_scan) {
+        adopt_expired_orphans();
+        next_orphan_scan = Steady::now() + options_.replica_expiry_scan;
+      }
       reap_once();
       refill_pools();
     } catch (const std::exception& e) {
@@ -1349,6 +1355,36 @@ core::Result<SandboxOwner> SandboxService::adopt(const std::string& id, const st
     insert_adopted_locked(instance, "adopted from replica " + previous + " (" + why + ")");
   }
   return SandboxOwner{};
+}
+
+void SandboxService::adopt_expired_orphans() {
+  auto instances = backend_->list();
+  if (!instances) {
+    spdlog::debug("replica expiry scan: {}", instances.error().message);
+    return;
+  }
+  const auto t = now();
+  std::map<std::string, bool> reachable;  // owner URL -> answered: one probe per replica per scan
+  for (const Instance& i : *instances) {
+    if (!i.labels || is_mine(i) || !i.labels->expires_at || *i.labels->expires_at > t) continue;
+    if (i.status.phase == InstanceStatus::Phase::gone) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (find_locked(i.sandbox_id) != nullptr) continue;
+    }
+    const std::string& url = i.labels->owner_url;
+    auto known = reachable.find(url);
+    if (known == reachable.end()) known = reachable.emplace(url, is_replica_reachable(url)).first;
+    // A live owner expires its own: only a silent one's are taken (its reaper would
+    // never run; nginx sends no request that would trigger an adoption).
+    if (known->second) continue;
+    auto adopted = adopt(i.sandbox_id, "expired at " + core::rfc3339_nano(*i.labels->expires_at) +
+                                           " while its replica " + i.labels->owner_replica + " did not answer");
+    if (!adopted) {
+      spdlog::warn("sandbox {}: expired on unreachable replica {}, not adopted: {}", i.sandbox_id,
+                   i.labels->owner_replica, adopted.error().message);
+    }
+  }
 }
 
 bool SandboxService::is_replica_reachable(const std::string& url) {

@@ -53,6 +53,10 @@ struct ServiceOptions {
   std::string advertise_url;
   /// How long a replica that answered counts as reachable without asking again.
   std::chrono::milliseconds replica_probe_ttl{2000};
+  /// How often a replica looks in the engine for other replicas' sandboxes past their
+  /// expiry whose owner does not answer (a dead replica's sessions that get no request
+  /// would otherwise never expire); 0: never.
+  std::chrono::milliseconds replica_expiry_scan{5000};
 };
 
 /// Who serves a sandbox among replicas: this one, or the one the engine's labels name.
@@ -251,6 +255,9 @@ class SandboxService {
   [[nodiscard]] bool is_mine(const Instance& instance) const;
   /// A row for an instance found in the engine (Running, Paused or waited for again).
   void insert_adopted_locked(const Instance& instance, const std::string& why);
+  /// Adopts, so that this replica's reaper expires them, the other replicas' instances
+  /// whose labelled expiry has passed while their owner does not answer.
+  void adopt_expired_orphans();
 
   // ---- sandboxes on the overflow peer (backend "remote"): the peer owns them ----
   [[nodiscard]] bool is_local(const Entry& e) const { return e.record.sandbox.backend != "remote"; }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -134,8 +135,9 @@ struct Cluster {
   TempDir nginx_dir;
   std::vector<Replica> replicas;
   std::unique_ptr<Nginx> nginx;
+  std::vector<std::string> extra_args;  // given to every replica
 
-  Cluster() {
+  explicit Cluster(std::vector<std::string> extra = {}) : extra_args(std::move(extra)) {
     std::vector<int> ports;
     for (int i = 1; i <= 3; ++i) {
       Replica r;
@@ -148,11 +150,12 @@ struct Cluster {
     nginx = std::make_unique<Nginx>(nginx_dir.str(), ports);
   }
   void start(Replica& r) {
-    r.gw = std::make_unique<Gateway>(
-        engine_dir.str(), kKey,
-        std::vector<std::string>{"--port", std::to_string(r.port), "--state", engine_dir.str() + "/" + r.name + ".db",
-                                 "--replica-id", r.name, "--advertise-url",
-                                 "http://127.0.0.1:" + std::to_string(r.port)});
+    std::vector<std::string> args{"--port",       std::to_string(r.port),
+                                  "--state",      engine_dir.str() + "/" + r.name + ".db",
+                                  "--replica-id", r.name,
+                                  "--advertise-url", "http://127.0.0.1:" + std::to_string(r.port)};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    r.gw = std::make_unique<Gateway>(engine_dir.str(), kKey, std::move(args));
   }
   Replica& named(const std::string& name) {
     for (auto& r : replicas) {
@@ -310,4 +313,53 @@ TEST_CASE("replicas behind nginx: a session's requests reach its owner; a killed
     CHECK(r->status == 204);
   }
   INFO(cluster.nginx->errors());
+}
+
+TEST_CASE("replicas: a dead replica's sandboxes expire on another replica though no request comes for them") {
+  Cluster cluster({"--replica-expiry-scan", "1s"});
+  Replica& dead = cluster.replicas[0];
+  const std::string soon = dead.gw->create(json{{"image", {{"uri", "host"}}}, {"timeout", 5}})["id"];
+  const std::string later = dead.gw->create(json{{"image", {{"uri", "host"}}}, {"timeout", 600}})["id"];
+  dead.gw->wait_state(soon, "Running");
+  dead.gw->wait_state(later, "Running");
+  const std::string soon_dir = cluster.engine_dir.str() + "/sandboxes/" + soon;
+  const std::string later_dir = cluster.engine_dir.str() + "/sandboxes/" + later;
+  REQUIRE(std::filesystem::exists(soon_dir));
+  dead.gw->kill();
+
+  // No request for either sandbox reaches any replica (a request would adopt it on the
+  // way): only the engine is watched, until the expired one's instance is gone.
+  const auto deadline = std::chrono::steady_clock::now() + 40s;
+  while (std::filesystem::exists(soon_dir) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO("replica logs: " << cluster.replicas[1].gw->log() << cluster.replicas[2].gw->log());
+  REQUIRE_FALSE(std::filesystem::exists(soon_dir));
+  CHECK(std::filesystem::exists(later_dir));  // not expired: left for whoever gets its next request
+
+  // The adopter keeps the row: Terminated by expiry, saying whose it was.
+  int adopters = 0;
+  for (size_t i = 1; i < cluster.replicas.size(); ++i) {
+    auto r = cluster.replicas[i].gw->get("/v1/sandboxes/" + soon);
+    REQUIRE(r);
+    if (r->status != 200) continue;
+    const json s = json::parse(r->body);
+    INFO(r->body);
+    CHECK(s["status"]["state"] == "Terminated");
+    CHECK(s["status"]["reason"] == "ttl_expiry");
+    CHECK(r->get_header_value(kReplicaHeader) == cluster.replicas[i].name);
+    ++adopters;
+  }
+  CHECK(adopters == 1);
+
+  // The one that has not expired is still served, by whichever replica is asked first.
+  auto front = cluster.nginx->client();
+  const Answer a = ask(*front, "GET", "/v1/sandboxes/" + later);
+  INFO(a.body);
+  REQUIRE(a.status == 200);
+  CHECK(json::parse(a.body)["status"]["state"] == "Running");
+  CHECK(a.replica != dead.name);
+  auto deleted = front->Delete("/v1/sandboxes/" + later);
+  REQUIRE(deleted);
+  CHECK(deleted->status == 204);
 }
