@@ -181,7 +181,7 @@ bundle: build
 	tools/make_bundle.sh $(BUILD)/execd $(BUILD)/bundle
 
 images:
-	$(call apt_install,docker.io debootstrap busybox-static,images)
+	$(call apt_install,docker.io debootstrap busybox-static python3-ipykernel,images)
 	tools/make_images.sh
 
 fmt:

@@ -2,6 +2,8 @@
 # make_images.sh: the images docs/IMAGES.md lists, built locally (no registry is needed):
 #   debian:bookworm-slim   debootstrap --variant=minbase from the Debian archive, imported
 #   execd-busybox:latest   a static busybox and nothing else (the docker backend's tests)
+#   execd-python:latest    busybox plus this machine's Debian Python and ipykernel
+#                          (tools/make_python_rootfs.sh; the docker backend's python cells)
 #   execd:latest           the Dockerfile, on that base
 # Talks to the engine at $DOCKER_HOST (default: the system's socket). An image that
 # exists already is kept; REBUILD=1 builds them again.
@@ -46,6 +48,12 @@ if ! have execd-busybox:latest; then
   tar -C "$tmp/bb" -c . | docker import - execd-busybox:latest >/dev/null
 fi
 
+if ! have execd-python:latest; then
+  "$here/tools/make_python_rootfs.sh" "$tmp/py" >/dev/null
+  tar -C "$tmp/py" --numeric-owner --owner=0 --group=0 -c . | docker import - execd-python:latest >/dev/null
+  rm -rf "$tmp/py"
+fi
+
 if ! have execd:latest; then
   echo "make images: docker build -t execd:latest (several minutes)"
   # The classic builder (Debian's docker.io ships no buildx); the host's network for
@@ -54,4 +62,4 @@ if ! have execd:latest; then
     -t execd:latest "$here"
 fi
 
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(debian:bookworm-slim|execd-busybox:latest|execd:latest) '
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(debian:bookworm-slim|execd-busybox:latest|execd-python:latest|execd:latest) '

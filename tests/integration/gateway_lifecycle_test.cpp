@@ -1,6 +1,7 @@
 // One sandbox's life through execd-gateway, the same script on both engines an SDK would
 // drive: the process backend (bubblewrap + cgroups) and the docker backend (a private
-// dockerd, a busybox-only image, execd from the bundle). Every request to the sandbox goes
+// dockerd, a busybox-only image, execd from the bundle; python cells in a second image
+// holding Debian's Python). Every request to the sandbox goes
 // through the gateway's proxy (/v1/sandboxes/{id}/proxy/44772/...) with the gateway's API
 // key only: streamed output arrives unbuffered, 100 MB go up and down with the gateway's
 // RSS flat, the limits hold inside, pause stops time, a dying sandbox ends its streams
@@ -9,12 +10,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +47,7 @@ namespace {
 
 constexpr const char* kApiKey = "lifecycle-key-42";
 constexpr const char* kDockerImage = "execd-gw-busybox:latest";
+constexpr const char* kDockerPythonImage = "execd-gw-python:latest";
 
 /// An engine the script runs on: how to start the gateway, the image a create names,
 /// how to kill a sandbox behind the gateway's back, and how to see that nothing is left.
@@ -62,6 +66,32 @@ PrivateDockerd& dockerd() {
   static const bool imported = (d.import_busybox_image(kDockerImage), true);
   (void)imported;
   return d;
+}
+
+/// Debian's Python and ipykernel from this machine's own files, assembled by
+/// tools/make_python_rootfs.sh (what `make images` builds as execd-python) and imported
+/// into the private engine once; how long that took is printed.
+const std::string& docker_python_image() {
+  static const std::string reference = [] {
+    const char* script = std::getenv("EXECD_PYTHON_ROOTFS");
+    if (script == nullptr) throw std::runtime_error("EXECD_PYTHON_ROOTFS is not set (meson sets it)");
+    const auto t0 = std::chrono::steady_clock::now();
+    TempDir dir;
+    const std::string root = dir.str() + "/rootfs";
+    std::string built = shell_output(std::string(script) + " " + root + " 2>&1 && echo built-ok");
+    const std::string ok = "built-ok\n";
+    if (built.size() < ok.size() || built.compare(built.size() - ok.size(), ok.size(), ok) != 0) {
+      throw std::runtime_error("make_python_rootfs.sh failed:\n" + built);
+    }
+    built.resize(built.size() - ok.size());
+    const auto t1 = std::chrono::steady_clock::now();
+    dockerd().import_tree(kDockerPythonImage, root);
+    const auto t2 = std::chrono::steady_clock::now();
+    MESSAGE(built << "python image: tree " << std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()
+                  << " ms, import " << std::chrono::duration_cast<std::chrono::milliseconds>(t2 - t1).count() << " ms");
+    return std::string(kDockerPythonImage);
+  }();
+  return reference;
 }
 
 std::string docker_cli(const std::string& args) {
@@ -187,7 +217,7 @@ void whole_life(const Engine& engine) {
     CHECK(r.of_type("execution_complete").size() == 1);
   }
 
-  // The docker test image is busybox only: cells run where the image has python.
+  // The busybox image has no python: python_cells() runs them on docker in an image that has.
   if (engine.has_python) SUBCASE("a python cell runs through the proxy") {
     auto r = gw.stream(id, "/code", {{"code", "import os\nprint(6 * 7, os.environ['GREETING'])"}, {"context", {{"language", "python"}}}});
     CAPTURE(r.raw);
@@ -330,11 +360,64 @@ void expiry(const Engine& engine) {
   CAPTURE(engine.leftovers(gw.dir(), id));
 }
 
+/// Python cells through the proxy in a container whose image has Debian's Python and
+/// ipykernel (the busybox image of whole_life has none): execd from the bundle finds the
+/// image's kernelspec and starts its kernel; results, streams, errors and state come back
+/// through the gateway as they do on the process backend; delete leaves nothing.
+void python_cells(Engine engine) {
+  Gateway gw(engine);
+  const std::string id = gw.create({{"image", engine.image}, {"timeout", 600}, {"env", {{"GREETING", "hello-" + engine.name}}}});
+  gw.wait_state(id, "Running");
+
+  CHECK(gw.run(id, "echo $GREETING; ls /usr/share/jupyter/kernels") == "hello-" + engine.name + "\npython3\n");
+
+  auto ctx = gw.client()->Post(Gateway::proxy(id) + "/code/context", json{{"language", "python"}}.dump(), "application/json");
+  REQUIRE(ctx);
+  INFO(ctx->body);
+  REQUIRE(ctx->status == 200);
+  const json context = {{"id", json::parse(ctx->body)["id"]}, {"language", "python"}};
+
+  auto first = gw.stream(id, "/code", {{"code", "import os, sys\nx = 6 * 7\nprint(x, os.environ['GREETING'], sys.executable, os.path.exists('/opt/execd/start.sh'))\nx + 1"},
+                                       {"context", context}});
+  CAPTURE(first.raw);
+  REQUIRE(first.of_type("stdout").size() == 1);
+  CHECK(first.of_type("stdout")[0].json["text"] == "42 hello-" + engine.name + " /usr/bin/python3 True\n");
+  REQUIRE(first.of_type("result").size() == 1);
+  CHECK(first.of_type("result")[0].json["results"]["text"] == "43");
+  CHECK(first.of_type("execution_complete").size() == 1);
+
+  // The same kernel: x survives from the cell before.
+  auto second = gw.stream(id, "/code", {{"code", "x * 2"}, {"context", context}});
+  CAPTURE(second.raw);
+  REQUIRE(second.of_type("result").size() == 1);
+  CHECK(second.of_type("result")[0].json["results"]["text"] == "84");
+
+  auto failed = gw.stream(id, "/code", {{"code", "1/0"}, {"context", context}});
+  CAPTURE(failed.raw);
+  REQUIRE(failed.of_type("error").size() == 1);
+  CHECK(failed.of_type("error")[0].json["error"]["ename"] == "ZeroDivisionError");
+  CHECK(failed.of_type("execution_complete").size() == 1);
+
+  auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
+  REQUIRE(deleted);
+  CHECK(deleted->status == 204);
+  CHECK(gw.sandbox(id)["status"]["state"] == "Terminated");
+  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+  CAPTURE(engine.leftovers(gw.dir(), id));
+}
+
 }  // namespace
 
 TEST_CASE("process backend: a sandbox's whole life through the gateway's proxy") { whole_life(process_engine()); }
 
 TEST_CASE("docker backend: a sandbox's whole life through the gateway's proxy") { whole_life(docker_engine()); }
+
+TEST_CASE("docker backend: python cells through the proxy, in an image with Debian's Python and ipykernel") {
+  Engine engine = docker_engine();
+  engine.name = "docker-python";
+  engine.image = {{"uri", docker_python_image()}};
+  python_cells(engine);
+}
 
 TEST_CASE("process backend: expiry leaves nothing") { expiry(process_engine()); }
 

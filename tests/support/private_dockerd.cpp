@@ -229,14 +229,18 @@ void PrivateDockerd::import_busybox_image(const std::string& reference) const {
   }
   root.write("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
   root.write("etc/group", "root:x:0:\nnogroup:x:65534:\n");
-  auto tar = run("tar -C " + root.str() + " -cf - .");
-  if (!tar.second) throw std::runtime_error("private dockerd: tar of the busybox tree failed");
+  import_tree(reference, root.path());
+}
+
+void PrivateDockerd::import_tree(const std::string& reference, const fs::path& root) const {
+  auto tar = run("tar -C '" + root.string() + "' --numeric-owner --owner=0 --group=0 -cf - .");
+  if (!tar.second) throw std::runtime_error("private dockerd: tar of " + root.string() + " failed");
 
   const auto colon = reference.rfind(':');
   const std::string repo = colon == std::string::npos ? reference : reference.substr(0, colon);
   const std::string tag = colon == std::string::npos ? "latest" : reference.substr(colon + 1);
-  auto r = engine_call(socket_, "POST", "/images/create?fromSrc=-&repo=" + repo + "&tag=" + tag, tar.first,
-                       "application/x-tar", 120s);
+  auto r = engine_call(socket_, "POST", "/images/create?fromSrc=-&repo=" + repo + "&tag=" + tag, std::move(tar.first),
+                       "application/x-tar", 300s);
   if (r.status != 200 || r.body.find("\"error\"") != std::string::npos) {
     throw std::runtime_error("private dockerd: import of " + reference + " failed: HTTP " + std::to_string(r.status) + " " + r.body);
   }

@@ -45,6 +45,10 @@ class PrivateDockerd {
   /// through the Engine API (POST /images/create?fromSrc=-). Throws on failure.
   void import_busybox_image(const std::string& reference) const;
 
+  /// Imports the directory `root` as the image `reference` ("name:tag") through the
+  /// Engine API, files owned by root whoever owns them here. Throws on failure.
+  void import_tree(const std::string& reference, const std::filesystem::path& root) const;
+
  private:
   void stop(std::chrono::seconds grace);
 
