@@ -85,17 +85,20 @@ while read -r f; do
   fi
 done < "$tmp/listed" > "$tmp/files"
 
-# Shared libraries: what ldd resolves for each ELF file among them (programs and shared
-# objects by their names; ldd refuses anything else: scripts). A "not found" fails.
+# Shared libraries: what the loader resolves for each ELF file among them (programs and
+# shared objects by their names; it refuses anything else: scripts), as ldd would, but one
+# loader run per file rather than ldd's shell script (ten times quicker). A "not found"
+# fails.
+loader=/lib64/ld-linux-x86-64.so.2
 grep -E -e '/bin/[^/]*$' -e '\.so(\.[0-9.]*)?$' "$tmp/files" | while read -r f; do
-  [ -f "$f" ] && [ ! -L "$f" ] && echo "$f"
-done > "$tmp/elf"
-# ldd names each file ("path:") before its libraries when given several.
-xargs ldd < "$tmp/elf" 2>/dev/null | awk '
-  /^[^\t].*:$/ { f = $0 }
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  echo "$f:"
+  "$loader" --list "$f" 2>/dev/null || true
+done | awk -v loader="$loader" '
+  BEGIN { print loader }
+  /^\// && /:$/ { f = $0 }
   /not found/ { print "make_python_rootfs: " f " " $1 " not found" > "/dev/stderr"; bad = 1 }
   $2 == "=>" && $3 ~ /^\// { print $3 }
-  $1 ~ /^\// && $1 !~ /:$/ { print $1 }
   END { exit bad }' > "$tmp/libs.all" || exit 1
 sort -u "$tmp/libs.all" > "$tmp/libs"
 
@@ -119,9 +122,14 @@ mkdir -p "$root/bin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/roo
 chmod 1777 "$root/tmp"
 chmod 0700 "$root/root"
 cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
-  [ "$applet" = busybox ] || [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-done
+# Some 400 links: one process, not one ln each.
+"$python" -c '
+import os, sys
+for applet in sys.argv[2:]:
+    link = os.path.join(sys.argv[1], applet)
+    if not os.path.lexists(link):
+        os.symlink("busybox", link)
+' "$root/bin" $("$busybox" --list)
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
