@@ -2,16 +2,16 @@
 # make_python_rootfs.sh OUTDIR
 #
 # A root filesystem with Debian's Python and ipykernel, assembled from this machine's own
-# installed Debian files (docs/IMAGES.md, "execd-python"): no archive or registry is asked,
-# so it takes seconds where a debootstrap takes minutes. What goes in:
+# installed Debian files (docs/IMAGES.md, "The Python image"): no archive or registry is
+# asked. What goes in:
 #   - every file dpkg lists for the Python packages of python3-ipykernel's dependency
 #     closure (python3*, libpython3*: the interpreter, the standard library, ipykernel,
 #     IPython, pyzmq, ...), with the byte-code Debian compiled for them at install time
 #     (dpkg does not list it) and without docs and man pages;
 #   - the kernelspec python3-ipykernel installs (/usr/share/jupyter/kernels/python3,
 #     argv /usr/bin/python3 -m ipykernel_launcher), where execd looks for specs;
-#   - the shared libraries those files need, found with ldd (libc, libzmq, libssl, ...),
-#     and glibc's loader;
+#   - the shared libraries those files need, as the loader resolves them (what ldd runs:
+#     libc, libzmq, libssl, ...), and glibc's loader;
 #   - a static busybox as /bin/sh and its applets in /bin, for commands and `!` lines;
 #   - /etc/passwd and /etc/group (root, nobody), /root, /tmp (1777), /proc, /sys, /dev.
 # The non-Python packages of the closure (gdb, dpkg, tar, tzdata, ...) stay out: nothing
