@@ -184,6 +184,7 @@ App::App(core::Config config) : config_(std::move(config)) {
   invoke_options.work_base = runtime_ ? runtime_->path() + "/invocations" : spill_dir + "/execd-invocations";
   invoke_options.retention = config_.execution_retention;
   invoke_options.warm_start = config_.warm_invoke;
+  invoke_options.node_spares = config_.node_spares;
   invoke_options.envs_file = config_.envs_file;
   invoke_options.kill_grace = config_.kill_grace;
   invoker_ = std::make_shared<invoke::Invoker>(commands_, reactor_, reaper_, executions_, invoke_options);

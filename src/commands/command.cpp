@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -169,13 +170,17 @@ void Command::finish(int wait_status, const rusage& usage) {
 
   const auto elapsed = std::chrono::steady_clock::now() - started_steady_;
   const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+  const auto& before = spec_.usage_before;
   nlohmann::json accounting = {
       {"duration_ms", ms},
-      {"cpu_time_ms", static_cast<int64_t>(timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime))},
+      {"cpu_time_ms", std::max<int64_t>(0, static_cast<int64_t>(timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime)) -
+                                               before.cpu.count())},
       {"peak_memory_mb", static_cast<double>(usage.ru_maxrss) / 1024.0},
       // Block I/O the process and its waited-for children did (512-byte units in rusage).
-      {"io_read_bytes", static_cast<int64_t>(usage.ru_inblock) * 512},
-      {"io_write_bytes", static_cast<int64_t>(usage.ru_oublock) * 512},
+      {"io_read_bytes", std::max<int64_t>(0, static_cast<int64_t>(usage.ru_inblock) * 512 -
+                                                 static_cast<int64_t>(before.io_read_bytes))},
+      {"io_write_bytes", std::max<int64_t>(0, static_cast<int64_t>(usage.ru_oublock) * 512 -
+                                                  static_cast<int64_t>(before.io_write_bytes))},
   };
 
   std::string error;
@@ -188,8 +193,9 @@ void Command::finish(int wait_status, const rusage& usage) {
     interrupted = interrupted_;
   }
   // Stopping a command stops all of it: descendants that ignored SIGINT (background jobs
-  // of a non-interactive shell do) must not outlive the shell that was interrupted.
-  if (interrupted) process::signal_group(pid_, SIGKILL);
+  // of a non-interactive shell do) must not outlive the shell that was interrupted. Nor
+  // may anything of an invocation outlive it, however it ended.
+  if (interrupted || spec_.end_group_on_exit) process::signal_group(pid_, SIGKILL);
   if (WIFEXITED(wait_status)) {
     exit_code = WEXITSTATUS(wait_status);
     if (exit_code != 0) error = "exit status " + std::to_string(exit_code);

@@ -56,6 +56,16 @@ struct CommandSpec {
   /// (on the reactor thread: it must only hand the work on); the owner closes the log
   /// with its own terminal event.
   std::function<void(CommandOutcome)> on_finish;
+  /// Kill whatever is left of the process group when the process exits (an invocation:
+  /// nothing of it may outlive it), not only after an interrupt.
+  bool end_group_on_exit = false;
+  /// What the process had used before it became this command (an adopted, pre-started
+  /// interpreter's start-up): left out of cpu_time_ms and io_*_bytes.
+  struct UsageBefore {
+    std::chrono::milliseconds cpu{0};
+    uint64_t io_read_bytes = 0;
+    uint64_t io_write_bytes = 0;
+  } usage_before;
 };
 
 /// A point-in-time view for GET /command/status/{id}.

@@ -129,7 +129,6 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
   so.stdin_pipe = spec.stdin_open || !spec.stdin_data.empty();
 
   sweep();
-  auto output = std::make_unique<OutputLog>(options_.spill_dir);
   auto execution = executions_->create(!spec.kind.empty() ? spec.kind : spec.background ? "background-command" : "command");
   std::unique_ptr<ExecutionGuard> guard;
   if (guarded) {
@@ -146,15 +145,27 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
     executions_->remove(execution->id());
     return child.error();
   }
+  return run(std::move(execution), std::move(spec), std::move(child).value(), std::move(guard));
+}
+
+std::shared_ptr<Command> CommandRunner::adopt(std::shared_ptr<exec::Execution> execution, CommandSpec spec,
+                                              process::Child child, std::unique_ptr<ExecutionGuard> guard) {
+  sweep();
+  return run(std::move(execution), std::move(spec), std::move(child), std::move(guard));
+}
+
+std::shared_ptr<Command> CommandRunner::run(std::shared_ptr<exec::Execution> execution, CommandSpec spec,
+                                            process::Child child, std::unique_ptr<ExecutionGuard> guard) {
+  auto output = std::make_unique<OutputLog>(options_.spill_dir);
   auto cmd = std::make_shared<Command>(execution, std::move(spec), std::move(output));
   cmd->reactor_ = reactor_.get();
   cmd->reaper_ = reaper_.get();
   cmd->guard_ = std::move(guard);
-  cmd->pid_ = child->pid;
-  cmd->pidfd_ = std::move(child->pidfd);
-  cmd->stdout_fd_ = std::move(child->stdout_fd);
-  cmd->stderr_fd_ = std::move(child->stderr_fd);
-  cmd->stdin_fd_ = std::move(child->stdin_fd);
+  cmd->pid_ = child.pid;
+  cmd->pidfd_ = std::move(child.pidfd);
+  cmd->stdout_fd_ = std::move(child.stdout_fd);
+  cmd->stderr_fd_ = std::move(child.stderr_fd);
+  cmd->stdin_fd_ = std::move(child.stdin_fd);
   cmd->started_steady_ = std::chrono::steady_clock::now();
   execution->log()->append(exec::events::init(execution->id()));
 
@@ -195,7 +206,9 @@ core::Result<std::shared_ptr<Command>> CommandRunner::start(CommandSpec spec, co
   reactor_->watch(cmd->pidfd_.get(), [weak](uint32_t) {
     if (auto c = weak.lock()) c->on_exit();
   });
-  if (cmd->guard_ && cmd->guard_->has_cgroup() && limits.get(isolation::Limit::cpu_time_s)) watch_cpu(*reactor_, cmd);
+  if (cmd->guard_ && cmd->guard_->has_cgroup() && cmd->guard_->limits().get(isolation::Limit::cpu_time_s)) {
+    watch_cpu(*reactor_, cmd);
+  }
   return cmd;
 }
 

@@ -41,6 +41,15 @@ class CommandRunner {
   /// level process or namespace the environment is EXECD_ENVS plus the request's envs
   /// only; a limit that ends the command is named in its terminal event (`killed`).
   core::Result<std::shared_ptr<Command>> start(CommandSpec spec, const isolation::Limits& limits);
+  /// Runs `spec` in `child`, a process started before it was asked for (an invocation's
+  /// spare interpreter, blocked reading its stdin), as start() runs the process it
+  /// spawns from then on: `execution`'s `init`, spec.stdin_data written and stdin closed,
+  /// pipes read, timeout, interrupt(), the guard's cgroup, output cap and CPU watch, the
+  /// terminal event or on_finish. The caller made `execution` and `guard` (null: level
+  /// none without limits) and has already applied the guard's steps to `child`
+  /// (ChildSteps::apply_to); spec.argv, cwd, envs and uid are not used.
+  std::shared_ptr<Command> adopt(std::shared_ptr<exec::Execution> execution, CommandSpec spec, process::Child child,
+                                 std::unique_ptr<ExecutionGuard> guard);
   /// Null when isolation is not configured.
   [[nodiscard]] const std::shared_ptr<isolation::Isolator>& isolator() const { return options_.isolator; }
   [[nodiscard]] std::shared_ptr<Command> find(const std::string& id) const;
@@ -51,6 +60,9 @@ class CommandRunner {
 
  private:
   void sweep();
+  /// What start() and adopt() share once the process runs.
+  std::shared_ptr<Command> run(std::shared_ptr<exec::Execution> execution, CommandSpec spec, process::Child child,
+                               std::unique_ptr<ExecutionGuard> guard);
 
   std::shared_ptr<process::Reactor> reactor_;
   std::shared_ptr<process::ChildReaper> reaper_;

@@ -129,12 +129,17 @@ const std::vector<Option>& options() {
        "the typescript package's directory, for TypeScript handlers on /invoke (make run passes tslab's)",
        flag_string(&Config::typescript_module)},
       {"warm-invoke", "EXECD_WARM_INVOKE", "on|off",
-       "fork Python handlers on /invoke from a zygote started on first use (default on; off: every start cold)",
+       "warm starts on /invoke: Python handlers forked from a zygote, JavaScript/TypeScript ones given a node started "
+       "ahead (default on; off: every start cold)",
        [](Config& c, const std::string& v) -> Result<void> {
          if (v != "on" && v != "off") return make_error(Errc::invalid_argument, "must be on or off, got '" + v + "'");
          c.warm_invoke = v == "on";
          return {};
        }},
+      {"node-spares", "EXECD_NODE_SPARES", "N",
+       "single-use node processes kept started for warm JavaScript/TypeScript handlers on /invoke, per language and "
+       "isolation level used so far (default 1; 0: they start cold)",
+       flag_count(&Config::node_spares, 0, 16)},
       {"kernel-start-timeout", "EXECD_KERNEL_START_TIMEOUT", "DUR", "a kernel that is not ready by then fails (default 30s)",
        flag_duration(&Config::kernel_start_timeout)},
       {"kernel-start-concurrency", "EXECD_KERNEL_START_CONCURRENCY", "N",

@@ -59,7 +59,8 @@ struct Config {
   size_t callback_max_in_flight = 8;           ///< callback deliveries attempted at once
   std::chrono::milliseconds callback_retry_for{60000};  ///< retries end this long after the first attempt
   std::string typescript_module;               ///< the `typescript` package's directory, for TypeScript handlers
-  bool warm_invoke = true;                     ///< Python handlers forked by a zygote (false: every start cold)
+  bool warm_invoke = true;                     ///< warm starts on /invoke: Python forked by a zygote, node spares (false: every start cold)
+  size_t node_spares = 1;                      ///< node spares per JavaScript/TypeScript flavour used (0: they start cold)
   size_t kernel_start_concurrency = 0;         ///< kernels starting at once; 0: one per CPU core
 
   // Files search

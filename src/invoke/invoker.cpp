@@ -1,5 +1,6 @@
 #include "invoke/invoker.hpp"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "exec/event.hpp"
 #include "invoke/artifact_scan.hpp"
 #include "invoke/zygote_run.hpp"
+#include "process/proc_table.hpp"
 
 namespace execd::invoke {
 
@@ -76,6 +78,7 @@ struct Invoker::Job {
   std::string work_dir;
   Language language = Language::python;
   bool warm = false;
+  std::string cold_reason;  // a warm start was asked for and not possible: why
   std::atomic<bool> interrupted{false};  // set by the execution's interrupter, any thread
 };
 
@@ -85,7 +88,15 @@ Invoker::Invoker(std::shared_ptr<commands::CommandRunner> runner, std::shared_pt
     : runner_(std::move(runner)), reactor_(std::move(reactor)), executions_(std::move(executions)),
       options_(std::move(options)) {
   if (options_.warm_start) {
-    python_zygote_ = std::make_unique<Zygote>(reactor_, std::move(reaper), Zygote::Options{options_.runtimes.python});
+    python_zygote_ = std::make_unique<Zygote>(reactor_, reaper, Zygote::Options{options_.runtimes.python});
+    if (options_.node_spares > 0) {
+      NodeSpares::Options o;
+      o.node = options_.runtimes.node;
+      o.typescript_module_dir = options_.runtimes.typescript_module_dir;
+      o.envs_file = options_.envs_file;
+      o.per_flavour = options_.node_spares;
+      node_spares_ = std::make_unique<NodeSpares>(std::move(reaper), std::move(o));
+    }
   }
   worker_ = std::thread([this] { run_worker(); });
 }
@@ -98,6 +109,7 @@ Invoker::~Invoker() {
   queue_->cv.notify_all();
   worker_.join();  // after the jobs queued so far are done
   python_zygote_.reset();  // its children die with it
+  node_spares_.reset();    // the idle spares are killed; taken ones are the runner's
 }
 
 core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, const isolation::Limits& limits) {
@@ -122,17 +134,18 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
     return core::make_error(core::Errc::unavailable, std::string("cannot make the result channel: ") + std::strerror(errno));
   }
 
-  if (python_zygote_ && spec.start == StartMode::warm && spec.language == Language::python &&
-      limits.level != isolation::Level::namespace_) {
+  if (spec.start == StartMode::warm) {
     auto warm = start_warm(spec, limits, job);
     if (warm) return warm;
-    spdlog::info("invoke: starting cold: {}", warm.error().message);
+    job->cold_reason = warm.error().message;
+    spdlog::debug("invoke: starting cold: {}", job->cold_reason);
   }
 
   commands::CommandSpec cs;
   cs.argv = std::move(argv).value();
   cs.pass_fds = {job->channel.get()};
   cs.kind = "invocation";
+  cs.end_group_on_exit = true;
   cs.cwd = job->work_dir;
   cs.timeout = spec.timeout;
   cs.envs = std::move(spec.envs);
@@ -145,6 +158,11 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
     return cmd.error();
   }
   const auto& execution = (*cmd)->execution();
+  interrupt_as_command(execution, job);
+  return execution;
+}
+
+void Invoker::interrupt_as_command(const std::shared_ptr<exec::Execution>& execution, const std::shared_ptr<Job>& job) {
   execution->set_interrupter(
       [weak_job = std::weak_ptr<Job>(job), weak_runner = std::weak_ptr<commands::CommandRunner>(runner_), id = execution->id()] {
         return interrupt_with(weak_job, [&] {
@@ -152,7 +170,6 @@ core::Result<std::shared_ptr<exec::Execution>> Invoker::start(InvokeSpec spec, c
           return runner ? runner->interrupt(id) : core::make_error(core::Errc::conflict, "the daemon is stopping");
         });
       });
-  return execution;
 }
 
 std::function<void(commands::CommandOutcome)> Invoker::finisher(const std::shared_ptr<Job>& job) {
@@ -177,6 +194,76 @@ std::function<void(commands::CommandOutcome)> Invoker::finisher(const std::share
 
 core::Result<std::shared_ptr<exec::Execution>> Invoker::start_warm(InvokeSpec& spec, const isolation::Limits& limits,
                                                                    const std::shared_ptr<Job>& job) {
+  if (!options_.warm_start) return core::make_error(core::Errc::unavailable, "warm starts are off (--warm-invoke off)");
+  if (limits.level == isolation::Level::namespace_) {
+    return core::make_error(core::Errc::unavailable,
+                            "namespace isolation starts the handler inside bwrap's own process tree, which a warm start cannot enter");
+  }
+  if (spec.language == Language::python) return start_forked(spec, limits, job);
+  if (!node_spares_) return core::make_error(core::Errc::unavailable, "node spares are off (--node-spares 0)");
+  return start_spare(spec, limits, job);
+}
+
+core::Result<std::shared_ptr<exec::Execution>> Invoker::start_spare(InvokeSpec& spec, const isolation::Limits& limits,
+                                                                    const std::shared_ptr<Job>& job) {
+  const bool guarded = isolation::ExecutionGuard::needed(limits);
+  const auto& isolator = runner_->isolator();
+  if (guarded && !isolator) return core::make_error(core::Errc::unavailable, "no isolation service");
+  // The environment and working directory a cold start would be given at exec.
+  if (spec.language == Language::typescript) spec.envs["EXECD_TYPESCRIPT_MODULE"] = options_.runtimes.typescript_module_dir;
+  process::SpawnOptions so;
+  so.argv = {options_.runtimes.node};
+  so.env = limits.level == isolation::Level::none ? commands::command_environment(options_.envs_file, spec.envs)
+                                                 : commands::isolated_environment(options_.envs_file, spec.envs);
+  so.cwd = job->work_dir;
+  // Taken first: no cgroup is made for an invocation that starts cold. The isolator adds
+  // only PATH and HOME, which node does not read at start, so the environment's startup
+  // variables are known already.
+  auto spare = node_spares_->take(spec.language, limits.level, so.env);
+  if (!spare) return spare.error();
+  const pid_t pid = spare->child.pid;
+  auto execution = executions_->create("invocation");
+  std::unique_ptr<isolation::ExecutionGuard> guard;
+  if (guarded) {
+    auto made = isolation::ExecutionGuard::make(*isolator, limits, so, "c-" + execution->id());
+    // Its cgroup and rlimits, before the request (and so any user code) reaches it.
+    const auto* steps = static_cast<const isolation::ChildSteps*>(so.child_setup_arg);
+    auto applied = !made ? core::Result<void>(made.error()) : steps != nullptr ? steps->apply_to(pid) : core::Result<void>();
+    if (!applied) {
+      // Not set up: no invocation may use it. Killed and reaped before the guard ends
+      // (which would otherwise reap it as a killed member of its cgroup).
+      node_spares_->discard(*spare);
+      executions_->remove(execution->id());
+      spdlog::warn("invoke: a node spare could not be set up: {}", applied.error().message);
+      return applied.error();
+    }
+    guard = std::move(made).value();
+  }
+  commands::CommandSpec cs;
+  cs.kind = "invocation";
+  cs.end_group_on_exit = true;
+  cs.timeout = spec.timeout;
+  cs.stdin_data = exec::dump_json({{"code", std::move(spec.code)},
+                                   {"event", std::move(spec.event)},
+                                   {"env", std::move(so.env)},
+                                   {"cwd", so.cwd.empty() ? job->work_dir : so.cwd}});
+  // What it used while starting (CPU in 10 ms ticks) is not the invocation's.
+  if (auto used = process::cpu_time_with_children_ms(pid)) cs.usage_before.cpu = std::chrono::milliseconds(*used);
+  if (auto io = process::io_bytes(pid)) {
+    cs.usage_before.io_read_bytes = io->read;
+    cs.usage_before.io_write_bytes = io->written;
+  }
+  cs.on_finish = finisher(job);
+  job->channel = std::move(spare->channel);
+  job->warm = true;
+  runner_->adopt(execution, std::move(cs), std::move(spare->child), std::move(guard));
+  interrupt_as_command(execution, job);
+  return execution;
+}
+
+core::Result<std::shared_ptr<exec::Execution>> Invoker::start_forked(InvokeSpec& spec, const isolation::Limits& limits,
+                                                                     const std::shared_ptr<Job>& job) {
+  if (!python_zygote_) return core::make_error(core::Errc::unavailable, "warm starts are off (--warm-invoke off)");
   const bool guarded = isolation::ExecutionGuard::needed(limits);
   const auto& isolator = runner_->isolator();
   if (guarded && !isolator) return core::make_error(core::Errc::unavailable, "no isolation service");
@@ -256,6 +343,7 @@ void Invoker::finish(Job& job) {
   doc["id"] = outcome.execution->id();
   doc["language"] = to_string(job.language);
   doc["start"] = job.warm ? "warm" : "cold";
+  doc["cold_reason"] = job.cold_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(job.cold_reason);
 
   // The result channel: one JSON document, or nothing when the process ended first.
   std::optional<nlohmann::json> channel;

@@ -16,6 +16,7 @@
 #include "exec/execution.hpp"
 #include "exec/execution_registry.hpp"
 #include "invoke/handler_bootstrap.hpp"
+#include "invoke/node_spares.hpp"
 #include "invoke/zygote.hpp"
 #include "isolation/limits.hpp"
 #include "process/child_reaper.hpp"
@@ -41,10 +42,13 @@ struct InvokeSpec {
 };
 
 /// Runs handlers: each invocation is a fresh process that no other invocation shares.
-/// Warm (Python, isolation level none or process, the default): a child forked by the
+/// Warm (isolation level none or process, the default): Python, a child forked by the
 /// Python Zygote, which applies the invocation's session, cgroup, rlimits and
-/// no_new_privs before the bootstrap runs, followed by a ZygoteRun. Cold (asked for,
-/// another language, namespace level, the zygote turned off or unusable just now): an
+/// no_new_privs before the bootstrap runs, followed by a ZygoteRun; JavaScript and
+/// TypeScript, a node spare started ahead (NodeSpares), given the invocation's cgroup and
+/// rlimits before its request is written to its stdin, then followed by the
+/// CommandRunner as a cold start is (CommandRunner::adopt). Cold (asked for, namespace
+/// level, warm starts turned off, or no zygote or spare able to serve it just now): an
 /// interpreter started through bootstrap_argv() as a command of kind "invocation" in the
 /// CommandRunner, with its isolation and limits. The code and the event go
 /// in on stdin; the return value comes back on descriptor 3, a memfd that only the
@@ -59,7 +63,8 @@ struct InvokeSpec {
 /// When the process ends, a worker thread (never the reactor) builds the result
 /// document — id, status (success | failed | timeout | killed), return_value, stdout,
 /// stderr (each capped, with truncated flags), exit_code, error {type, message,
-/// traceback}, artifacts, metrics, start ("warm" | "cold"), interrupted — and closes the execution's log with
+/// traceback}, artifacts, metrics, start ("warm" | "cold"), cold_reason (why a warm start
+/// asked for did not happen; else null), interrupted — and closes the execution's log with
 /// one terminal event of type kResultEvent carrying it: SSE readers, pollers and
 /// wait() all see the same document. Thread-safe.
 class Invoker {
@@ -74,7 +79,8 @@ class Invoker {
     uint64_t max_return_bytes = 16 << 20;          ///< the encoded return value
     size_t max_artifacts = 1000;
     uint64_t artifact_hash_budget = 256ull << 20;  ///< bytes hashed per invocation
-    bool warm_start = true;                        ///< false: every invocation starts cold (--no-warm-invoke)
+    bool warm_start = true;                        ///< false: every invocation starts cold (--warm-invoke off)
+    size_t node_spares = 1;                        ///< spares per JavaScript/TypeScript flavour; 0: they start cold
     std::string envs_file;                         ///< EXECD_ENVS lines, as commands get them
     std::chrono::milliseconds kill_grace{3000};    ///< SIGINT -> SIGTERM -> SIGKILL steps of a warm timeout or interrupt
   };
@@ -112,16 +118,26 @@ class Invoker {
   void finish(Job& job);
   void sweep_work_dirs();
   std::function<void(commands::CommandOutcome)> finisher(const std::shared_ptr<Job>& job);
-  /// The invocation forked by the zygote; an error (logged, not returned to the caller)
-  /// means it starts cold.
+  /// The invocation started warm; an error (not returned to the caller: its message is
+  /// the result's `cold_reason`) means it starts cold.
   core::Result<std::shared_ptr<exec::Execution>> start_warm(InvokeSpec& spec, const isolation::Limits& limits,
                                                             const std::shared_ptr<Job>& job);
+  /// Python: a child forked by the zygote.
+  core::Result<std::shared_ptr<exec::Execution>> start_forked(InvokeSpec& spec, const isolation::Limits& limits,
+                                                              const std::shared_ptr<Job>& job);
+  /// JavaScript, TypeScript: a node spare, adopted by the CommandRunner as the
+  /// invocation's command once its cgroup and rlimits are on it.
+  core::Result<std::shared_ptr<exec::Execution>> start_spare(InvokeSpec& spec, const isolation::Limits& limits,
+                                                             const std::shared_ptr<Job>& job);
+  /// The interrupter of an invocation run as a command of the runner (cold, or a spare).
+  void interrupt_as_command(const std::shared_ptr<exec::Execution>& execution, const std::shared_ptr<Job>& job);
 
   std::shared_ptr<commands::CommandRunner> runner_;
   std::shared_ptr<process::Reactor> reactor_;
   std::shared_ptr<exec::ExecutionRegistry> executions_;
   Options options_;
   std::unique_ptr<Zygote> python_zygote_;  // null when warm starts are off; starts its process lazily
+  std::unique_ptr<NodeSpares> node_spares_;  // null when warm starts or node spares are off
   std::shared_ptr<Queue> queue_ = std::make_shared<Queue>();
   std::mutex sweep_mu_;
   std::chrono::steady_clock::time_point last_sweep_{};

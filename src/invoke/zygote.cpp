@@ -18,6 +18,7 @@
 #include "core/json_parse.hpp"
 #include "core/unique_fd.hpp"
 #include "invoke/zygote_program.hpp"
+#include "process/spawn.hpp"
 
 namespace execd::invoke {
 
@@ -27,25 +28,6 @@ constexpr const char* kZygotePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sb
 constexpr std::chrono::seconds kRestartEvery{1};
 constexpr size_t kMaxPacket = 60000;  // the zygote reads up to 64 KiB per request
 constexpr size_t kMaxFds = 32;        // and at most this many descriptors
-
-// The interpreter a cold start at level none would run: `python` looked up in the
-// daemon's PATH (the zygote itself gets a PATH of its own, not the daemon's), so warm and
-// cold run the same Python.
-std::string resolve(const std::string& program) {
-  if (program.find('/') != std::string::npos) return program;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t colon = dirs.find(':', start);
-    if (colon == std::string::npos) colon = dirs.size();
-    const std::string candidate =
-        (colon > start ? dirs.substr(start, colon - start) : std::string(".")) + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = colon + 1;
-  }
-  return program;
-}
 
 timeval micros(int64_t us) {
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
@@ -113,7 +95,7 @@ core::Result<void> Zygote::State::start(std::unique_lock<std::mutex>& lock) {
   ::setsockopt(work_ours.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
 
   process::SpawnOptions so;
-  so.argv = {resolve(options.python), "-I", "-c", zygote_program(), "execd-zygote"};
+  so.argv = {process::find_in_path(options.python), "-I", "-c", zygote_program(), "execd-zygote"};
   so.env = {kZygotePath};
   so.cwd = "/";
   so.output_file = "/dev/null";

@@ -1,8 +1,11 @@
 #pragma once
 
 #include <sys/resource.h>
+#include <sys/types.h>
 
 #include <vector>
+
+#include "core/result.hpp"
 
 namespace execd::isolation {
 
@@ -32,6 +35,14 @@ struct ChildSteps {
   /// fit for a vfork/CLONE_VM child. Returns 0, or an errno with `*failed_step` set to a
   /// static string naming the step ("joining the execution's cgroup", ...).
   int apply(const char** failed_step) const noexcept;
+
+  /// The same steps on a process that is already running and has not yet been given
+  /// anything to run (a pre-started interpreter waiting for its request), from the
+  /// daemon: `pid` written to each cgroup.procs (the whole process moves, its threads
+  /// too), each rlimit set with prlimit(2). no_new_privs cannot be set on another
+  /// process: when asked for, `pid` must already have it (it was started with it);
+  /// otherwise unavailable. An error names the step; the process must then not be used.
+  core::Result<void> apply_to(pid_t pid) const;
 };
 
 }  // namespace execd::isolation

@@ -39,6 +39,15 @@ std::vector<pid_t> group_members(pid_t pgid, const std::string& proc_root = "/pr
 /// running total: the difference across one command is that command's cost).
 core::Result<uint64_t> cpu_time_with_children_ms(pid_t pid, const std::string& proc_root = "/proc");
 
+/// Bytes `pid` has caused to be read from and written to storage so far
+/// (/proc/<pid>/io read_bytes, write_bytes: what rusage's ru_inblock/ru_oublock count, in
+/// bytes). not_found when it does not exist or cannot be read.
+struct IoBytes {
+  uint64_t read = 0;
+  uint64_t written = 0;
+};
+core::Result<IoBytes> io_bytes(pid_t pid, const std::string& proc_root = "/proc");
+
 /// Resets the kernel's record of `pid`'s peak RSS (/proc/<pid>/clear_refs, "5"), so a
 /// later peak_rss_kib() measures from now. False if not permitted.
 bool reset_peak_rss(pid_t pid, const std::string& proc_root = "/proc");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -147,6 +148,21 @@ int run_child(void* arg) {
     child_fail(p.report_fd, kDup);
   }
   if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) child_fail(p.report_fd, kChdir);
+  // Passed descriptors become 3, 4, ...: each is first copied above every target (a
+  // source may itself be numbered like a target), then placed; dup2 clears close-on-exec.
+  // The copies are made before the setup, whose RLIMIT_NOFILE may be below their numbers
+  // (F_DUPFD refuses a minimum past it); placing them is fine under it.
+  const auto n_pass = static_cast<int>(o.pass_fds.size());
+  constexpr int kMaxPass = 16;
+  int high[kMaxPass];
+  if (n_pass > kMaxPass) {
+    errno = EMFILE;
+    child_fail(p.report_fd, kDup);
+  }
+  for (int i = 0; i < n_pass; ++i) {
+    high[i] = fcntl(o.pass_fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, 3 + n_pass + 64);
+    if (high[i] < 0) child_fail(p.report_fd, kDup);
+  }
   // Before the close-on-exec pass (the setup may use descriptors the daemon opened for
   // it, such as cgroup.procs files) and before the uid switch (joining a cgroup and
   // raising nothing needs the daemon's privileges).
@@ -157,12 +173,8 @@ int run_child(void* arg) {
       child_fail(p.report_fd, kSetup, step);
     }
   }
-  // Passed descriptors become 3, 4, ...: each is first copied above every target (a
-  // source may itself be numbered like a target), then placed; dup2 clears close-on-exec.
-  const auto n_pass = static_cast<int>(o.pass_fds.size());
   for (int i = 0; i < n_pass; ++i) {
-    const int high = fcntl(o.pass_fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, 3 + n_pass + 64);
-    if (high < 0 || dup2(high, 3 + i) < 0) child_fail(p.report_fd, kDup);
+    if (dup2(high[i], 3 + i) < 0) child_fail(p.report_fd, kDup);
   }
   if (!cloexec_from(static_cast<unsigned>(3 + n_pass))) child_fail(p.report_fd, kCloseFds);
   if (o.uid) {
@@ -204,6 +216,21 @@ std::vector<std::string> environment_with(const std::map<std::string, std::strin
   out.reserve(env.size());
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
   return out;
+}
+
+std::string find_in_path(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  const std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    if (colon == std::string::npos) colon = dirs.size();
+    const std::string candidate = (colon > start ? dirs.substr(start, colon - start) : std::string(".")) + "/" + program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = colon + 1;
+  }
+  return program;
 }
 
 bool signal_group(pid_t pgid, int sig) { return pgid > 0 && ::kill(-pgid, sig) == 0; }

@@ -30,7 +30,7 @@ struct SpawnOptions {
   /// be async-signal-safe and allocation-free. Returns 0, or an errno with `*failed_step`
   /// set to a static string naming the step (reported as the spawn's error).
   int (*child_setup)(const void* arg, const char** failed_step) noexcept = nullptr;
-  /// Descriptors of the daemon's handed to the child as 3, 4, ... in this order (the
+  /// Descriptors of the daemon's (at most 16) handed to the child as 3, 4, ... in this order (the
   /// daemon keeps its own; every other descriptor stays closed at exec).
   std::vector<int> pass_fds;
   const void* child_setup_arg = nullptr;
@@ -52,6 +52,12 @@ core::Result<Child> spawn(const SpawnOptions& options);
 
 /// The daemon's own environment with `overrides` on top, as KEY=VALUE for SpawnOptions.
 std::vector<std::string> environment_with(const std::map<std::string, std::string>& overrides);
+
+/// `program` (no '/') looked up in the daemon's own PATH: the executable a spawn at
+/// level none would run. A long-lived server of an interpreter (the zygote, node spares)
+/// gets a PATH of its own, so it is started with this; `program` itself when not found
+/// or when it names a path.
+std::string find_in_path(const std::string& program);
 
 /// Sends `sig` to the child's whole process group; false if it is already gone.
 bool signal_group(pid_t pgid, int sig);

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <cstdlib>
 #include <thread>
 #include <vector>
@@ -863,4 +864,316 @@ TEST_CASE("callbacks: /code cells and shell code POST their result, signed, when
   }
   check_error(d.client()->Post("/code", json{{"code", "true"}, {"callback_url", "gopher://x"}}.dump(), "application/json"), 400,
               "INVALID_REQUEST_BODY", "callback_url");
+}
+
+namespace {
+
+// The daemon's node spares (its node children carrying the spare tag; one taken by an
+// invocation still carries it, but these tests ask between invocations, when every taken
+// one has exited): TypeScript ones and level-process ones told apart by their bootstrap
+// and by NoNewPrivs.
+struct NodeSpare {
+  pid_t pid;
+  bool typescript;
+  bool no_new_privs;
+};
+
+std::vector<NodeSpare> node_spares_of(pid_t daemon) {
+  std::vector<NodeSpare> out;
+  for (const auto& p : execd::test::processes()) {
+    if (p.ppid != daemon || p.state == 'Z' || p.cmdline.find("execd-node-spare") == std::string::npos) continue;
+    const std::string status = read_file("/proc/" + std::to_string(p.pid) + "/status");
+    out.push_back({p.pid, p.cmdline.find("EXECD_TS = true") != std::string::npos,
+                   status.find("NoNewPrivs:\t1") != std::string::npos});
+  }
+  return out;
+}
+
+// Waits until `daemon` has a spare of the flavour: the next such invocation starts warm.
+std::optional<pid_t> spare_ready(pid_t daemon, bool typescript, bool no_new_privs = false) {
+  std::optional<pid_t> found;
+  execd::test::within(std::chrono::seconds(30), [&] {
+    for (const auto& s : node_spares_of(daemon)) {
+      if (s.typescript == typescript && s.no_new_privs == no_new_privs) found = s.pid;
+    }
+    return found.has_value();
+  });
+  return found;
+}
+
+json js(const DaemonProcess& d, const std::string& code, const json& event = nullptr, const json& extra = json::object()) {
+  json body = extra;
+  body["code"] = code;
+  body["event"] = event;
+  if (!body.contains("language")) body["language"] = "javascript";
+  return invoke(d, body);
+}
+
+}  // namespace
+
+TEST_CASE("invoke warm: javascript and typescript handlers run in node spares started ahead, which hold nothing of the daemon's") {
+  auto d = std::make_unique<DaemonProcess>(daemon_args(), std::vector<std::string>{"EXECD_TEST_SECRET=ns-secret-53"});
+  CHECK(node_spares_of(d->pid()).empty());  // started on first use: an idle daemon has none
+  const std::string code = "exports.handler = (e) => [e, process.pid, process.ppid, process.argv.length, process.cwd()];";
+  auto first = js(*d, code, 1);
+  REQUIRE(first["status"] == "success");
+  CHECK(first["start"] == "cold");
+  CHECK(first["cold_reason"].get<std::string>().find("first javascript invocation") != std::string::npos);
+  auto spare = spare_ready(d->pid(), false);
+  REQUIRE(spare);
+  // What a spare holds before its request: its stdio pipes, the result memfd as 3, and
+  // node's own event loop descriptors (no socket, no file of the daemon's); the spare's
+  // environment (PATH and the variables node reads at start), not the daemon's secrets.
+  {
+    const std::string spare_fds = shell_output("for f in /proc/" + std::to_string(*spare) + "/fd/*; do readlink $f; done | sort -u");
+    INFO(spare_fds);
+    std::istringstream spare_lines(spare_fds);
+    for (std::string line; std::getline(spare_lines, line);) {
+      CHECK((line.rfind("pipe:", 0) == 0 || line.rfind("anon_inode:", 0) == 0 || line.rfind("/memfd:execd-invoke-result", 0) == 0));
+    }
+  }
+  CHECK(read_file("/proc/" + std::to_string(*spare) + "/environ").find("ns-secret-53") == std::string::npos);
+  auto warm = js(*d, code, 2);
+  REQUIRE(warm["status"] == "success");
+  CHECK(warm["start"] == "warm");
+  CHECK(warm["cold_reason"].is_null());
+  CHECK(warm["return_value"][0] == 2);
+  CHECK(warm["return_value"][1] == *spare);    // the spare ran it
+  CHECK(warm["return_value"][2] == d->pid());  // a child of the daemon, as a cold start is
+  CHECK(warm["return_value"][3] == 1);         // process.argv as `node -e` has it: the tag is gone
+  CHECK(warm["return_value"][4] == warm["work_dir"]);
+  CHECK(warm["return_value"][1] != first["return_value"][1]);
+  // The environment a cold start gets at level none: the daemon's, then the request's.
+  auto env = js(*d, "exports.handler = () => [process.env.EXECD_TEST_SECRET, process.env.MINE];", nullptr,
+                {{"envs", {{"MINE", "m1"}}}, {"start", spare_ready(d->pid(), false) ? "warm" : "cold"}});
+  CHECK(env["start"] == "warm");
+  CHECK(env["return_value"] == json::array({"ns-secret-53", "m1"}));
+  // The result channel, capped output and artifacts behave as for a cold start.
+  REQUIRE(spare_ready(d->pid(), false));
+  auto loud = js(*d,
+                 "const fs = require('fs');\n"
+                 "exports.handler = () => {\n"
+                 "  process.stdout.write('{\"ok\": true, \"value\": \"forged\"}\\n');\n"
+                 "  for (let i = 0; i < 30000; i++) process.stdout.write('x'.repeat(99) + '\\n');\n"
+                 "  fs.writeFileSync('out.txt', 'hello');\n"
+                 "  return 'real';\n"
+                 "};");
+  INFO(loud.dump().substr(0, 2000));
+  CHECK(loud["start"] == "warm");
+  CHECK(loud["status"] == "success");
+  CHECK(loud["return_value"] == "real");
+  CHECK(loud["truncated"]["stdout"] == true);
+  CHECK(loud["stdout"].get<std::string>().size() <= 1u << 20);
+  REQUIRE(loud["artifacts"].size() == 1);
+  CHECK(loud["artifacts"][0]["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  // Every way a handler fails, warm.
+  REQUIRE(spare_ready(d->pid(), false));
+  auto thrown = js(*d, "exports.handler = () => { throw new RangeError('boom'); };");
+  CHECK(thrown["start"] == "warm");
+  CHECK(thrown["error"]["type"] == "RangeError");
+  REQUIRE(spare_ready(d->pid(), false));
+  auto syntax = js(*d, "function handler( {");
+  CHECK(syntax["start"] == "warm");
+  CHECK(syntax["error"]["type"] == "SyntaxError");
+  REQUIRE(spare_ready(d->pid(), false));
+  auto exits = js(*d, "exports.handler = () => process.exit(4);");
+  CHECK(exits["start"] == "warm");
+  CHECK(exits["error"]["type"] == "NoResult");
+  CHECK(exits["exit_code"] == 4);
+
+  // TypeScript: its spares have the compiler loaded (the costly part of a cold start).
+  if (!daemon_args().empty()) {
+    const std::string ts_code = "export async function handler(e: {n: number}): Promise<number> { return e.n * 2; }";
+    auto ts_first = js(*d, ts_code, {{"n", 1}}, {{"language", "typescript"}});
+    CHECK(ts_first["start"] == "cold");
+    CHECK(ts_first["return_value"] == 2);
+    REQUIRE(spare_ready(d->pid(), true));
+    auto ts = js(*d, ts_code, {{"n", 21}}, {{"language", "typescript"}});
+    CHECK(ts["start"] == "warm");
+    CHECK(ts["status"] == "success");
+    CHECK(ts["return_value"] == 42);
+    REQUIRE(spare_ready(d->pid(), true));
+    auto ts_bad = js(*d, "export function handler(e: number): number { return e +; }", 1, {{"language", "typescript"}});
+    CHECK(ts_bad["start"] == "warm");
+    CHECK(ts_bad["error"]["type"] == "SyntaxError");
+  }
+
+  // A variable node reads only when it starts cannot be honoured by a spare: cold, saying so.
+  REQUIRE(spare_ready(d->pid(), false));
+  auto opts = js(*d, "exports.handler = () => process.env.NODE_OPTIONS;", nullptr,
+                 {{"envs", {{"NODE_OPTIONS", "--max-old-space-size=64"}}}});
+  CHECK(opts["start"] == "cold");
+  CHECK(opts["return_value"] == "--max-old-space-size=64");
+  CHECK(opts["cold_reason"].get<std::string>().find("NODE_OPTIONS") != std::string::npos);
+  CHECK(js(*d, code, 3)["start"] == "warm");  // the spare was left for the next one
+  auto asked_cold = js(*d, code, 3, {{"start", "cold"}});
+  CHECK(asked_cold["start"] == "cold");
+  CHECK(asked_cold["cold_reason"].is_null());
+
+  // Stopped with the daemon: no node of ours is left.
+  REQUIRE(spare_ready(d->pid(), false));
+  const auto spares = node_spares_of(d->pid());
+  REQUIRE_FALSE(spares.empty());
+  d.reset();
+  for (const auto& s : spares) CHECK(execd::test::within(std::chrono::seconds(5), [&] { return !alive(s.pid); }));
+  CHECK(execd::test::live_with("execd-node-spare").empty());
+
+  auto args = daemon_args();
+  args.insert(args.end(), {"--node-spares", "0"});
+  DaemonProcess off(args);
+  for (int i = 0; i < 2; ++i) {
+    auto r = js(off, code, i);
+    CHECK(r["start"] == "cold");
+    CHECK(r["cold_reason"].get<std::string>().find("--node-spares 0") != std::string::npos);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(node_spares_of(off.pid()).empty());
+}
+
+TEST_CASE("invoke warm: nothing one javascript invocation does is visible to the next") {
+  DaemonProcess d(daemon_args());
+  js(d, "exports.handler = () => 0;");  // the first starts cold and the spares
+  REQUIRE(spare_ready(d.pid(), false));
+  auto first = js(d,
+                  "exports.handler = () => {\n"
+                  "  globalThis.execdLeak = 'leaked';\n"
+                  "  require('fs').execdLeak = 1;\n"
+                  "  process.env.EXECD_LEAK = '1';\n"
+                  "  Array.prototype.execdLeak = 2;\n"
+                  "  const c = require('child_process').spawn('sleep', ['34.2'], {stdio: 'ignore'});\n"
+                  "  c.unref();\n"
+                  "  return [process.pid, c.pid];\n"
+                  "};");
+  REQUIRE(first["status"] == "success");
+  CHECK(first["start"] == "warm");
+  REQUIRE(spare_ready(d.pid(), false));
+  auto second = js(d,
+                   "exports.handler = () => ({global: typeof globalThis.execdLeak, module: 'execdLeak' in require('fs'),\n"
+                   "  env: 'EXECD_LEAK' in process.env, proto: [].execdLeak === undefined, pid: process.pid});");
+  REQUIRE(second["status"] == "success");
+  CHECK(second["start"] == "warm");
+  const auto& v = second["return_value"];
+  CHECK(v["global"] == "undefined");
+  CHECK(v["module"] == false);
+  CHECK(v["env"] == false);
+  CHECK(v["proto"] == true);
+  CHECK(v["pid"] != first["return_value"][0]);  // one process per invocation
+  CHECK_FALSE(alive(first["return_value"][0].get<pid_t>()));
+  // The process the first one left behind was ended with it, as a cold start's is.
+  CHECK(execd::test::within(std::chrono::seconds(3), [] { return execd::test::live_with("sleep 34.2").empty(); }));
+  auto cold = js(d, "exports.handler = () => { require('child_process').spawn('sleep', ['34.2'], {stdio: 'ignore'}).unref(); };",
+                 nullptr, {{"start", "cold"}});
+  CHECK(cold["status"] == "success");
+  CHECK(execd::test::within(std::chrono::seconds(3), [] { return execd::test::live_with("sleep 34.2").empty(); }));
+}
+
+TEST_CASE("invoke warm: a javascript spare's timeout and interrupt behave as a cold start's") {
+  auto args = daemon_args();
+  args.insert(args.end(), {"--kill-grace", "300ms"});
+  DaemonProcess d(args);
+  js(d, "exports.handler = () => 0;");
+  REQUIRE(spare_ready(d.pid(), false));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto slow = js(d,
+                 "exports.handler = async () => {\n"
+                 "  require('child_process').spawn('sleep', ['35.3'], {stdio: 'ignore'});\n"
+                 "  await new Promise(r => setTimeout(r, 30000));\n"
+                 "};",
+                 nullptr, {{"timeout", 700}});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+  CHECK(slow["start"] == "warm");
+  CHECK(slow["status"] == "timeout");
+  CHECK(slow["error"]["type"] == "Timeout");
+  CHECK(execd::test::within(std::chrono::seconds(3), [] { return execd::test::live_with("sleep 35.3").empty(); }));
+
+  execd::test::TempDir dir;
+  struct Case {
+    std::string code, how;
+  };
+  const std::vector<Case> cases = {
+      // SIGINT ends it (node's default).
+      {"exports.handler = async (e) => { require('fs').writeFileSync(e, ''); await new Promise(r => setTimeout(r, 30000)); };",
+       "signal: interrupt"},
+      // SIGINT handled and ignored: SIGTERM after the grace ends it.
+      {"exports.handler = async (e) => { process.on('SIGINT', () => {}); require('fs').writeFileSync(e, '');\n"
+       "  await new Promise(r => setTimeout(r, 30000)); };",
+       "signal: terminated"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    INFO(c.code);
+    REQUIRE(spare_ready(d.pid(), false));
+    const std::string marker = dir.str() + "/running-" + std::to_string(n++);
+    json result;
+    std::thread t([&] { result = js(d, c.code, marker, {{"timeout", 60000}}); });
+    const bool running = execd::test::within(std::chrono::seconds(20), [&] { return ::access(marker.c_str(), F_OK) == 0; });
+    CHECK(running);
+    const std::string id = running ? running_invocation(d) : std::string();
+    auto del = d.client()->Delete(("/command?id=" + id).c_str());
+    t.join();
+    REQUIRE(del);
+    CHECK(del->status == 200);
+    INFO(result.dump());
+    CHECK(result["id"] == id);
+    CHECK(result["start"] == "warm");
+    CHECK(result["status"] == "killed");
+    CHECK(result["interrupted"] == true);
+    CHECK(result["error"]["type"] == "Interrupted");
+    CHECK(result["error"]["message"].get<std::string>().find(c.how) != std::string::npos);
+    check_error(d.client()->Delete(("/command?id=" + id).c_str()), 409, "CONFLICT", "not running");
+  }
+}
+
+TEST_CASE("invoke warm: limits and process isolation apply to a javascript spare before its code runs") {
+  DaemonProcess d(daemon_args());
+  const json isolated = {{"isolation", "process"}, {"max_open_files", 64}, {"envs", {{"MINE", "1"}}}};
+  const std::string probe =
+      "const fs = require('fs');\n"
+      "exports.handler = () => {\n"
+      "  const status = fs.readFileSync('/proc/self/status', 'utf8');\n"
+      "  const limits = fs.readFileSync('/proc/self/limits', 'utf8');\n"
+      "  const stat = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');\n"
+      "  return {env: Object.keys(process.env).sort(), nofile: /Max open files\\s+64\\s+64/.test(limits),\n"
+      "          no_new_privs: status.includes('NoNewPrivs:\\t1'), own_session: Number(stat[3]) === process.pid,\n"
+      "          cgroup: fs.readFileSync('/proc/self/cgroup', 'utf8')};\n"
+      "};";
+  auto first = js(d, probe, nullptr, isolated);
+  CHECK(first["start"] == "cold");
+  REQUIRE(spare_ready(d.pid(), false, true));  // a level-process spare: started with no_new_privs
+  auto proc = js(d, probe, nullptr, isolated);
+  INFO(proc.dump());
+  REQUIRE(proc["status"] == "success");
+  CHECK(proc["start"] == "warm");
+  CHECK(proc["return_value"]["nofile"] == true);
+  CHECK(proc["return_value"]["no_new_privs"] == true);
+  CHECK(proc["return_value"]["own_session"] == true);
+  // The request's variables and the defaults isolation adds; nothing of the daemon's.
+  CHECK(proc["return_value"]["env"] == json::array({"HOME", "MINE", "PATH"}));
+  // In the invocation's own cgroup, as a cold start at this level is.
+  CHECK(proc["return_value"]["cgroup"].get<std::string>().find("c-" + proc["id"].get<std::string>()) != std::string::npos);
+  CHECK(first["return_value"]["env"] == proc["return_value"]["env"]);
+  CHECK(first["return_value"]["cgroup"].get<std::string>().find("c-" + first["id"].get<std::string>()) != std::string::npos);
+  // A level-none spare is never given to a level-process invocation (it lacks
+  // no_new_privs, which cannot be added to a running process), and the reverse.
+  for (const auto& s : node_spares_of(d.pid())) CHECK(s.no_new_privs);
+  // Limits hold: memory (the cgroup's), CPU time.
+  REQUIRE(spare_ready(d.pid(), false, true));
+  auto oom = js(d, "exports.handler = () => { const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1)); };", nullptr,
+                {{"isolation", "process"}, {"memory_limit_mb", 96}, {"timeout", 30000}});
+  INFO(oom.dump());
+  CHECK(oom["start"] == "warm");
+  CHECK(oom["status"] == "killed");
+  CHECK(oom["killed"]["limit"] == "memory");
+  REQUIRE(spare_ready(d.pid(), false, true));
+  auto cpu = js(d, "exports.handler = () => { for (;;) {} };", nullptr,
+                {{"isolation", "process"}, {"cpu_time_limit_s", 1}, {"timeout", 30000}});
+  INFO(cpu.dump());
+  CHECK(cpu["start"] == "warm");
+  CHECK(cpu["status"] == "killed");
+  CHECK(cpu["killed"]["limit"] == "cpu_time");
+  // Namespace isolation runs inside bwrap's own process tree: cold, saying why.
+  auto ns = js(d, "exports.handler = () => 1;", nullptr, {{"isolation", "namespace"}});
+  CHECK(ns["status"] == "success");
+  CHECK(ns["start"] == "cold");
+  CHECK(ns["cold_reason"].get<std::string>().find("namespace") != std::string::npos);
 }
