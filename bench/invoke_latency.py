@@ -172,6 +172,108 @@ def throughput(start, total, clients=8):
     return total / (time.perf_counter() - t0)
 
 
+# JavaScript and TypeScript (node spares): warm (a node started ahead, waiting for its
+# request) and cold (start: cold, node started per invocation), beside `node -e` running
+# the same handler on the same event with no execd (the reference), interleaved one of
+# each per round: a spare taken by one warm invocation is replaced while the cold one and
+# the reference run, as it would be between the requests of a caller that does something
+# with each answer.
+NODE = shutil.which("node")
+TS_MODULE = os.environ.get("EXECD_TYPESCRIPT_MODULE", "")
+JS_CODE = "exports.handler = (e) => e;"
+TS_CODE = "export function handler(e: {n: number, s: string}): {n: number, s: string} { return e; }"
+
+
+def node_spares():
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == DAEMON and b"execd-node-spare" in cmd:
+            out.append((int(d), b"EXECD_TS = true" in cmd))
+    return out
+
+
+def invoke_js(conn, language, code, start):
+    body = json.dumps({"code": code, "event": EVENT, "start": start, "language": language})
+    t0 = time.perf_counter()
+    conn.request("POST", "/invoke", body=body, headers={"Content-Type": "application/json"})
+    doc = json.loads(conn.getresponse().read())
+    elapsed = time.perf_counter() - t0
+    assert doc["status"] == "success" and doc["return_value"] == EVENT, doc
+    return elapsed, doc["start"]
+
+
+def node_e(runs, language, code):
+    # The same handler on the same event, its result written to stdout; TypeScript
+    # compiled first with the same compiler, as the handler bootstrap does.
+    compile_ts = ""
+    if language == "typescript":
+        compile_ts = ("const ts = require(process.env.EXECD_TYPESCRIPT_MODULE);"
+                      "code = ts.transpileModule(code, {compilerOptions: {module: ts.ModuleKind.CommonJS,"
+                      " target: ts.ScriptTarget.ES2020}}).outputText;")
+    prog = (f"let code = {json.dumps(code)};" + compile_ts +
+            "const module = {exports: {}}; new Function('module', 'exports', 'require', code)(module, module.exports, require);"
+            "process.stdout.write(JSON.stringify(module.exports.handler(JSON.parse(require('fs').readFileSync(0, 'utf8')))));")
+    event = json.dumps(EVENT).encode()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = subprocess.run([NODE, "-e", prog], input=event, stdout=subprocess.PIPE, check=True,
+                             env={"PATH": os.environ["PATH"], "EXECD_TYPESCRIPT_MODULE": TS_MODULE}).stdout
+        times.append(time.perf_counter() - t0)
+        assert json.loads(out) == EVENT
+    return times
+
+
+def js_interleaved(language, code, rounds):
+    conn = http.client.HTTPConnection("127.0.0.1", PORT)
+    invoke_js(conn, language, code, "warm")  # the first starts cold and the spares
+    time.sleep(3 if language == "typescript" else 1)
+    warm, cold, ref, starts = [], [], [], {}
+    for _ in range(rounds):
+        t, s = invoke_js(conn, language, code, "warm")
+        warm.append(t)
+        starts[s] = starts.get(s, 0) + 1
+        ref += node_e(1, language, code)
+        t, s = invoke_js(conn, language, code, "cold")
+        cold.append(t)
+    return warm, cold, ref, starts
+
+
+def node_part():
+    parts = [("javascript", JS_CODE, int(os.environ.get("JS_RUNS", "60")))]
+    if TS_MODULE:
+        parts.append(("typescript", TS_CODE, int(os.environ.get("TS_RUNS", "20"))))
+    for language, code, rounds in parts:
+        warm, cold, ref, starts = js_interleaved(language, code, rounds)
+        w50, w99 = pct(warm)
+        c50, c99 = pct(cold)
+        r50, r99 = pct(ref)
+        print(f"{language:10} warm p50 {w50:7.2f} ms  p99 {w99:7.2f} ms  ({len(warm)} runs: {starts})")
+        print(f"{language:10} cold p50 {c50:7.2f} ms  p99 {c99:7.2f} ms  ({len(cold)} runs)")
+        print(f"{language:10} node -e p50 {r50:7.2f} ms  p99 {r99:7.2f} ms  ({len(ref)} runs, {NODE}; the reference)")
+        print(f"{language:10} ratio warm/node-e p50 {w50 / r50:.2f}; cold/node-e p50 {c50 / r50:.2f}; "
+              f"warm/cold p50 {w50 / c50:.2f}")
+    time.sleep(2)
+    for pid, ts in node_spares():
+        print(f"idle node spare ({'typescript' if ts else 'javascript'}): RSS {status_kib(pid, 'VmRSS') / 1024:.1f} MiB, "
+              f"PSS {pss_kib(pid) / 1024:.1f} MiB, RssAnon {status_kib(pid, 'RssAnon') / 1024:.1f} MiB")
+
+
+PARTS = os.environ.get("PARTS", "python,node").split(",")
+if "python" not in PARTS:
+    node_part()
+    print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores")
+    sys.exit(0)
+
 idle_before = status_kib(DAEMON, "VmRSS")
 assert not zygotes(), "a zygote before the first invocation"
 # Warm-up: the first invocation starts the zygote.
@@ -200,6 +302,8 @@ z = zs[0]
 print(f"idle zygote: RSS {status_kib(z, 'VmRSS') / 1024:.1f} MiB, PSS {pss_kib(z) / 1024:.1f} MiB; "
       f"daemon RSS {idle_before / 1024:.1f} MiB idle before the first invocation, "
       f"{status_kib(DAEMON, 'VmRSS') / 1024:.1f} MiB after")
+if "node" in PARTS:
+    node_part()
 policy = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
 print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores; "
       f"scheduling: {policy}; pause between warm invocations {THINK * 1000:.0f} ms")
