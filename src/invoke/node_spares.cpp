@@ -1,14 +1,13 @@
 #include "invoke/node_spares.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "commands/command_runner.hpp"
 #include "isolation/child_steps.hpp"
@@ -20,8 +19,12 @@ namespace {
 constexpr const char* kSparePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr std::chrono::seconds kSweepEvery{1};
 
-bool is_typescript(size_t f) { return f / 2 == 1; }
-bool is_isolated(size_t f) { return f % 2 == 1; }
+bool is_typescript(size_t f) {
+  return f / 2 == 1;
+}
+bool is_isolated(size_t f) {
+  return f % 2 == 1;
+}
 
 // Level-process spares are started with no_new_privs: only a process can set it on
 // itself, so it cannot be added when one is taken.
@@ -81,7 +84,8 @@ std::vector<std::string> NodeSpares::startup_env_of(size_t f) const {
 core::Result<NodeSpares::Spare> NodeSpares::take(Language language, isolation::Level level,
                                                  const std::vector<std::string>& env) {
   if (language == Language::python || level == isolation::Level::namespace_) {
-    return core::make_error(core::Errc::invalid_argument, "node spares serve javascript and typescript at level none or process");
+    return core::make_error(core::Errc::invalid_argument,
+                            "node spares serve javascript and typescript at level none or process");
   }
   if (language == Language::typescript && options_.typescript_module_dir.empty()) {
     return core::make_error(core::Errc::unavailable, "no typescript module");
@@ -93,8 +97,9 @@ core::Result<NodeSpares::Spare> NodeSpares::take(Language language, isolation::L
   if (!flavour.used) {
     flavour.used = true;
     cv_.notify_all();
-    return core::make_error(core::Errc::unavailable, "the first " + std::string(to_string(language)) +
-                                                         " invocation at this level starts cold; spares are started for the next ones");
+    return core::make_error(core::Errc::unavailable,
+                            "the first " + std::string(to_string(language)) +
+                                " invocation at this level starts cold; spares are started for the next ones");
   }
   while (!flavour.ready.empty()) {
     Spare spare = std::move(flavour.ready.front());
@@ -136,7 +141,8 @@ std::vector<pid_t> NodeSpares::idle() const {
 core::Result<void> NodeSpares::start_one(size_t f, Spare& spare) {
   spare.channel.reset(::memfd_create("execd-invoke-result", MFD_CLOEXEC));
   if (!spare.channel.valid()) {
-    return core::make_error(core::Errc::unavailable, std::string("cannot make the result channel: ") + std::strerror(errno));
+    return core::make_error(core::Errc::unavailable,
+                            std::string("cannot make the result channel: ") + std::strerror(errno));
   }
   spare.startup_env = startup_env_of(f);
   process::SpawnOptions so;
@@ -164,7 +170,8 @@ bool NodeSpares::reap_dead(Flavour& flavour) {
     if (::waitpid(it->child.pid, &status, WNOHANG) == it->child.pid) {
       reaper_->disown(it->child.pid);
       spdlog::warn("invoke: node spare {} ended while idle ({} {})", it->child.pid,
-                   WIFSIGNALED(status) ? "signal" : "exit status", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                   WIFSIGNALED(status) ? "signal" : "exit status",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
       it = flavour.ready.erase(it);
       died = true;
     } else {

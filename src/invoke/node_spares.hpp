@@ -48,18 +48,18 @@ namespace execd::invoke {
 class NodeSpares {
  public:
   struct Options {
-    std::string node = "node";            ///< looked up in the daemon's PATH, as a cold start at level none does
-    std::string typescript_module_dir;    ///< empty: no TypeScript spares
-    std::string envs_file;                ///< EXECD_ENVS lines, as commands get them
-    size_t per_flavour = 1;               ///< spares kept ready per flavour used so far
+    std::string node = "node";          ///< looked up in the daemon's PATH, as a cold start at level none does
+    std::string typescript_module_dir;  ///< empty: no TypeScript spares
+    std::string envs_file;              ///< EXECD_ENVS lines, as commands get them
+    size_t per_flavour = 1;             ///< spares kept ready per flavour used so far
     std::chrono::milliseconds retry_after{1000};
   };
 
   /// One started interpreter waiting for its request.
   struct Spare {
-    process::Child child;                   ///< pid (its own session), pidfd, stdin/stdout/stderr pipes
-    core::UniqueFd channel;                 ///< its descriptor 3: the result memfd
-    std::vector<std::string> startup_env;   ///< the startup variables it was started with, sorted
+    process::Child child;                  ///< pid (its own session), pidfd, stdin/stdout/stderr pipes
+    core::UniqueFd channel;                ///< its descriptor 3: the result memfd
+    std::vector<std::string> startup_env;  ///< the startup variables it was started with, sorted
   };
 
   NodeSpares(std::shared_ptr<process::ChildReaper> reaper, Options options);

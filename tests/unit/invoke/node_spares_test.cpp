@@ -107,8 +107,8 @@ TEST_CASE("node spares: started on first use, taken whole, replaced, killed by t
     REQUIRE(spare);
     CHECK(spare->child.pid == pid);
     const std::string cwd = "/tmp";
-    auto [doc, status] = run(*spare, "exports.handler = (e) => [e, process.env.MINE, process.cwd(), process.argv.length];",
-                             7, env, cwd);
+    auto [doc, status] =
+        run(*spare, "exports.handler = (e) => [e, process.env.MINE, process.cwd(), process.argv.length];", 7, env, cwd);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
     CHECK(doc == json{{"ok", true}, {"value", {7, "m1", cwd, 1}}});
@@ -149,7 +149,8 @@ TEST_CASE("node spares: level-process ones start with no_new_privs; apply_to giv
   steps.no_new_privs = true;
   REQUIRE(steps.apply_to(pid));
   auto [doc, status] = run(*spare,
-                           "exports.handler = () => /Max open files\\s+64\\s+64/.test(require('fs').readFileSync('/proc/self/limits', 'utf8'));",
+                           "exports.handler = () => /Max open "
+                           "files\\s+64\\s+64/.test(require('fs').readFileSync('/proc/self/limits', 'utf8'));",
                            nullptr, env, "/");
   CHECK(doc == json{{"ok", true}, {"value", true}});
   f.reaper->disown(pid);
