@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <cstdlib>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -1065,6 +1066,26 @@ TEST_CASE("invoke warm: nothing one javascript invocation does is visible to the
                  nullptr, {{"start", "cold"}});
   CHECK(cold["status"] == "success");
   CHECK(execd::test::within(std::chrono::seconds(3), [] { return execd::test::live_with("sleep 34.2").empty(); }));
+  // Many at once: each spare goes to exactly one of them, the rest start cold; every
+  // answer is its own.
+  REQUIRE(spare_ready(d.pid(), false));
+  constexpr int kAtOnce = 12;
+  std::vector<json> got(kAtOnce);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kAtOnce; ++i) {
+    threads.emplace_back([&, i] { got[i] = js(d, "exports.handler = (e) => [e, process.pid];", i); });
+  }
+  for (auto& t : threads) t.join();
+  int warm = 0;
+  std::set<pid_t> pids;
+  for (int i = 0; i < kAtOnce; ++i) {
+    CHECK(got[i]["status"] == "success");
+    CHECK(got[i]["return_value"][0] == i);
+    pids.insert(got[i]["return_value"][1].get<pid_t>());
+    warm += got[i]["start"] == "warm" ? 1 : 0;
+  }
+  CHECK(pids.size() == kAtOnce);
+  CHECK(warm >= 1);
 }
 
 TEST_CASE("invoke warm: a javascript spare's timeout and interrupt behave as a cold start's") {
