@@ -60,9 +60,26 @@ struct Engine {
   std::function<std::string(const std::string& state_dir, const std::string& id)> leftovers;
 };
 
+constexpr const char* kLoggedRuntime = "execd-logged-runc";
+
+/// An OCI runtime as an operator registers runsc: runc behind a script that appends each
+/// call's arguments to a log first, so a test sees which containers ran under it.
+const TempDir& logged_runtime_dir() {
+  static const TempDir dir;
+  static const bool written = [] {
+    const auto script = dir.write("runtime", "#!/bin/sh\necho \"$*\" >> " + dir.str() +
+                                                 "/calls.log\nexec /usr/sbin/runc \"$@\"\n");
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    return true;
+  }();
+  (void)written;
+  return dir;
+}
+
 /// One private dockerd (and the imported image) for every docker case of this program.
 PrivateDockerd& dockerd() {
-  static PrivateDockerd d;
+  static PrivateDockerd d(PrivateDockerd::Options{
+      .iptables = false, .runtimes = {{kLoggedRuntime, logged_runtime_dir().str() + "/runtime"}}});
   static const bool imported = (d.import_busybox_image(kDockerImage), true);
   (void)imported;
   return d;
@@ -422,3 +439,24 @@ TEST_CASE("docker backend: python cells through the proxy, in an image with Debi
 TEST_CASE("process backend: expiry leaves nothing") { expiry(process_engine()); }
 
 TEST_CASE("docker backend: expiry leaves nothing") { expiry(docker_engine()); }
+
+TEST_CASE("docker backend: --docker-runtime runs every sandbox under that runtime (as runsc would be)") {
+  Engine engine = docker_engine();
+  engine.gateway_args.insert(engine.gateway_args.end(), {"--docker-runtime", kLoggedRuntime});
+  Gateway gw(engine);
+  const std::string id = gw.create({{"image", engine.image}, {"timeout", 600}});
+  gw.wait_state(id, "Running");
+  CHECK(gw.run(id, "echo under-runtime") == "under-runtime\n");
+  const std::string container = docker_cli("ps -q --no-trunc --filter label=io.execd.sandbox=" + id);
+  REQUIRE(container.size() > 12);
+  CHECK(docker_cli("inspect -f '{{.HostConfig.Runtime}}' " + container.substr(0, 12)) == std::string(kLoggedRuntime) + "\n");
+  // The engine really started it through that runtime, not only recorded the name.
+  const std::string calls = execd::test::read_file(logged_runtime_dir().path() / "calls.log");
+  INFO(calls);
+  CHECK(calls.find("create") != std::string::npos);
+  CHECK(calls.find(container.substr(0, container.size() - 1)) != std::string::npos);
+  auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
+  REQUIRE(deleted);
+  CHECK(deleted->status == 204);
+  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+}

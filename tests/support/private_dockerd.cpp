@@ -86,7 +86,7 @@ PrivateDockerd::PrivateDockerd(Options options) {
   // same subnets; docker also skips pools that overlap the host's routes.
   const int octet = 128 + static_cast<int>(getpid() % 120);
   const std::string firewall = options.iptables ? "true" : "false";
-  const std::vector<std::string> args = {
+  std::vector<std::string> args = {
       kDockerd,
       "--data-root=" + (dir_ / "data").string(),
       "--exec-root=" + (dir_ / "exec").string(),
@@ -102,6 +102,7 @@ PrivateDockerd::PrivateDockerd(Options options) {
       "--log-level=warn",
       "--shutdown-timeout=5",
   };
+  for (const auto& [name, path] : options.runtimes) args.push_back("--add-runtime=" + name + "=" + path);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace execd::test {
 
@@ -25,6 +27,9 @@ class PrivateDockerd {
     /// calling thread's, which the daemon inherits; not its parent's): the constructor
     /// throws otherwise, so the host's firewall and forwarding are never touched.
     bool iptables = false;
+    /// OCI runtimes registered beside runc (--add-runtime NAME=PATH), as an operator
+    /// registers runsc.
+    std::vector<std::pair<std::string, std::string>> runtimes;
   };
 
   PrivateDockerd() : PrivateDockerd(Options{}) {}
