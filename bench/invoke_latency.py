@@ -47,7 +47,8 @@ def pss_kib(pid):
     return -1
 
 
-def zygotes():
+def daemon_children(marker):
+    """(pid, cmdline) of the daemon's children whose command line holds `marker`."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -59,9 +60,13 @@ def zygotes():
                 cmd = f.read()
         except OSError:
             continue
-        if ppid == DAEMON and b"execd-zygote" in cmd:
-            out.append(int(d))
+        if ppid == DAEMON and marker in cmd:
+            out.append((int(d), cmd))
     return out
+
+
+def zygotes():
+    return [pid for pid, _ in daemon_children(b"execd-zygote")]
 
 
 def invoke(conn, start):
@@ -185,20 +190,7 @@ TS_CODE = "export function handler(e: {n: number, s: string}): {n: number, s: st
 
 
 def node_spares():
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if ppid == DAEMON and b"execd-node-spare" in cmd:
-            out.append((int(d), b"EXECD_TS = true" in cmd))
-    return out
+    return [(pid, b"EXECD_TS = true" in cmd) for pid, cmd in daemon_children(b"execd-node-spare")]
 
 
 def invoke_js(conn, language, code, start):

@@ -195,6 +195,16 @@ class Gateway {
   gateway_harness::Gateway gw_;
 };
 
+/// DELETE through the gateway: 204, the row Terminated, nothing of it left on the engine.
+void delete_leaving_nothing(const Gateway& gw, const Engine& engine, const std::string& id) {
+  auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
+  REQUIRE(deleted);
+  CHECK(deleted->status == 204);
+  CHECK(gw.sandbox(id)["status"]["state"] == "Terminated");
+  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+  CAPTURE(engine.leftovers(gw.dir(), id));
+}
+
 uint64_t fnv1a(std::string_view bytes, uint64_t h = 1469598103934665603ull) {
   for (const unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
   return h;
@@ -358,12 +368,7 @@ void whole_life(const Engine& engine) {
   }
 
   SUBCASE("delete: 204, Terminated, nothing left on the engine") {
-    auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
-    REQUIRE(deleted);
-    CHECK(deleted->status == 204);
-    CHECK(gw.sandbox(id)["status"]["state"] == "Terminated");
-    CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
-    CAPTURE(engine.leftovers(gw.dir(), id));
+    delete_leaving_nothing(gw, engine, id);
   }
 }
 
@@ -415,12 +420,7 @@ void python_cells(Engine engine) {
   CHECK(failed.of_type("error")[0].json["error"]["ename"] == "ZeroDivisionError");
   CHECK(failed.of_type("execution_complete").size() == 1);
 
-  auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
-  REQUIRE(deleted);
-  CHECK(deleted->status == 204);
-  CHECK(gw.sandbox(id)["status"]["state"] == "Terminated");
-  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
-  CAPTURE(engine.leftovers(gw.dir(), id));
+  delete_leaving_nothing(gw, engine, id);
 }
 
 }  // namespace
@@ -455,8 +455,5 @@ TEST_CASE("docker backend: --docker-runtime runs every sandbox under that runtim
   INFO(calls);
   CHECK(calls.find("create") != std::string::npos);
   CHECK(calls.find(container.substr(0, container.size() - 1)) != std::string::npos);
-  auto deleted = gw.client()->Delete("/v1/sandboxes/" + id);
-  REQUIRE(deleted);
-  CHECK(deleted->status == 204);
-  CHECK(within(10s, [&] { return engine.leftovers(gw.dir(), id).empty(); }));
+  delete_leaving_nothing(gw, engine, id);
 }
