@@ -47,6 +47,7 @@ std::shared_ptr<isolation::Isolator> make_isolator(const core::Config& config, c
     if (value != 0) o.defaults.set(limit, value);  // 0: the flag's "no limit"
   }
   o.workspace_base = runtime_dir;
+  o.cgroup_pool_size = config.cgroup_pool_size;
   return std::make_shared<isolation::Isolator>(std::move(o));
 }
 

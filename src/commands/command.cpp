@@ -208,7 +208,9 @@ void Command::finish(int wait_status, const rusage& usage) {
   accounting["exit_code"] = exit_code;
   if (guard_) {
     guard_->add_usage(accounting);
-    guard_->finish();  // cgroup and workspace gone before the terminal event says "done"
+    // Processes and workspace gone before the terminal event says "done"; the emptied
+    // cgroup is removed by the pool's thread (CgroupPool), off this path.
+    guard_->finish();
   }
   if (hit) {
     accounting["killed"] = ExecutionGuard::killed_json(*hit);

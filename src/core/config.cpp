@@ -181,6 +181,10 @@ const std::vector<Option>& options() {
       {"disk-limit-mb", "EXECD_DISK_LIMIT_MB", "N",
        "default size in MiB of a namespace-level workspace tmpfs (default 0: no cap)",
        flag_limit(&Config::disk_limit_mb, uint64_t{1} << 30)},
+      {"cgroup-pool-size", "EXECD_CGROUP_POOL_SIZE", "N",
+       "execution cgroups made ahead, off the request path; used ones are removed off it too (default 4; "
+       "0: each execution makes and removes its own)",
+       flag_count(&Config::cgroup_pool_size, 0, 1024)},
   };
   return kOptions;
 }

@@ -80,6 +80,7 @@ struct Config {
   uint64_t max_output_bytes = 0;
   uint64_t max_open_files = 0;
   uint64_t disk_limit_mb = 0;
+  size_t cgroup_pool_size = 4;                 ///< spare execution cgroups made ahead (0: made per execution)
 
   bool show_help = false;
 };

@@ -85,13 +85,21 @@ class Cgroup {
   using Reap = std::function<void(const std::vector<pid_t>& killed)>;
 
   /// SIGKILLs everything in the group until it is empty or `timeout` passes. v2 with
-  /// cgroup.kill: one write. Otherwise freeze (so nothing forks between reading the list
-  /// and the kill), SIGKILL each, thaw, repeat. unavailable if processes remain.
+  /// cgroup.kill: one write. Otherwise SIGKILL each member listed; once a member shows up
+  /// that was not killed yet (a fork raced the kill), freeze (so nothing forks between
+  /// reading the list and the kill), SIGKILL each, thaw, repeat. unavailable if processes
+  /// remain.
   core::Result<void> kill_all(std::chrono::milliseconds timeout = std::chrono::seconds(5), const Reap& reap = {});
-  /// rmdir of every directory (kill_all first), waiting up to 5 s in all for killed tasks
-  /// to be reaped (EBUSY until then; not for a group that has child groups: those keep it
-  /// busy for good); unavailable when one is still busy. Idempotent.
-  core::Result<void> remove(const Reap& reap = {});
+  /// rmdir of every directory (kill_all first), waiting up to `busy_wait` in all for
+  /// killed tasks to be reaped (EBUSY until then; not for a group that has child groups:
+  /// those keep it busy for good); unavailable when one is still busy. Idempotent.
+  core::Result<void> remove(const Reap& reap = {}, std::chrono::milliseconds busy_wait = std::chrono::seconds(5));
+
+  /// Renames every directory of the group to `name` within its parent (cgroup v1 allows a
+  /// rename in place; open descriptors stay valid). not_supported on v2, which cannot
+  /// rename; unavailable naming the directory otherwise (those renamed before it keep
+  /// the new name, and dir() follows them).
+  core::Result<void> rename(const std::string& name);
 
  private:
   int version_;

@@ -43,10 +43,18 @@ std::string home_of_user() {
 }  // namespace
 
 Isolator::Isolator(Options options) : options_(std::move(options)), cgroups_(CgroupRoot::open(options_.cgroups)) {
+  if (cgroups_->version() != 0 && options_.cgroup_pool_size > 0) {
+    pool_ = std::make_shared<CgroupPool>(cgroups_, CgroupPool::Options{options_.cgroup_pool_size});
+  }
   if (options_.workspace_base.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     options_.workspace_base = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
   }
+}
+
+void Isolator::remove_cgroups() {
+  if (pool_) pool_->close();  // no spare made after the parent's sweep below
+  cgroups_->remove_all();
 }
 
 const Capabilities& Isolator::capabilities() {
@@ -75,9 +83,11 @@ core::Result<LaunchPlan> Isolator::prepare(const Limits& limits, LaunchRequest r
   // A per-unit CPU limit is measured on a cgroup, so it asks for one at any level.
   const bool cgroup_cpu = request.cpu_limit_per_unit && limits.get(Limit::cpu_time_s);
   if (cgroups_->version() != 0 && (cgroup_memory || cgroup_pids || cgroup_cpu || limits.level != Level::none)) {
-    auto group = cgroups_->create(request.id.empty() ? "x" : request.id);
+    const std::string name = request.id.empty() ? "x" : request.id;
+    auto group = pool_ ? pool_->take(name) : cgroups_->create(name);
     if (!group) return group.error();
     plan.cgroup = std::move(group).value();
+    plan.cgroup_pool = pool_;
     if (cgroup_memory) {
       if (auto r = plan.cgroup->set_memory_limit(*limits.get(Limit::memory_mb) * kMiB); !r) return r.error();
     }

@@ -8,6 +8,7 @@
 
 #include "core/result.hpp"
 #include "isolation/capabilities.hpp"
+#include "isolation/cgroup_pool.hpp"
 #include "isolation/cgroup_root.hpp"
 #include "isolation/launch_plan.hpp"
 #include "isolation/limits.hpp"
@@ -43,6 +44,9 @@ class Isolator {
     std::string bwrap = "/usr/bin/bwrap";
     std::string workspace_base;          ///< where fresh namespace-level workspaces go; empty: $TMPDIR
     CgroupRoot::Options cgroups;
+    /// Spare cgroups made ahead (CgroupPool); used groups are then removed off the
+    /// request path too. 0: each execution makes and removes its group itself.
+    size_t cgroup_pool_size = 4;
   };
 
   explicit Isolator(Options options);
@@ -51,9 +55,13 @@ class Isolator {
   const Capabilities& capabilities();
   [[nodiscard]] const Limits& defaults() const { return options_.defaults; }
   [[nodiscard]] const CgroupRoot& cgroups() const { return *cgroups_; }
-  /// Kills every execution's cgroup and removes the daemon's cgroup parent now
-  /// (CgroupRoot::remove_all): for a daemon about to exit without its destructors.
-  void remove_cgroups() { cgroups_->remove_all(); }
+  /// The spare cgroups and the deferred remover; null when Options::cgroup_pool_size is 0
+  /// or the host has no usable cgroups.
+  [[nodiscard]] CgroupPool* cgroup_pool() const { return pool_.get(); }
+  /// Stops the pool making groups, kills every execution's cgroup and removes the
+  /// daemon's cgroup parent with everything in it, spares too (CgroupRoot::remove_all):
+  /// for a daemon about to exit without its destructors.
+  void remove_cgroups();
 
   /// check() against this host.
   core::Result<void> check(const Limits& limits);
@@ -66,7 +74,8 @@ class Isolator {
 
  private:
   Options options_;
-  std::unique_ptr<CgroupRoot> cgroups_;
+  std::shared_ptr<CgroupRoot> cgroups_;
+  std::shared_ptr<CgroupPool> pool_;  // shared with the plans that will retire a group to it
   std::once_flag probed_;
   Capabilities caps_;
 };

@@ -13,6 +13,13 @@ namespace execd::isolation {
 LaunchPlan::~LaunchPlan() { finish(); }
 
 void LaunchPlan::finish(const Cgroup::Reap& reap) {
+  if (cgroup && cgroup_pool) {
+    // The processes go now (nothing of an execution outlives it); the rmdir, which waits
+    // for the killed ones to be reaped, goes to the pool's thread.
+    if (auto r = cgroup->kill_all(std::chrono::seconds(5), reap); !r) spdlog::warn("isolation: {}", r.error().message);
+    if (reap) reap({});
+    cgroup_pool->retire(std::move(cgroup));
+  }
   if (cgroup) {
     if (auto r = cgroup->remove(reap); !r) spdlog::warn("isolation: {}", r.error().message);
     cgroup.reset();

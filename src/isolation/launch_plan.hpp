@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "isolation/cgroup.hpp"
+#include "isolation/cgroup_pool.hpp"
 #include "isolation/child_steps.hpp"
 #include "isolation/limits.hpp"
 
@@ -35,6 +36,9 @@ struct LaunchPlan {
   std::optional<uint64_t> max_output_bytes;
   Limits limits;                    ///< what was asked for (for messages and metrics)
   std::unique_ptr<Cgroup> cgroup;   ///< null when no cgroup is needed or usable
+  /// Where `cgroup` goes to be removed once its processes are killed; null: finish()
+  /// removes it itself.
+  std::shared_ptr<CgroupPool> cgroup_pool;
   std::string workspace;            ///< made for this execution and removed after; else empty
 
   LaunchPlan() = default;
@@ -49,8 +53,9 @@ struct LaunchPlan {
   /// so only what happened since counts.
   [[nodiscard]] std::optional<LimitHit> limit_hit(int wait_status, const CgroupUsage& baseline = {}) const;
 
-  /// Kills every process left in the cgroup, removes it and the workspace. Idempotent.
-  /// `reap` runs between kill rounds (the subreaper collecting the killed orphans).
+  /// Kills every process left in the cgroup, removes it (or, with a cgroup_pool, hands it
+  /// to the pool's remover) and the workspace. Idempotent. `reap` runs between kill
+  /// rounds (the subreaper collecting the killed orphans).
   void finish(const Cgroup::Reap& reap = {});
 };
 

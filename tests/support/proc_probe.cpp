@@ -74,7 +74,8 @@ std::vector<std::string> daemon_cgroups(pid_t daemon, const std::string& prefix)
       if (!e.is_directory() || e.path().filename().string().rfind(parent, 0) != 0) continue;
       for (const auto& g : fs::directory_iterator(e.path(), ec)) {
         const std::string name = g.path().filename().string();
-        if (g.is_directory() && name.rfind(prefix, 0) == 0) out.push_back(controller + ":" + name);
+        const bool spare = name.rfind("spare-", 0) == 0 && prefix.rfind("spare-", 0) != 0;
+        if (g.is_directory() && name.rfind(prefix, 0) == 0 && !spare) out.push_back(controller + ":" + name);
       }
     }
   }

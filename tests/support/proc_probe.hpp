@@ -31,7 +31,9 @@ size_t fd_count(pid_t pid);
 long status_kib(pid_t pid, const std::string& key);
 
 /// The child cgroups of `daemon`'s parent groups (`execd-<pid>-*`, cgroup v1 memory and pids
-/// hierarchies) whose names start with `prefix`, as "controller:name".
+/// hierarchies) whose names start with `prefix`, as "controller:name". The pool's spares
+/// (`spare-N`: never used; on v1 a group taken from the pool is renamed after its
+/// execution) are left out unless `prefix` asks for them.
 std::vector<std::string> daemon_cgroups(pid_t daemon, const std::string& prefix = "");
 
 /// A shell command that SIGKILLs every process below the gateway process backend's keepers
