@@ -36,6 +36,9 @@ TEST_CASE("process level: cgroup joined, rlimits and no_new_privs set in the chi
   CHECK(read_cgroup_number(mem_dir + "/memory.limit_in_bytes") == (64u << 20));
   CHECK_FALSE(plan->limit_hit(status).has_value());
   plan->finish();
+  // The emptied group is removed by the pool's thread, off the caller's path.
+  REQUIRE(iso.cgroup_pool() != nullptr);
+  CHECK(iso.cgroup_pool()->settle(std::chrono::seconds(10)));
   struct stat st {};
   CHECK(::stat(mem_dir.c_str(), &st) != 0);
 }
