@@ -175,6 +175,45 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // The cgroup work alone, without exec: what the request path does around the spawn
+  // (prepare: group made or taken, limits written, cgroup.procs opened; finish: kill
+  // check, rmdir or hand-over), and the child's side (fork, join, rlimits, no_new_privs,
+  // _exit) against a bare fork+_exit. Microseconds, far less noisy than a whole spawn.
+  const auto fork_exit = [&](const ChildSteps& steps) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const char* failed = nullptr;
+      ::_exit(steps.apply(&failed) == 0 ? 0 : 126);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    check(status);
+  };
+  const auto path_only = [&](Isolator& iso) {
+    return [&] {
+      auto plan = iso.prepare(limits_at(iso, Level::process), {truth, env, "", "path-" + std::to_string(++seq), {}});
+      if (!plan) std::exit(1);
+      plan->finish();
+    };
+  };
+  auto steps_plan = pooled.prepare(limits_at(pooled, Level::process), {truth, env, "", "steps", {}});
+  if (!steps_plan) return 1;
+  std::vector<Case> micro = {
+      {"cgroup work on the path, in place", path_only(unpooled), {}, {}},
+      {"cgroup work on the path, pool", path_only(pooled), settle, {}},
+      {"fork+_exit", [&] { fork_exit({}); }, {}, {}},
+      {"fork+join+rlimits+nnp+_exit", [&] { fork_exit(steps_plan->child); }, {}, {}},
+  };
+  for (int r = 0; r < rounds * 5; ++r) {
+    for (auto& c : micro) {
+      const auto t0 = Clock::now();
+      c.once();
+      c.ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      if (c.between) c.between();
+    }
+  }
+  steps_plan->finish();
+
   std::vector<Case> cases = {
       {"bare fork+exec", [&] { check(run({}, truth, env)); }, {}, {}},
       {"process, cgroup made in place", at_level(unpooled, Level::process), {}, {}},
@@ -248,6 +287,13 @@ int main(int argc, char** argv) {
               step(13, 12));
   std::printf("  same argv - bare bwrap:                    %+.3f ms, x%.2f (the mounts and flags isolation needs)\n",
               step(12, 3), median(cases[12].ms) / median(cases[3].ms));
+  std::printf("  without exec (%d rounds):\n", rounds * 5);
+  for (const auto& c : micro) {
+    std::printf("  %-38s %9.3f ms median %8.3f p10\n", c.name.c_str(), median(c.ms), quantile(c.ms, 0.1));
+  }
+  std::vector<double> join;
+  for (size_t r = 0; r < micro[3].ms.size(); ++r) join.push_back(micro[3].ms[r] - micro[2].ms[r]);
+  std::printf("  the child's steps (join 4 v1 hierarchies, rlimits, nnp): %+.3f ms paired median\n", median(join));
   if (failures != 0) std::printf("  %d runs did not exit 0\n", failures);
   return failures == 0 ? 0 : 1;
 }

@@ -258,6 +258,9 @@ core::Result<void> Cgroup::kill_all(std::chrono::milliseconds timeout, const Rea
     std::vector<pid_t> victims = members;
     if (round == 0 || !fresh) {
       for (pid_t p : victims) ::kill(p, SIGKILL);
+      // Members that outlived a SIGKILL may be frozen (a paused sandbox): a frozen task
+      // takes its SIGKILL only once thawed.
+      if (round > 0 && !freezer.empty()) (void)write_cgroup_file(freezer + freeze_file, thawed);
     } else {
       const bool froze = !freezer.empty() && write_cgroup_file(freezer + freeze_file, frozen).ok();
       victims = pids();

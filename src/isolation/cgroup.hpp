@@ -87,8 +87,9 @@ class Cgroup {
   /// SIGKILLs everything in the group until it is empty or `timeout` passes. v2 with
   /// cgroup.kill: one write. Otherwise SIGKILL each member listed; once a member shows up
   /// that was not killed yet (a fork raced the kill), freeze (so nothing forks between
-  /// reading the list and the kill), SIGKILL each, thaw, repeat. unavailable if processes
-  /// remain.
+  /// reading the list and the kill), SIGKILL each, thaw, repeat. A frozen group (a paused
+  /// sandbox) is thawed once its members outlive a first SIGKILL, so the kill lands.
+  /// unavailable if processes remain.
   core::Result<void> kill_all(std::chrono::milliseconds timeout = std::chrono::seconds(5), const Reap& reap = {});
   /// rmdir of every directory (kill_all first), waiting up to `busy_wait` in all for
   /// killed tasks to be reaped (EBUSY until then; not for a group that has child groups:

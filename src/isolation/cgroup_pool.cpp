@@ -46,6 +46,8 @@ core::Result<std::unique_ptr<Cgroup>> CgroupPool::take(const std::string& name) 
       group = std::move(spares_.front());
       spares_.pop_front();
     }
+    // The last spare gone: refill now, the next execution would make its own otherwise.
+    refill_after_ = spares_.empty() ? Clock::now() : std::max(refill_after_, Clock::now() + options_.quiet);
   }
   cv_.notify_all();
   if (!group) return root_->create(name);
@@ -62,7 +64,7 @@ void CgroupPool::retire(std::unique_ptr<Cgroup> group) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_ && worker_.joinable() && retired_.size() < options_.max_retired) {
       const auto now = Clock::now();
-      retired_.push_back({std::move(group), now, kFirstBackoff, now});
+      retired_.push_back({std::move(group), now + options_.quiet, kFirstBackoff, now});
     }
   }
   if (group) {

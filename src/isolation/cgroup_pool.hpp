@@ -35,6 +35,11 @@ class CgroupPool {
     /// Retired groups waiting for removal; past it retire() removes on the caller's thread
     /// (a remover that cannot keep up slows executions down rather than piling up groups).
     size_t max_retired = 256;
+    /// How long the thread keeps off after a take or a retire before it makes or removes
+    /// a group (unless no spare is left): mkdir, rename, rmdir and a child's join all take
+    /// the kernel's one cgroup mutex, so work started at once would queue the very
+    /// execution that asked behind it.
+    std::chrono::milliseconds quiet = std::chrono::milliseconds(5);
   };
 
   CgroupPool(std::shared_ptr<CgroupRoot> root, Options options);
@@ -88,7 +93,7 @@ class CgroupPool {
   bool working_ = false;          // the thread is making or removing a group (settle() waits for it)
   bool closed_ = false;           // guarded by mu_; also read under make_mu_
   std::mutex make_mu_;            // held while the pool makes a directory, so close() can wait for it
-  std::chrono::steady_clock::time_point refill_after_{};  // backoff after a failed make
+  std::chrono::steady_clock::time_point refill_after_{};  // backoff after a failed make, or quiet after a take
   unsigned long long seq_ = 0;
   std::thread worker_;
 };

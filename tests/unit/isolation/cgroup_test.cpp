@@ -168,3 +168,21 @@ TEST_CASE("a dead daemon's cgroups are killed and removed by the next daemon's s
   CHECK_FALSE(is_running(left));
   for (const auto& [controller, gp] : grandparents) CHECK_FALSE(exists(gp + "/" + stale));
 }
+
+TEST_CASE("kill_all ends a frozen group too: the first round kills without the freezer, then thaws for the kill") {
+  auto root = CgroupRoot::open();
+  REQUIRE(root->writable("freezer"));
+  auto group = root->create("frozen-kill");
+  REQUIRE(group.ok());
+  Cgroup& g = **group;
+  const pid_t pid = start_child(join(g), {"/bin/sleep", "1000"}, {"PATH=/usr/bin:/bin"}, ::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  for (int i = 0; i < 500 && g.pids().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(g.pids() == std::vector<pid_t>{pid});
+  REQUIRE(g.freeze(true).ok());
+  REQUIRE(g.kill_all(std::chrono::seconds(5), [](const std::vector<pid_t>& killed) {
+    for (pid_t p : killed) ::waitpid(p, nullptr, WNOHANG);
+  }).ok());
+  ::waitpid(pid, nullptr, 0);
+  CHECK_FALSE(is_running(pid));
+  REQUIRE(g.remove().ok());
+}
