@@ -235,8 +235,8 @@ int main(int argc, char** argv) {
          while (::waitpid(-1, nullptr, 0) > 0) {
          }
        }, {}, {}},
-      {" + workspace made and removed", at_level(no_cgroup, Level::namespace_, true), {}, {}},
-      {" + cgroup from the pool = namespace", at_level(pooled, Level::namespace_), settle, {}},
+      {" + workspace made, removed in place", at_level(no_cgroup, Level::namespace_, true), {}, {}},
+      {" + pool: cgroup, workspace rm = namespace", at_level(pooled, Level::namespace_), settle, {}},
       {"namespace, cgroup made in place", at_level(unpooled, Level::namespace_), {}, {}},
   };
   const double load_before = load_average();

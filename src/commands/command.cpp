@@ -208,8 +208,8 @@ void Command::finish(int wait_status, const rusage& usage) {
   accounting["exit_code"] = exit_code;
   if (guard_) {
     guard_->add_usage(accounting);
-    // Processes and workspace gone before the terminal event says "done"; the emptied
-    // cgroup is removed by the pool's thread (CgroupPool), off this path.
+    // No process left before the terminal event says "done"; the emptied cgroup and a
+    // fresh workspace are removed by the pool's thread (CgroupPool), off this path.
     guard_->finish();
   }
   if (hit) {

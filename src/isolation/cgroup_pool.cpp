@@ -1,6 +1,7 @@
 #include "isolation/cgroup_pool.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,12 @@ constexpr auto kFirstBackoff = std::chrono::milliseconds(20);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 // A failed mkdir (the root removed, a host limit on groups) is not retried in a loop.
 constexpr auto kRefillBackoff = std::chrono::seconds(1);
+
+void remove_tree(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) spdlog::warn("isolation: cannot remove workspace {}: {}", dir, ec.message());
+}
 
 }  // namespace
 
@@ -36,6 +43,7 @@ CgroupPool::~CgroupPool() {
   for (auto& r : retired_) {
     if (auto rm = r.group->remove(); !rm) spdlog::warn("isolation: {}", rm.error().message);
   }
+  for (auto& [dir, when] : dirs_) remove_tree(dir);
 }
 
 core::Result<std::unique_ptr<Cgroup>> CgroupPool::take(const std::string& name) {
@@ -74,6 +82,23 @@ void CgroupPool::retire(std::unique_ptr<Cgroup> group) {
   cv_.notify_all();
 }
 
+void CgroupPool::retire_directory(std::string dir) {
+  if (dir.empty()) return;
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_ && worker_.joinable() && dirs_.size() < options_.max_retired) {
+      dirs_.emplace_back(dir, Clock::now() + options_.quiet);
+      queued = true;
+    }
+  }
+  if (!queued) {
+    remove_tree(dir);
+    return;
+  }
+  cv_.notify_all();
+}
+
 void CgroupPool::close() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -87,7 +112,7 @@ void CgroupPool::close() {
 bool CgroupPool::settle(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   return settled_cv_.wait_for(lock, timeout, [this] {
-    return !working_ && retired_.empty() && (closed_ || !worker_.joinable() || spares_.size() >= options_.size);
+    return !working_ && retired_.empty() && dirs_.empty() && (closed_ || !worker_.joinable() || spares_.size() >= options_.size);
   });
 }
 
@@ -163,12 +188,23 @@ void CgroupPool::run() {
       }
       continue;
     }
+    if (!dirs_.empty() && dirs_.front().second <= now) {
+      const std::string dir = std::move(dirs_.front().first);
+      dirs_.pop_front();
+      working_ = true;
+      lock.unlock();
+      remove_tree(dir);
+      lock.lock();
+      working_ = false;
+      continue;
+    }
     const bool full = closed_ || spares_.size() >= options_.size;
-    if (full && retired_.empty()) settled_cv_.notify_all();
+    if (full && retired_.empty() && dirs_.empty()) settled_cv_.notify_all();
     auto wake = Clock::time_point::max();
     if (!retired_.empty()) {
       for (const auto& r : retired_) wake = std::min(wake, r.next_try);
     }
+    if (!dirs_.empty()) wake = std::min(wake, dirs_.front().second);
     if (!full) wake = std::min(wake, refill_after_);
     if (wake == Clock::time_point::max()) {
       cv_.wait(lock);

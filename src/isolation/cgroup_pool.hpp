@@ -59,6 +59,13 @@ class CgroupPool {
   /// not leave processes behind either).
   void retire(std::unique_ptr<Cgroup> group);
 
+  /// Removes an execution's fresh workspace directory (with everything in it) off the
+  /// caller's path too: a directory that was a mount point in a sandbox whose mount
+  /// namespace is still being torn down costs an RCU grace period to remove (about 1 ms
+  /// here). Not retried on error (logged); the daemon's runtime directory, under which
+  /// workspaces live, goes at exit anyway.
+  void retire_directory(std::string dir);
+
   /// Stops making spares: once it returns, the pool makes no directory (take() still makes
   /// one in place, which fails once the root is removed). Idempotent, any thread.
   void close();
@@ -89,6 +96,7 @@ class CgroupPool {
   std::condition_variable settled_cv_;
   std::deque<std::unique_ptr<Cgroup>> spares_;
   std::deque<Retired> retired_;
+  std::deque<std::pair<std::string, std::chrono::steady_clock::time_point>> dirs_;  // with when to remove
   bool stopping_ = false;
   bool working_ = false;          // the thread is making or removing a group (settle() waits for it)
   bool closed_ = false;           // guarded by mu_; also read under make_mu_

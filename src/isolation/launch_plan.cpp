@@ -24,6 +24,10 @@ void LaunchPlan::finish(const Cgroup::Reap& reap) {
     if (auto r = cgroup->remove(reap); !r) spdlog::warn("isolation: {}", r.error().message);
     cgroup.reset();
   }
+  if (!workspace.empty() && cgroup_pool) {
+    cgroup_pool->retire_directory(std::move(workspace));
+    workspace.clear();
+  }
   if (!workspace.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(workspace, ec);

@@ -53,8 +53,8 @@ struct LaunchPlan {
   /// so only what happened since counts.
   [[nodiscard]] std::optional<LimitHit> limit_hit(int wait_status, const CgroupUsage& baseline = {}) const;
 
-  /// Kills every process left in the cgroup, removes it (or, with a cgroup_pool, hands it
-  /// to the pool's remover) and the workspace. Idempotent. `reap` runs between kill
+  /// Kills every process left in the cgroup, removes it and the workspace (with a
+  /// cgroup_pool: hands both to the pool's thread, the processes killed first). Idempotent. `reap` runs between kill
   /// rounds (the subreaper collecting the killed orphans).
   void finish(const Cgroup::Reap& reap = {});
 };

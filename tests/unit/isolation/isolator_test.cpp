@@ -63,6 +63,9 @@ TEST_CASE("namespace level: bwrap argv, fresh workspace removed after, limits in
   CHECK(::stat((ws + "/f").c_str(), &st) == 0);
   CHECK(read_cgroup_number(plan->cgroup->dir("pids") + "/pids.max") == 20u);
   plan->finish();
+  // Removed by the pool's thread, off the caller's path.
+  REQUIRE(iso.cgroup_pool() != nullptr);
+  CHECK(iso.cgroup_pool()->settle(std::chrono::seconds(10)));
   CHECK(::stat(ws.c_str(), &st) != 0);
 }
 
