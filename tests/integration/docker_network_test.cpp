@@ -58,7 +58,7 @@ void enter_own_network_namespace() {
 
 PrivateDockerd& dockerd() {
   enter_own_network_namespace();
-  static PrivateDockerd d(PrivateDockerd::Options{/*iptables=*/true});
+  static PrivateDockerd d(PrivateDockerd::Options{.iptables = true, .runtimes = {}});
   static const bool imported = (d.import_busybox_image(kImage), true);
   (void)imported;
   return d;
