@@ -1257,7 +1257,11 @@ void SandboxService::relabel_later(const std::string& id) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const Entry* e = find_locked(id);
-      if (e == nullptr || !is_local(*e) || e->record.sandbox.placement.handle.empty()) return;
+      // One being removed has no labels left to keep (its record goes with it).
+      if (e == nullptr || !is_local(*e) || e->record.sandbox.placement.handle.empty() ||
+          is_final(e->record.sandbox.state) || e->record.sandbox.state == SandboxState::stopping) {
+        return;
+      }
       placement = e->record.sandbox.placement;
       labels = labels_locked(*e);
     }

@@ -623,6 +623,7 @@ core::Result<void> ProcessBackend::remove(const Placement& placement) {
   }
   reap_if_child(keeper);
   if (auto r = WorkspaceQuota::unmount(dir + "/workspace"); !r) return r;
+  std::lock_guard<std::mutex> lock(records_mu_);
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec && exists(dir)) {
@@ -697,6 +698,7 @@ core::Result<Placement> ProcessBackend::reserve(const std::string& sandbox_id, c
 core::Result<void> ProcessBackend::relabel(const Placement& placement, const InstanceLabels& labels) {
   if (!is_safe_id(placement.handle)) return core::make_error(core::Errc::not_found, "no sandbox " + placement.handle);
   const std::string path = sandbox_dir(placement.handle) + "/record.json";
+  std::lock_guard<std::mutex> lock(records_mu_);
   auto record = SandboxRecord::load(path);
   if (!record) return record.error();
   record->labels = labels;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -116,6 +117,10 @@ class ProcessBackend final : public Backend {
   Options options_;
   std::unique_ptr<isolation::CgroupRoot> cgroups_;
   std::string loader_;      ///< the host's dynamic loader (PT_INTERP of execd), for rootfs images
+  /// A relabel's rewrite of record.json never interleaves with the removal of its
+  /// directory: a delete right after a pool claim (whose relabel runs on a worker) saw
+  /// remove_all fail as the rewrite put a file back, and the DELETE answered remove_failed.
+  std::mutex records_mu_;
 };
 
 }  // namespace execd::gateway
