@@ -105,10 +105,7 @@ core::Result<NodeSpares::Spare> NodeSpares::take(Language language, isolation::L
     Spare spare = std::move(flavour.ready.front());
     flavour.ready.pop_front();
     cv_.notify_all();  // start its replacement
-    int status = 0;
-    if (::waitpid(spare.child.pid, &status, WNOHANG) == spare.child.pid) {
-      reaper_->disown(spare.child.pid);
-      spdlog::warn("invoke: node spare {} had ended while idle", spare.child.pid);
+    if (ended_idle(spare)) {
       flavour.not_before = std::chrono::steady_clock::now() + options_.retry_after;
       continue;
     }
@@ -163,22 +160,20 @@ core::Result<void> NodeSpares::start_one(size_t f, Spare& spare) {
   return {};
 }
 
+bool NodeSpares::ended_idle(const Spare& spare) {
+  int status = 0;
+  if (::waitpid(spare.child.pid, &status, WNOHANG) != spare.child.pid) return false;
+  reaper_->disown(spare.child.pid);
+  spdlog::warn("invoke: node spare {} ended while idle ({} {})", spare.child.pid,
+               WIFSIGNALED(status) ? "signal" : "exit status",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  return true;
+}
+
 bool NodeSpares::reap_dead(Flavour& flavour) {
-  bool died = false;
-  for (auto it = flavour.ready.begin(); it != flavour.ready.end();) {
-    int status = 0;
-    if (::waitpid(it->child.pid, &status, WNOHANG) == it->child.pid) {
-      reaper_->disown(it->child.pid);
-      spdlog::warn("invoke: node spare {} ended while idle ({} {})", it->child.pid,
-                   WIFSIGNALED(status) ? "signal" : "exit status",
-                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-      it = flavour.ready.erase(it);
-      died = true;
-    } else {
-      ++it;
-    }
-  }
-  return died;
+  const auto before = flavour.ready.size();
+  std::erase_if(flavour.ready, [this](const Spare& spare) { return ended_idle(spare); });
+  return flavour.ready.size() != before;
 }
 
 void NodeSpares::discard(Spare& spare) {

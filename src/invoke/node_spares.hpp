@@ -97,7 +97,9 @@ class NodeSpares {
   std::vector<std::string> startup_env_of(size_t f) const;
   core::Result<void> start_one(size_t f, Spare& spare);
   void run_starter();
-  /// Reaps idle spares that have exited; true when some had. Under mu_.
+  /// Whether an idle spare has exited (then reaped and logged). Under mu_.
+  bool ended_idle(const Spare& spare);
+  /// Drops the idle spares that have exited; true when some had. Under mu_.
   bool reap_dead(Flavour& flavour);
 
   std::shared_ptr<process::ChildReaper> reaper_;

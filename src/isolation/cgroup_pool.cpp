@@ -121,11 +121,6 @@ size_t CgroupPool::spare_count() const {
   return spares_.size();
 }
 
-size_t CgroupPool::retired_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return retired_.size();
-}
-
 std::unique_ptr<Cgroup> CgroupPool::make_spare() {
   std::lock_guard<std::mutex> making(make_mu_);
   unsigned long long n = 0;

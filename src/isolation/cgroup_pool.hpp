@@ -75,7 +75,6 @@ class CgroupPool {
   bool settle(std::chrono::milliseconds timeout);
 
   [[nodiscard]] size_t spare_count() const;
-  [[nodiscard]] size_t retired_count() const;
   [[nodiscard]] size_t size() const { return options_.size; }
 
  private:

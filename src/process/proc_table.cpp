@@ -216,24 +216,10 @@ std::vector<pid_t> group_members(pid_t pgid, const std::string& proc_root) {
 
 core::Result<IoBytes> io_bytes(pid_t pid, const std::string& proc_root) {
   const std::string text = slurp(proc_root + "/" + std::to_string(pid) + "/io");
-  IoBytes io;
-  bool read = false, written = false;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    const std::string_view line(text.data() + pos, end - pos);
-    auto value = [&](std::string_view key, uint64_t& out) {
-      if (line.substr(0, key.size()) != key) return false;
-      out = std::strtoull(std::string(line.substr(key.size())).c_str(), nullptr, 10);
-      return true;
-    };
-    read = value("read_bytes: ", io.read) || read;
-    written = value("write_bytes: ", io.written) || written;
-    pos = end + 1;
-  }
+  const auto read = core::keyed_value(text, "read_bytes");
+  const auto written = core::keyed_value(text, "write_bytes");
   if (!read || !written) return core::make_error(core::Errc::not_found, "no I/O counters for process " + std::to_string(pid));
-  return io;
+  return IoBytes{*read, *written};
 }
 
 core::Result<uint64_t> cpu_time_with_children_ms(pid_t pid, const std::string& proc_root) {
